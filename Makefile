@@ -1,0 +1,64 @@
+# LetterShop e-mail channel. `make demo` and `make test` work on a fresh Debian machine (as root).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION := 3.13
+VENV := .venv
+PY := $(VENV)/bin/python
+# The Lambda runtime's interpreter: pyenv's python3.13, else one on PATH.
+BASE_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION)) $(shell command -v python$(PYTHON_VERSION)))
+STAMP := $(VENV)/.installed
+
+.PHONY: help install system-packages demo test lint types unit integration bench build deploy clean
+
+help:
+	@echo "make demo   - set everything up and run one real poll on the local stack"
+	@echo "make test   - set everything up, then lint, types and all tests"
+	@echo "make install | lint | types | unit | integration | bench | build | deploy | clean"
+
+system-packages:
+	@if ! command -v dovecot >/dev/null 2>&1 || ! test -x /usr/lib/dovecot/pop3; then \
+		echo "installing dovecot-pop3d (Debian package)"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-pop3d >/dev/null; \
+	fi
+
+$(STAMP): requirements-dev.txt src/requirements.txt
+	@if [ -z "$(BASE_PYTHON)" ]; then \
+		echo "Python $(PYTHON_VERSION) (the Lambda runtime) is missing: 'pyenv install $(PYTHON_VERSION)' or 'apt-get install python$(PYTHON_VERSION)'"; exit 1; fi
+	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PYTHON_VERSION)".split("."))))'; then \
+		rm -rf $(VENV); $(BASE_PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: system-packages $(STAMP)
+
+demo: install
+	$(PY) -m devstack.demo
+
+lint: install
+	$(VENV)/bin/ruff check src tests devstack bench
+	$(VENV)/bin/ruff format --check src tests devstack bench
+
+types: install
+	$(VENV)/bin/mypy src
+
+unit: install
+	$(VENV)/bin/pytest tests/unit
+
+integration: install
+	$(VENV)/bin/pytest tests/integration
+
+test: lint types
+	$(VENV)/bin/pytest
+
+bench: install
+	$(PY) -m bench
+
+build: install
+	PATH="$(dir $(BASE_PYTHON)):$$PATH" sam build
+
+deploy: build
+	sam deploy --guided
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

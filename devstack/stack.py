@@ -1,0 +1,221 @@
+"""The whole local stack: Dovecot (POP3/POP3S), aiosmtpd (SMTP) and moto (AWS) on 127.0.0.1.
+
+::
+
+    with LocalStack() as stack:
+        user, password = stack.new_mailbox()
+        stack.dovecot.deliver(user, raw)
+        os.environ.update(stack.env())   # what the poll handler needs (DESIGN §8)
+        ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from devstack import aws
+from devstack.aws import StackNames, create_resources
+from devstack.dovecot import Dovecot
+from devstack.moto import MotoServer
+from devstack.smtp import SmtpServer
+from devstack.tls import HOST, TlsFiles, make_tls_files
+
+
+class LocalStackError(RuntimeError):
+    """Stopping one or more servers failed (all the others were stopped anyway)."""
+
+
+class LocalStack:
+    """Owns a temp folder, the TLS files and every server; ``env()`` is the handler's environment.
+
+    SMTP servers:
+
+    * ``smtp``  — STARTTLS required, AUTH required (user :attr:`smtp_user` / :attr:`smtp_password`);
+    * ``smtps`` — implicit TLS, AUTH required (same user);
+    * ``smtp_open`` — plain, STARTTLS offered but not required, no AUTH required.
+    """
+
+    host = HOST
+    smtp_user = "lettershop-relay"
+
+    def __init__(self, names: StackNames | None = None) -> None:
+        self.names = names or StackNames()
+        self.smtp_password = secrets.token_urlsafe(16)
+        self.root: Path | None = None
+        self.tls: TlsFiles | None = None
+        self._dovecot: Dovecot | None = None
+        self._smtp: SmtpServer | None = None
+        self._smtps: SmtpServer | None = None
+        self._smtp_open: SmtpServer | None = None
+        self._moto: MotoServer | None = None
+        self._mailboxes = itertools.count(1)
+
+    # -------------------------------------------------------------- servers
+
+    @staticmethod
+    def _need[T](server: T | None, what: str) -> T:
+        if server is None:
+            raise RuntimeError(f"LocalStack is not started ({what})")
+        return server
+
+    @property
+    def dovecot(self) -> Dovecot:
+        return self._need(self._dovecot, "dovecot")
+
+    @property
+    def smtp(self) -> SmtpServer:
+        return self._need(self._smtp, "smtp")
+
+    @property
+    def smtps(self) -> SmtpServer:
+        return self._need(self._smtps, "smtps")
+
+    @property
+    def smtp_open(self) -> SmtpServer:
+        return self._need(self._smtp_open, "smtp_open")
+
+    @property
+    def moto(self) -> MotoServer:
+        return self._need(self._moto, "moto")
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.moto.endpoint_url
+
+    @property
+    def ca_file(self) -> Path:
+        return self._need(self.tls, "tls").ca_file
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start everything; on any failure stop what already runs and re-raise (with the log)."""
+        if self.root is not None:
+            raise RuntimeError("LocalStack already started")
+        self.root = Path(tempfile.mkdtemp(prefix="lettershop-stack-"))
+        # Dovecot's unprivileged processes must be able to traverse into their own sub-folder.
+        self.root.chmod(0o755)
+        try:
+            self.tls = make_tls_files(self.root / "tls")
+            # Subprocesses first, then the threads of aiosmtpd.
+            self._moto = MotoServer(self.root)
+            self._moto.start()
+            self._dovecot = Dovecot(self.root, self.tls)
+            self._dovecot.start()
+            users = {self.smtp_user: self.smtp_password}
+            self._smtp = SmtpServer(self.tls, users)
+            self._smtp.start()
+            self._smtps = SmtpServer(self.tls, users, implicit_tls=True)
+            self._smtps.start()
+            self._smtp_open = SmtpServer(self.tls, users, require_starttls=False, auth_required=False)
+            self._smtp_open.start()
+            create_resources(self._moto.endpoint_url, self.names)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every server even if stopping one fails; then remove the folder. Idempotent."""
+        errors: list[tuple[str, BaseException]] = []
+        stoppers: list[tuple[str, Callable[[], None] | None]] = [
+            ("smtp_open", self._smtp_open.stop if self._smtp_open else None),
+            ("smtps", self._smtps.stop if self._smtps else None),
+            ("smtp", self._smtp.stop if self._smtp else None),
+            ("dovecot", self._dovecot.stop if self._dovecot else None),
+            ("moto", self._moto.stop if self._moto else None),
+        ]
+        for name, stop in stoppers:
+            if stop is None:
+                continue
+            try:
+                stop()
+            except Exception as err:  # keep going: the other servers must stop too
+                errors.append((name, err))
+        self._smtp_open = self._smtps = self._smtp = None
+        self._dovecot = None
+        self._moto = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+        self.tls = None
+        if errors:
+            detail = "; ".join(f"{name}: {err!r}" for name, err in errors)
+            raise LocalStackError(f"stopping the local stack failed: {detail}") from errors[0][1]
+
+    # ------------------------------------------------------------- per test
+
+    def reset(self) -> None:
+        """Empty moto and re-create the resources; forget received SMTP mail."""
+        self.moto.reset()
+        create_resources(self.moto.endpoint_url, self.names)
+        for server in (self.smtp, self.smtps, self.smtp_open):
+            server.clear()
+
+    def new_mailbox(self, prefix: str = "partner") -> tuple[str, str]:
+        """A fresh POP3 user with an empty Maildir: ``(user, password)``."""
+        user = f"{prefix}{next(self._mailboxes)}-{secrets.token_hex(3)}"
+        password = secrets.token_urlsafe(12)
+        self.dovecot.add_user(user, password)
+        return user, password
+
+    def env(self) -> dict[str, str]:
+        """Exactly the environment the poll handler needs to run against this stack (§8)."""
+        return {
+            "LETTERSHOP_CHANNELS_TABLE": self.names.channels_table,
+            "LETTERSHOP_STATE_TABLE": self.names.state_table,
+            "LETTERSHOP_SCRIPTS_BUCKET": self.names.scripts_bucket,
+            "LETTERSHOP_ARCHIVE_BUCKET": self.names.archive_bucket,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": aws.REGION,
+            "AWS_ACCESS_KEY_ID": aws.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": aws.ACCESS_KEY,
+            "SSL_CERT_FILE": str(self.ca_file),
+            "POWERTOOLS_SERVICE_NAME": "lettershop-email-channel",
+            "POWERTOOLS_METRICS_NAMESPACE": "LetterShop",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+
+    def log_text(self) -> str:
+        """Dovecot's and moto's logs, for failure messages."""
+        parts = []
+        if self._dovecot is not None:
+            parts.append("--- dovecot ---\n" + self._dovecot.log_text())
+        if self._moto is not None:
+            parts.append("--- moto ---\n" + self._moto.log_text())
+        return "\n".join(parts)
+
+
+def apply_env(env: dict[str, str]) -> dict[str, str | None]:
+    """Put *env* into ``os.environ``; return the previous values for :func:`restore_env`."""
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    return previous
+
+
+def restore_env(previous: dict[str, str | None]) -> None:
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,0 +1,42 @@
+"""botocore failures sorted into our errors: throttling and network trouble are worth another try."""
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from domain.errors import LetterShopError, PermanentError, TransientError
+
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalError",
+        "InternalServerError",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "TransactionConflictException",
+    }
+)
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def classify(error: Exception, what: str) -> LetterShopError:
+    """The error to raise for a failed AWS call; ``what`` says which call, on which resource."""
+    if isinstance(error, ClientError):
+        code = error_code(error)
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in TRANSIENT_CODES or status >= 500:
+            return TransientError(f"{what}: {code or status} (will be retried)")
+        return PermanentError(f"{what}: {code}: {error.response.get('Error', {}).get('Message', '')}")
+    if isinstance(error, ConnectionError | HTTPClientError | BotoCoreError):
+        return TransientError(f"{what}: {error}")
+    return PermanentError(f"{what}: {error}")

@@ -1,0 +1,274 @@
+"""Import files out of a full raw message (DESIGN §3 "Import files").
+
+Every leaf part with a name is an attachment; those whose safe name matches one of the channel's
+``import_file_patterns`` (case-insensitive globs) are import files, the others are listed by name for
+the error reply. Forwarded messages (``message/rfc822``, also when base64-encoded) and Outlook
+``winmail.dat`` (TNEF) are containers: we look inside them instead of treating them as attachments.
+A part without a name (a body, a nameless ``text/csv``) is never an import file.
+
+The structure comes from ``email`` with ``policy.default`` (``compat32`` when that one gives up); the
+headers of each part are read by our own tolerant code, so a broken header never raises later.
+"""
+
+from __future__ import annotations
+
+import binascii
+import quopri
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email import policy
+from email.errors import (
+    CloseBoundaryNotFoundDefect,
+    MultipartInvariantViolationDefect,
+    StartBoundaryNotFoundDefect,
+)
+from email.message import Message
+from email.parser import BytesParser
+from fnmatch import fnmatchcase
+from typing import Any
+
+from domain.errors import RejectedMessage
+from domain.filenames import attachment_name, safe_filename, unique_filename
+from domain.headers import Headers, decode_header_bytes, parse_headers
+from domain.tnef import SIGNATURE, TnefError, TnefFile, read_tnef
+
+_TNEF_TYPES = {"application/ms-tnef", "application/vnd.ms-tnef"}
+_MAX_MIME_DEPTH = 30
+_MAX_MESSAGE_NESTING = 5
+_MAX_PARTS = 5_000
+_BOUNDARY_DEFECTS = (
+    StartBoundaryNotFoundDefect,
+    MultipartInvariantViolationDefect,
+    CloseBoundaryNotFoundDefect,
+)
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+type _Part = Message[Any, Any]
+
+
+@dataclass(frozen=True)
+class ImportFile:
+    filename: str  # decoded, safe base name, never empty, unique within the message
+    content: bytes
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    headers: Headers
+    import_files: tuple[ImportFile, ...]
+    other_attachments: tuple[str, ...]  # safe names of attachments that are not import files
+    defects: tuple[str, ...]  # what the parser found wrong, in words, for the log
+
+
+def _children(part: _Part) -> list[_Part]:
+    """Sub-parts of a multipart or message/* part; [] for a leaf (no header is read for this)."""
+    if not part.is_multipart():
+        return []
+    payload = part.get_payload()
+    return [child for child in payload if isinstance(child, Message)] if isinstance(payload, list) else []
+
+
+def _boundary_trouble(message: _Part) -> int:
+    """How many parts could not be split at their boundary (iterative: nesting may be deep)."""
+    trouble = 0
+    stack = [message]
+    while stack:
+        part = stack.pop()
+        trouble += sum(isinstance(defect, _BOUNDARY_DEFECTS) for defect in part.defects)
+        stack.extend(_children(part))
+    return trouble
+
+
+def _parse(raw: bytes, label: str) -> tuple[_Part, list[str]]:
+    """Parse with policy.default; with compat32 when that raises or cannot find boundaries.
+
+    compat32 reads unquoted boundaries containing ``=`` (Outlook's ``----=_NextPart_...``), which the
+    modern parameter parser cuts short; and it never parses headers lazily, so it never raises on one.
+    """
+    modern: _Part | None = None
+    try:
+        modern = BytesParser(policy=policy.default).parsebytes(raw)
+        trouble = _boundary_trouble(modern)
+        if not trouble:
+            return modern, []
+        note = f"{label}: read with compat32, policy.default could not find {trouble} boundary(ies)"
+    except Exception as exc:  # the modern header parser raises lazily on some broken headers
+        trouble = 0
+        note = f"{label}: read with compat32 after {type(exc).__name__} in policy.default"
+    try:
+        legacy = BytesParser(policy=policy.compat32).parsebytes(raw)
+        if modern is None or _boundary_trouble(legacy) < trouble:
+            return legacy, [note]
+    except Exception as exc:  # e.g. RecursionError on absurdly deep nesting
+        if modern is None:
+            raise RejectedMessage(f"message cannot be parsed: {type(exc).__name__}: {exc}") from exc
+    return modern, []
+
+
+def _headers_of(part: _Part) -> dict[str, str]:
+    """First value of each header of one part, decoded our tolerant way; keys lower case."""
+    result: dict[str, str] = {}
+    for name, value in part.raw_items():
+        text = str(value)
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeError:
+            data = text.encode("utf-8", "replace")
+        result.setdefault(name.strip().lower(), " ".join(decode_header_bytes(data).split()))
+    return result
+
+
+def _content_type(headers: dict[str, str]) -> str:
+    kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return kind if "/" in kind else "text/plain"
+
+
+def _lenient_base64(data: bytes) -> bytes:
+    cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+    cleaned = cleaned[: len(cleaned) - len(cleaned) % 4] if len(cleaned) % 4 == 1 else cleaned
+    try:
+        return binascii.a2b_base64(cleaned + b"=" * (-len(cleaned) % 4))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _payload(part: _Part, headers: dict[str, str]) -> bytes:
+    try:
+        decoded = part.get_payload(decode=True)
+        if isinstance(decoded, bytes):
+            return decoded
+    except Exception:  # noqa: S110 - a header the modern policy cannot read; decode it ourselves below
+        pass
+    try:
+        payload = part.get_payload()
+    except Exception:  # same as above, for the charset lookup get_payload does on 8-bit text
+        payload = getattr(part, "_payload", "")
+    if not isinstance(payload, str):
+        return b""
+    data = payload.encode("utf-8", "surrogateescape")
+    encoding = headers.get("content-transfer-encoding", "").strip().lower()
+    if encoding == "base64":
+        return _lenient_base64(data)
+    if encoding == "quoted-printable":
+        return quopri.decodestring(data)
+    return data
+
+
+def _describe_defect(defect: object) -> str:
+    words = _CAMEL.sub(" ", type(defect).__name__.removesuffix("Defect")).lower()
+    detail = " ".join(str(defect).split())[:160]
+    return f"{words} ({detail})" if detail else words
+
+
+class _Collector:
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = [unicodedata.normalize("NFC", p.strip()).casefold() for p in patterns if p.strip()]
+        self.import_files: list[ImportFile] = []
+        self.others: list[str] = []
+        self.defects: list[str] = []
+        self.taken: set[str] = set()
+        self.count = 0
+        self.parts = 0
+
+    def add(self, name: str | None, content: bytes, content_type: str = "") -> None:
+        self.count += 1
+        if name is None:
+            self.others.append(f"(unnamed {content_type} attachment)")
+            return
+        safe = safe_filename(name, index=self.count, content_type=content_type)
+        if any(fnmatchcase(safe.casefold(), pattern) for pattern in self.patterns):
+            self.import_files.append(ImportFile(unique_filename(safe, self.taken), content))
+        else:
+            self.others.append(safe)
+
+    def add_tnef(self, files: Sequence[TnefFile], label: str, nesting: int) -> None:
+        for file in files:
+            if file.embedded and nesting < _MAX_MESSAGE_NESTING:
+                self.add_tnef(file.embedded, label, nesting + 1)
+            elif file.content or file.name:
+                self.add(file.name, file.content)  # no name: "attachment-<n>.bin"
+
+    def message(self, raw: bytes, label: str, nesting: int) -> None:
+        """Walk a nested message given as bytes (a base64-encoded message/rfc822)."""
+        if nesting > _MAX_MESSAGE_NESTING:
+            self.defects.append(f"{label}: messages nested too deep, not searched")
+            return
+        try:
+            parsed, notes = _parse(raw, label)
+        except RejectedMessage as exc:
+            self.defects.append(f"{label}: forwarded message unreadable ({exc})")
+            return
+        self.defects.extend(notes)
+        self.walk(parsed, label, nesting)
+
+    def walk(self, root: _Part, label: str, nesting: int) -> None:
+        stack: list[tuple[_Part, str, int]] = [(root, label, 0)]
+        while stack:
+            part, where, depth = stack.pop()
+            self.parts += 1
+            if self.parts > _MAX_PARTS or depth > _MAX_MIME_DEPTH:
+                self.defects.append(f"{where}: too many or too deeply nested parts, the rest is not searched")
+                return
+            self.defects.extend(f"{where}: {_describe_defect(defect)}" for defect in part.defects)
+            self.part(part, where, depth, nesting, stack)
+
+    def part(
+        self, part: _Part, where: str, depth: int, nesting: int, stack: list[tuple[_Part, str, int]]
+    ) -> None:
+        headers = _headers_of(part)
+        kind = _content_type(headers)
+        encoding = headers.get("content-transfer-encoding", "").strip().lower()
+        children = _children(part)
+        if kind == "message/rfc822" and encoding == "base64" and children:
+            # Not allowed by RFC 2046, sent anyway: the parser took the base64 text for a body.
+            self.message(_lenient_base64(_payload(children[0], {})), where, nesting + 1)
+            return
+        if part.is_multipart():
+            prefix = "part " if where == "message" else f"{where}."
+            numbered = [(child, f"{prefix}{number}", depth + 1) for number, child in enumerate(children, 1)]
+            stack.extend(reversed(numbered))
+            return
+        name = attachment_name(headers.get("content-disposition"), headers.get("content-type"))
+        disposition = headers.get("content-disposition", "").split(";", 1)[0].strip().lower()
+        is_tnef = kind in _TNEF_TYPES or (name or "").strip().lower() == "winmail.dat"
+        if name is None and not is_tnef and kind != "message/rfc822":
+            if disposition == "attachment":
+                self.add(None, b"", kind)
+            return
+        content = _payload(part, headers)
+        if is_tnef and content.startswith(SIGNATURE):
+            try:
+                self.add_tnef(read_tnef(content), where, nesting)
+            except TnefError as exc:
+                self.defects.append(f"{where}: {exc}")
+                self.add(name or "winmail.dat", content, kind)
+            return
+        if is_tnef:
+            self.defects.append(f"{where}: declared as TNEF (winmail.dat) but has no TNEF signature")
+        if kind == "message/rfc822" and name is None:
+            self.message(content, where, nesting + 1)
+            return
+        self.add(name, content, kind)
+
+
+def parse_message(raw: bytes, patterns: Sequence[str]) -> ParsedMessage:
+    """The import files and other attachments of a full raw message.
+
+    Raises RejectedMessage("message cannot be parsed: ...") only when there is no header at all or
+    the parser itself gives up; any other damage is recorded in ``defects``.
+    """
+    headers = parse_headers(raw)
+    if not headers.fields:
+        raise RejectedMessage("message cannot be parsed: no header fields")
+    message, notes = _parse(raw, "message")
+    collector = _Collector(patterns)
+    collector.defects.extend(notes)
+    collector.walk(message, "message", 0)
+    return ParsedMessage(
+        headers=headers,
+        import_files=tuple(collector.import_files),
+        other_attachments=tuple(collector.others),
+        defects=tuple(dict.fromkeys(collector.defects)),
+    )

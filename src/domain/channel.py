@@ -1,0 +1,152 @@
+"""The e-mail communication channel: one DynamoDB item, validated by one model (DESIGN §3).
+
+Operators edit the item in the AWS console, so the model accepts what DynamoDB gives back
+(``Decimal`` numbers, string sets) and reports every problem at once, by attribute name.
+Unknown attributes are refused: a typo such as ``subject_keywrd`` must not silently fall back
+to a default. ``description`` is free text for the operator.
+"""
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from domain.senders import normalize_sender_pattern
+
+ChannelId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[int, Field(ge=1)]
+
+DEFAULT_POP3_PORTS = {"tls": 995, "starttls": 110, "none": 110}
+MAX_SCRIPT_NAME = 100
+
+
+class Channel(BaseModel):
+    """One channel item. Field names are the DynamoDB attribute names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    channel_id: ChannelId
+    partner_id: NonEmpty | None = None
+    description: str | None = None
+    active: bool = False
+    exclusive_account: bool = False
+    subject_keyword: NonEmpty | None = None
+
+    pop3_host: NonEmpty
+    pop3_port: Port | None = None
+    pop3_security: Literal["tls", "starttls", "none"] = "tls"
+    pop3_username: NonEmpty
+    pop3_password_secret: NonEmpty
+
+    sender_address: NonEmpty
+    reply_via: Literal["smtp", "ses"] = "smtp"
+    smtp_host: NonEmpty | None = None
+    smtp_port: Port = 25
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_auth: bool = False
+    smtp_username: NonEmpty | None = None
+    smtp_password_secret: NonEmpty | None = None
+
+    prescript: NonEmpty | None = None
+    postscript: NonEmpty | None = None
+    use_standard_script: bool = True
+
+    allowed_senders: list[str] = Field(default_factory=list)
+    poll_interval_minutes: Annotated[int, Field(ge=1, le=1440)] = 5
+    max_messages_per_poll: Annotated[int, Field(ge=1, le=1000)] = 50
+    max_message_bytes: Positive = 26_214_400
+    import_file_patterns: list[NonEmpty] = Field(default_factory=lambda: ["*.csv", "*.txt"], min_length=1)
+    script_timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 60
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    require_authenticated_sender: bool = False
+    trusted_authserv_ids: list[NonEmpty] = Field(default_factory=list)
+
+    @field_validator("allowed_senders")
+    @classmethod
+    def _normalise_senders(cls, entries: list[str]) -> list[str]:
+        return sorted({normalize_sender_pattern(entry) for entry in entries})
+
+    @field_validator("sender_address")
+    @classmethod
+    def _check_sender_address(cls, value: str) -> str:
+        local, at, domain = value.rpartition("@")
+        if not at or not local or "." not in domain or any(c.isspace() or c in '<>,;"' for c in value):
+            raise ValueError(f"'{value}' is not a plain e-mail address such as lettershop@example.com")
+        return value
+
+    @field_validator("prescript", "postscript")
+    @classmethod
+    def _check_script_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if (
+            "/" in value
+            or "\\" in value
+            or value.startswith(".")
+            or not value.endswith(".py")
+            or len(value) > MAX_SCRIPT_NAME
+            or not value.isprintable()
+        ):
+            raise ValueError(f"'{value}' is not a script name: a file name ending in .py, without folders")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "Channel":
+        problems = []
+        if not self.exclusive_account and not self.subject_keyword:
+            problems.append("subject_keyword is required when exclusive_account is false")
+        if self.reply_via == "smtp" and not self.smtp_host:
+            problems.append("smtp_host is required when reply_via is smtp")
+        if self.smtp_auth and not (self.smtp_username and self.smtp_password_secret):
+            problems.append("smtp_username and smtp_password_secret are required when smtp_auth is true")
+        if self.require_authenticated_sender and not self.trusted_authserv_ids:
+            problems.append("trusted_authserv_ids is required when require_authenticated_sender is true")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def partner(self) -> str:
+        """Whose partner-specific scripts apply: ``partner_id``, or the channel id."""
+        return self.partner_id or self.channel_id
+
+    @property
+    def incoming_port(self) -> int:
+        return self.pop3_port or DEFAULT_POP3_PORTS[self.pop3_security]
+
+
+class InvalidChannel(ValueError):
+    """An item that is not a usable channel; ``errors`` holds one ``(field, reason)`` per problem."""
+
+    def __init__(self, channel_id: str, errors: list[tuple[str, str]]) -> None:
+        self.channel_id = channel_id
+        self.errors = errors
+        listed = "; ".join(f"{field}: {reason}" for field, reason in errors)
+        super().__init__(f"channel {channel_id} is not valid: {listed}")
+
+
+def load_channel(item: Mapping[str, Any]) -> Channel:
+    """Build a channel from a plain DynamoDB item, or raise ``InvalidChannel`` listing every error."""
+    try:
+        return Channel.model_validate(dict(item))
+    except ValidationError as error:
+        problems = [
+            (".".join(str(part) for part in detail["loc"]) or "item", _reason(detail))
+            for detail in error.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidChannel(str(item.get("channel_id", "?")), problems) from None
+
+
+def _reason(detail: Any) -> str:
+    message = str(detail["msg"])
+    return message.removeprefix("Value error, ")

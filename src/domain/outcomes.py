@@ -1,0 +1,39 @@
+"""What a poll reports: one outcome per recognised message and the handler's result (DESIGN §6)."""
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Literal
+
+PollStatus = Literal["ok", "inactive", "locked", "invalid_config", "error"]
+
+
+class Outcome(StrEnum):
+    PROCESSED = "processed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+
+
+@dataclass
+class PollResult:
+    """The handler's result: counts of what one poll did to the channel's mailbox."""
+
+    channel_id: str
+    status: PollStatus = "ok"
+    seen: int = 0
+    recognized: int = 0
+    processed: int = 0
+    failed: int = 0
+    rejected: int = 0
+    deferred: int = 0
+    deleted: int = 0
+    error: str | None = None
+
+    def count(self, outcome: Outcome) -> None:
+        setattr(self, outcome.value, getattr(self, outcome.value) + 1)
+
+    def as_dict(self) -> dict[str, object]:
+        result = asdict(self)
+        if self.error is None:
+            del result["error"]
+        return result

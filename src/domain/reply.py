@@ -1,0 +1,107 @@
+"""The answer a partner receives: export files and a summary, or an error report (DESIGN §6).
+
+Headers are set through ``email.message.EmailMessage`` only, and every value taken from the
+partner's message is stripped of line breaks first, so nothing can inject a header.
+"""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from domain.shipments import ProcessedFile
+
+_LINE_BREAKS = re.compile(r"[\r\n\t]+")
+_UNSAFE_NAME = re.compile(r"[^\w.\- ()]+")
+_SIGNATURE = "-- \nLetterShop e-mail channel. This message was written automatically; replies are not read."
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What happened to one import file: processed into an export, or failed with a reason."""
+
+    import_name: str
+    processed: ProcessedFile | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """Who answers whom, about which message."""
+
+    sender_address: str
+    recipient: str
+    subject: str
+    message_id: str | None
+    references: str | None
+    reply_message_id: str
+    date: datetime
+
+
+def reply_with_exports(context: ReplyContext, reports: Sequence[FileReport]) -> EmailMessage:
+    """The answer to a message with at least one processed import file."""
+    lines = ["Your import has been processed.", ""]
+    lines += [_describe(report) for report in reports]
+    message = _base(context, "\n".join(lines))
+    for report in reports:
+        if report.processed is not None:
+            message.add_attachment(
+                report.processed.export_bytes,
+                maintype="text",
+                subtype="csv",
+                filename=safe_filename(report.processed.export_name),
+            )
+    return message
+
+
+def reply_with_error(context: ReplyContext, problem: str, reports: Sequence[FileReport] = ()) -> EmailMessage:
+    """The answer to a message that could not be processed: what went wrong and what to do."""
+    lines = ["Your message could not be processed.", "", problem]
+    if reports:
+        lines += ["", *(_describe(report) for report in reports)]
+    lines += ["", "Please correct the file and send it again. Nothing from this message has been imported."]
+    return _base(context, "\n".join(lines))
+
+
+def safe_filename(name: str) -> str:
+    """A file name for an attachment: no folders, no control characters, never empty."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _UNSAFE_NAME.sub("_", _LINE_BREAKS.sub(" ", base)).strip(" .")
+    return cleaned[:120] or "export.csv"
+
+
+def _describe(report: FileReport) -> str:
+    if report.processed is not None:
+        return report.processed.summary()
+    return f"{report.import_name}: not processed: {report.error}"
+
+
+def _base(context: ReplyContext, text: str) -> EmailMessage:
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = context.sender_address
+    message["To"] = context.recipient
+    message["Subject"] = _reply_subject(context.subject)
+    message["Date"] = format_datetime(context.date)
+    message["Message-ID"] = context.reply_message_id
+    if context.message_id:
+        message["In-Reply-To"] = _one_line(context.message_id)
+    if context.references:
+        message["References"] = _one_line(context.references)
+    message["Auto-Submitted"] = "auto-replied"
+    message["X-Auto-Response-Suppress"] = "All"
+    message.set_content(f"{text}\n\n{_SIGNATURE}\n")
+    return message
+
+
+def _reply_subject(subject: str) -> str:
+    flat = _one_line(subject)
+    if flat.lower().startswith("re:"):
+        return flat
+    return f"Re: {flat}" if flat else "Re: your LetterShop import"
+
+
+def _one_line(value: str) -> str:
+    return _LINE_BREAKS.sub(" ", value).strip()

@@ -1,0 +1,186 @@
+"""Outlook ``winmail.dat`` (TNEF) attachments, through ``tnefparse``, with guard rails.
+
+tnefparse trusts the counts inside the blob: a crafted file can make it loop for billions of
+iterations or copy the blob once per attribute. Before handing data to it we walk the structure
+ourselves with bounds checks (``_check``) and refuse what no Outlook would write. Whatever
+tnefparse raises on broken data is turned into ``TnefError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tnefparse.tnef import TNEF  # untyped; ignore_missing_imports covers it
+
+from domain.headers import decode_header_bytes
+
+SIGNATURE = b"\x78\x9f\x3e\x22"
+_IMESSAGE_SIG = b"\x07\x03\x02\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46"
+_ATT_MAPI_PROPS = 0x9003
+_ATT_RECIP_TABLE = 0x9004
+_ATT_ATTACHMENT = 0x9005
+_MAPI_ATTACH_DATA_OBJ = 0x3701
+_FIXED_SIZES = {0x0002: 2, 0x000B: 2, 0x0003: 4, 0x0004: 4, 0x000A: 4, 0x0005: 8, 0x0006: 8, 0x0007: 8}
+_FIXED_SIZES |= {0x0014: 8, 0x0040: 8, 0x0048: 16}
+_VARIABLE_TYPES = {0x0000, 0x000D, 0x001E, 0x001F, 0x0102}
+_MAX_OBJECTS = 10_000
+_MAX_COPY_BYTES = 2 * 1024**3  # tnefparse copies the rest of the blob once per attribute
+_MAX_DEPTH = 4
+_MAX_SPIN = 1_000
+
+
+class TnefError(ValueError):
+    """The blob is not TNEF, or not one we are willing to read."""
+
+
+@dataclass(frozen=True)
+class TnefFile:
+    name: str  # as stored, not yet made safe; "" when the blob names none
+    content: bytes
+    embedded: tuple[TnefFile, ...] = ()  # attachments of an attached Outlook message
+
+
+class _Insane(Exception):
+    """tnefparse would loop (nearly) without bound on this data."""
+
+
+def _u32(data: bytes, offset: int) -> int:
+    return int(struct.unpack_from("<I", data, offset)[0])
+
+
+def _skip_property_name(data: bytes, offset: int) -> int:
+    """Skip a named property's GUID, kind and number or name."""
+    kind = _u32(data, offset + 16)
+    offset += 20
+    if kind == 0:
+        return offset + 4
+    name_length = _u32(data, offset)
+    return offset + 4 + name_length + (-name_length % 4)
+
+
+def _walk_mapi(data: bytes, offset: int, depth: int) -> int:
+    """Walk a MAPI property list like tnefparse's ``decode_mapi``; the offset where it ends.
+
+    Where tnefparse would stop with an exception it catches itself, we stop as well. Where it would
+    keep looping over a count the data cannot hold, we raise ``_Insane``.
+    """
+    count = _u32(data, offset)  # beyond the data: tnefparse raises struct.error, which read_tnef reports
+    offset += 4
+    try:
+        for index in range(count):
+            if offset >= len(data):
+                if count - index > _MAX_SPIN:
+                    raise _Insane
+                break
+            attr_type, attr_name = struct.unpack_from("<HH", data, offset)
+            offset += 4
+            if attr_name >= 0x8000:
+                offset = _skip_property_name(data, offset)
+            values = None
+            if attr_type & 0x1000:
+                attr_type ^= 0x1000
+                values = _u32(data, offset)
+                offset += 4
+            if attr_type in _FIXED_SIZES:
+                total = (values or 1) * _FIXED_SIZES[attr_type]
+                if offset + total > len(data) and (values or 1) > _MAX_SPIN:
+                    raise _Insane
+                offset += total
+            elif attr_type in _VARIABLE_TYPES:
+                offset = _walk_variable(data, offset, attr_name, values, depth)
+            else:
+                break  # tnefparse: ValueError("Unknown MAPI type"), caught inside decode_mapi
+            if (values or 1) % 2 and attr_type in (0x0002, 0x000B):
+                offset += 2
+    except struct.error:
+        pass  # tnefparse stops here too
+    return offset
+
+
+def _walk_variable(data: bytes, offset: int, attr_name: int, values: int | None, depth: int) -> int:
+    if values and values > (len(data) - offset) // 4 + 1:
+        raise _Insane
+    for _ in range(values or 1):
+        items = 1
+        if not values:
+            items = _u32(data, offset)
+            offset += 4
+        if items > (len(data) - offset) // 4 + 1:
+            raise _Insane
+        for _ in range(items):
+            length = _u32(data, offset)
+            offset += 4
+            item = data[offset : offset + length]
+            if attr_name == _MAPI_ATTACH_DATA_OBJ and item.startswith(_IMESSAGE_SIG):
+                _check(item[len(_IMESSAGE_SIG) :], depth + 1)
+            offset += length + (-length % 4)
+    return offset
+
+
+def _check(data: bytes, depth: int = 0) -> None:
+    """Raise ``_Insane`` for a blob tnefparse should not be given."""
+    if depth > _MAX_DEPTH:
+        raise _Insane
+    offset, objects, copied = 6, 0, 0
+    while offset + 12 < len(data):
+        objects += 1
+        copied += len(data) - offset
+        if objects > _MAX_OBJECTS or copied > _MAX_COPY_BYTES:
+            raise _Insane
+        (name,) = struct.unpack_from("<H", data, offset + 1)
+        length = _u32(data, offset + 5)
+        if offset + 9 + length + 2 > len(data):
+            raise _Insane  # truncated: tnefparse would quietly hand out the shortened data
+        body = data[offset + 9 : offset + 9 + length]
+        if name in (_ATT_MAPI_PROPS, _ATT_ATTACHMENT) and len(body) >= 4:
+            _walk_mapi(body, 0, depth)
+        if name == _ATT_RECIP_TABLE and len(body) >= 4:
+            rows = _u32(body, 0)
+            if rows > len(body) // 4:
+                raise _Insane
+            row_offset = 4
+            for _ in range(rows):
+                if row_offset + 4 > len(body):
+                    break  # tnefparse raises struct.error here
+                row_offset = _walk_mapi(body, row_offset, depth)
+        offset += min(len(data) - offset, length + 11)
+
+
+def _name_of(attachment: object) -> str:
+    """The long file name when there is one, else the short one; bytes decoded tolerantly."""
+    name: object
+    try:
+        name = attachment.long_filename()  # type: ignore[attr-defined]
+    except (UnicodeError, AttributeError, IndexError, TypeError):
+        name = getattr(attachment, "_name", b"")
+    if isinstance(name, bytes):
+        name = decode_header_bytes(name)
+    return name.replace("\x00", "") if isinstance(name, str) else ""
+
+
+def _files(parsed: object, depth: int) -> Iterator[TnefFile]:
+    for attachment in getattr(parsed, "attachments", None) or []:
+        content = getattr(attachment, "data", b"")
+        embedded = getattr(attachment, "embed", None)
+        children = tuple(_files(embedded, depth + 1)) if embedded is not None and depth < _MAX_DEPTH else ()
+        yield TnefFile(
+            name=_name_of(attachment),
+            content=bytes(content) if isinstance(content, bytes | bytearray) else b"",
+            embedded=children,
+        )
+
+
+def read_tnef(data: bytes) -> tuple[TnefFile, ...]:
+    """The attachments in a TNEF blob; raises TnefError when it cannot or should not be read."""
+    if not data.startswith(SIGNATURE):
+        raise TnefError("not a TNEF file (wrong signature)")
+    try:
+        _check(data)
+    except (_Insane, struct.error) as exc:
+        raise TnefError("TNEF structure is inconsistent (counts or lengths beyond the data)") from exc
+    try:
+        return tuple(_files(TNEF(data, do_checksum=False), 0))
+    except Exception as exc:  # tnefparse raises anything from struct.error to UnboundLocalError
+        raise TnefError(f"TNEF cannot be decoded: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,65 @@
+"""The one wiring point of the poll: real adapters for a channel, AWS clients built once per cold start."""
+
+from functools import cache
+from typing import Any
+
+from adapters.archive import S3Archive
+from adapters.channels import ChannelTable
+from adapters.pop3 import Pop3Account, Pop3Mailbox
+from adapters.secrets import password
+from adapters.serials import DynamoDbSerialCounter
+from adapters.ses import SesReplySender
+from adapters.smtp import SmtpAccount, SmtpReplySender
+from domain.channel import Channel
+from service.poll import Ports
+from service.ports import ReplySender
+from settings import PollSettings
+
+
+@cache
+def aws_client(service: str) -> Any:
+    """A boto3 client, made on first use (boto3 is imported lazily to keep cold start small)."""
+    import boto3  # noqa: PLC0415
+
+    return boto3.client(service)  # type: ignore[call-overload]
+
+
+def channel_table(settings: PollSettings) -> ChannelTable:
+    return ChannelTable(settings.channels_table, aws_client("dynamodb"))
+
+
+def ports_for(channel: Channel, settings: PollSettings) -> Ports:
+    """Adapters for one channel; reads its passwords (cached across warm invocations)."""
+    mailbox = Pop3Mailbox(
+        Pop3Account(
+            host=channel.pop3_host,
+            port=channel.incoming_port,
+            security=channel.pop3_security,
+            username=channel.pop3_username,
+            password=password(channel.pop3_password_secret),
+        )
+    )
+    return Ports(
+        mailbox=mailbox,
+        archive=S3Archive(settings.archive_bucket, aws_client("s3")),
+        replies=_reply_sender(channel),
+        serials=DynamoDbSerialCounter(settings.state_table, aws_client("dynamodb")),
+    )
+
+
+def _reply_sender(channel: Channel) -> ReplySender:
+    if channel.reply_via == "ses":
+        return SesReplySender(aws_client("sesv2"))
+    assert channel.smtp_host is not None  # noqa: S101  # the channel model demands it for smtp
+    smtp_password = (
+        password(channel.smtp_password_secret) if channel.smtp_auth and channel.smtp_password_secret else None
+    )
+    return SmtpReplySender(
+        SmtpAccount(
+            host=channel.smtp_host,
+            port=channel.smtp_port,
+            security=channel.smtp_security,
+            username=channel.smtp_username if channel.smtp_auth else None,
+            password=smtp_password,
+        )
+    )

@@ -1,0 +1,64 @@
+"""Shared fixtures: the local stack of real servers (DESIGN §9).
+
+* ``local_stack`` (session): Dovecot, aiosmtpd and moto, started once, with the handler's
+  environment (``LocalStack.env()``) applied for the whole session and restored afterwards.
+* ``stack`` (function): the same stack, reset for this test — moto emptied and its resources
+  re-created, SMTP mail forgotten. Use ``stack.new_mailbox()`` for a POP3 user of your own.
+* ``mailbox`` (function): a fresh ``(user, password)`` on the stack's Dovecot.
+
+Nothing is skipped: when a server cannot start, every test that needs it errors with its log.
+The stack is started lazily, so unit tests never pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from devstack.stack import LocalStack
+
+# Variables from the developer's shell that would send boto3 elsewhere than to moto.
+_FOREIGN_AWS_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_REGION",
+)
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    stack = LocalStack()
+    try:
+        stack.start()
+    except Exception as err:
+        # The message of a Dovecot/moto start failure already carries the server's log.
+        pytest.fail(f"the local stack did not start: {err}", pytrace=False)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in _FOREIGN_AWS_ENV:
+                mp.delenv(name, raising=False)
+            for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_")]:
+                mp.delenv(name)
+            # ~/.aws of whoever runs the tests plays no part.
+            mp.setenv("AWS_CONFIG_FILE", os.devnull)
+            mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+            for name, value in stack.env().items():
+                mp.setenv(name, value)
+            yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack(local_stack: LocalStack) -> LocalStack:
+    local_stack.reset()
+    return local_stack
+
+
+@pytest.fixture
+def mailbox(stack: LocalStack) -> tuple[str, str]:
+    return stack.new_mailbox()

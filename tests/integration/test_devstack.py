@@ -1,0 +1,361 @@
+"""The local stack itself: real Dovecot, aiosmtpd and moto behave as the rest of the tests assume."""
+
+from __future__ import annotations
+
+import os
+import poplib
+import smtplib
+import ssl
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from devstack import aws
+from devstack.dovecot import Dovecot, DovecotError
+from devstack.stack import LocalStack
+from devstack.tls import TlsFiles
+
+pytestmark = pytest.mark.integration
+
+
+def _raw(subject: str, body: bytes = b"Hello.\r\n") -> bytes:
+    msgid = subject.replace(" ", "-")
+    return (
+        "From: orders@partner.example\r\n"
+        "To: lettershop@operator.example\r\n"
+        f"Subject: {subject}\r\n"
+        f"Message-ID: <{msgid}@partner.example>\r\n"
+        "\r\n"
+    ).encode() + body
+
+
+def _pop3s(stack: LocalStack, user: str, password: str) -> poplib.POP3_SSL:
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+    client = poplib.POP3_SSL(stack.host, stack.dovecot.pop3s_port, context=context, timeout=10)
+    client.user(user)
+    client.pass_(password)
+    return client
+
+
+# ------------------------------------------------------------------------ POP3
+
+
+def test_pop3s_login_with_verified_certificate(stack: LocalStack, mailbox: tuple[str, str]) -> None:
+    user, password = mailbox
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+    assert context.check_hostname
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    client = poplib.POP3_SSL(stack.host, stack.dovecot.pop3s_port, context=context, timeout=10)
+    try:
+        assert isinstance(client.sock, ssl.SSLSocket)
+        cert = client.sock.getpeercert()
+        assert cert is not None
+        assert ("IP Address", "127.0.0.1") in cert["subjectAltName"]
+        assert client.user(user).startswith(b"+OK")
+        assert client.pass_(password).startswith(b"+OK")
+        assert client.stat() == (0, 0)
+    finally:
+        client.quit()
+
+
+def test_pop3s_is_refused_without_the_ca(stack: LocalStack) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, but trusts nothing
+    with pytest.raises(ssl.SSLCertVerificationError):
+        poplib.POP3_SSL(stack.host, stack.dovecot.pop3s_port, context=context, timeout=10)
+
+
+def test_ssl_cert_file_makes_the_default_context_trust_the_stack(stack: LocalStack) -> None:
+    # The handler passes no CA of its own: OpenSSL's SSL_CERT_FILE (DESIGN §8) must be enough.
+    assert os.environ["SSL_CERT_FILE"] == str(stack.ca_file)
+    client = poplib.POP3_SSL(
+        stack.host, stack.dovecot.pop3s_port, context=ssl.create_default_context(), timeout=10
+    )
+    client.quit()
+
+
+def test_stls_on_the_plain_port(stack: LocalStack, mailbox: tuple[str, str]) -> None:
+    user, password = mailbox
+    client = poplib.POP3(stack.host, stack.dovecot.pop3_port, timeout=10)
+    try:
+        assert "STLS" in client.capa()
+        client.stls(ssl.create_default_context(cafile=str(stack.ca_file)))
+        assert isinstance(client.sock, ssl.SSLSocket)
+        client.user(user)
+        client.pass_(password)
+        assert client.stat() == (0, 0)
+    finally:
+        client.quit()
+
+
+def test_wrong_password_fails_fast_and_does_not_slow_later_logins(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    user, password = mailbox
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+    # With anvil's auth penalty on, the 2nd and 3rd failure would wait 2 s and 4 s.
+    for _attempt in range(3):
+        client = poplib.POP3_SSL(stack.host, stack.dovecot.pop3s_port, context=context, timeout=10)
+        client.user(user)
+        started = time.monotonic()
+        with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+            client.pass_("not-" + password)
+        assert time.monotonic() - started < 1.0
+        client.quit()
+    started = time.monotonic()
+    _pop3s(stack, user, password).quit()
+    assert time.monotonic() - started < 1.0
+
+
+def test_deliver_then_retr_returns_the_same_bytes(stack: LocalStack, mailbox: tuple[str, str]) -> None:
+    user, password = mailbox
+    first = _raw("first", b"line one\r\n.a line that starts with a dot\r\n")
+    second = _raw("second", "8-bit: Grüsse aus Zürich\r\n".encode("cp1252"))
+    names = [stack.dovecot.deliver(user, first), stack.dovecot.deliver(user, second)]
+    assert len(set(names)) == 2
+    assert stack.dovecot.mailbox(user) == [first, second]
+
+    client = _pop3s(stack, user, password)
+    try:
+        _resp, listing, _octets = client.list()
+        assert [int(line.split()[1]) for line in listing] == [len(first), len(second)]
+        for number, expected in ((1, first), (2, second)):
+            _resp, lines, _octets = client.retr(number)
+            assert b"\r\n".join(lines) + b"\r\n" == expected
+    finally:
+        client.quit()
+
+
+def test_dele_and_quit_remove_the_message(stack: LocalStack, mailbox: tuple[str, str]) -> None:
+    user, password = mailbox
+    keep, drop = _raw("keep"), _raw("drop")
+    stack.dovecot.deliver(user, drop)
+    stack.dovecot.deliver(user, keep)
+
+    client = _pop3s(stack, user, password)
+    client.dele(1)
+    assert len(stack.dovecot.mailbox(user)) == 2  # nothing happens before QUIT
+    client.quit()
+    assert stack.dovecot.mailbox(user) == [keep]
+
+
+def test_delivery_while_a_session_is_open_is_seen_by_the_next_session(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    user, password = mailbox
+    client = _pop3s(stack, user, password)
+    stack.dovecot.deliver(user, _raw("late"))
+    client.quit()
+    client = _pop3s(stack, user, password)
+    assert client.stat()[0] == 1
+    client.quit()
+
+
+def test_mailboxes_are_private_to_each_test(stack: LocalStack) -> None:
+    (user_a, _pw_a), (user_b, password_b) = stack.new_mailbox(), stack.new_mailbox()
+    assert user_a != user_b
+    stack.dovecot.deliver(user_a, _raw("for a"))
+    client = _pop3s(stack, user_b, password_b)
+    assert client.stat() == (0, 0)
+    client.quit()
+
+
+def test_dovecot_stop_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
+    server = Dovecot(tmp_path)
+    server.start()
+    root = server.root
+    assert root is not None
+    pid = int((root / "run" / "master.pid").read_text())
+    server.stop()
+    assert not root.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    server.stop()  # idempotent
+
+
+def test_dovecot_start_failure_carries_the_log(tmp_path: Path) -> None:
+    class Broken(Dovecot):
+        def _config(self, tls: TlsFiles) -> str:
+            return super()._config(tls) + "no_such_setting_for_the_test = 1\n"
+
+    server = Broken(tmp_path)
+    with pytest.raises(DovecotError, match="no_such_setting_for_the_test"):
+        server.start()
+    assert server.root is None
+    assert not server.running
+
+
+# ------------------------------------------------------------------------ SMTP
+
+
+def test_smtp_starttls_auth_delivery_is_recorded(stack: LocalStack) -> None:
+    raw = _raw("reply")
+    with smtplib.SMTP(stack.host, stack.smtp.port, timeout=10) as client:
+        client.ehlo()
+        assert client.has_extn("starttls")
+        client.starttls(context=ssl.create_default_context(cafile=str(stack.ca_file)))
+        client.ehlo()
+        client.login(stack.smtp_user, stack.smtp_password)
+        client.sendmail("lettershop@operator.example", ["orders@partner.example"], raw)
+
+    [mail] = stack.smtp.wait_for(1)
+    assert mail.mail_from == "lettershop@operator.example"
+    assert mail.rcpt_tos == ["orders@partner.example"]
+    assert mail.data == raw
+    assert mail.authenticated_user == stack.smtp_user
+    assert mail.tls
+
+
+def test_smtp_auth_before_starttls_is_refused(stack: LocalStack) -> None:
+    with smtplib.SMTP(stack.host, stack.smtp.port, timeout=10) as client:
+        client.ehlo()
+        assert not client.has_extn("auth")
+        code, _msg = client.docmd("AUTH", "PLAIN AHVzZXIAcGFzcw==")
+        assert code == 530
+        code, _msg = client.docmd("MAIL", "FROM:<lettershop@operator.example>")
+        assert code == 530
+    assert stack.smtp.received == []
+
+
+def test_smtp_requires_auth_and_the_right_password(stack: LocalStack) -> None:
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+    with smtplib.SMTP(stack.host, stack.smtp.port, timeout=10) as client:
+        client.starttls(context=context)
+        client.ehlo()
+        code, _msg = client.docmd("MAIL", "FROM:<lettershop@operator.example>")
+        assert code == 530
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login(stack.smtp_user, "wrong")
+    assert stack.smtp.received == []
+
+
+def test_smtps_implicit_tls_variant(stack: LocalStack) -> None:
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+    with smtplib.SMTP_SSL(stack.host, stack.smtps.port, context=context, timeout=10) as client:
+        client.login(stack.smtp_user, stack.smtp_password)
+        client.sendmail("a@operator.example", ["b@partner.example"], _raw("smtps"))
+    [mail] = stack.smtps.wait_for(1)
+    assert mail.authenticated_user == stack.smtp_user
+    assert stack.smtp.received == []
+
+
+def test_smtp_open_variant_takes_plain_unauthenticated_mail(stack: LocalStack) -> None:
+    with smtplib.SMTP(stack.host, stack.smtp_open.port, timeout=10) as client:
+        client.sendmail("a@operator.example", ["b@partner.example"], _raw("open"))
+    [mail] = stack.smtp_open.wait_for(1)
+    assert mail.authenticated_user is None
+    assert not mail.tls
+
+
+def test_smtp_wait_for_times_out(stack: LocalStack) -> None:
+    with pytest.raises(TimeoutError):
+        stack.smtp.wait_for(1, timeout=0.1)
+
+
+# ------------------------------------------------------------------------ moto
+
+
+def test_environment_points_boto3_at_moto(stack: LocalStack) -> None:
+    for name, value in stack.env().items():
+        assert os.environ[name] == value
+    tables = boto3.client("dynamodb").list_tables()["TableNames"]  # no endpoint given
+    assert {stack.names.channels_table, stack.names.state_table} <= set(tables)
+
+
+def test_tables_have_the_template_key_schema(stack: LocalStack) -> None:
+    template = aws.load_template()
+    ddb = aws.client("dynamodb", stack.endpoint_url)
+    for logical_id, name in (
+        ("ChannelsTable", stack.names.channels_table),
+        ("StateTable", stack.names.state_table),
+    ):
+        props = template["Resources"][logical_id]["Properties"]
+        table = ddb.describe_table(TableName=name)["Table"]
+        assert table["KeySchema"] == props["KeySchema"]
+        assert table["AttributeDefinitions"] == props["AttributeDefinitions"]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+    channels = ddb.describe_table(TableName=stack.names.channels_table)["Table"]
+    assert channels["KeySchema"] == [{"AttributeName": "channel_id", "KeyType": "HASH"}]
+    assert channels["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    ttl = ddb.describe_time_to_live(TableName=stack.names.state_table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at"
+    assert ttl["TimeToLiveStatus"] == "ENABLED"
+
+    buckets = {b["Name"] for b in aws.client("s3", stack.endpoint_url).list_buckets()["Buckets"]}
+    assert {stack.names.scripts_bucket, stack.names.archive_bucket} <= buckets
+
+
+def test_put_channel_writes_typed_attributes(stack: LocalStack) -> None:
+    aws.put_channel(
+        stack.endpoint_url,
+        stack.names.channels_table,
+        {
+            "channel_id": "acme",
+            "active": True,
+            "pop3_port": 995,
+            "poll_interval_minutes": 5,
+            "allowed_senders": ["acme.example", "*.acme.example"],
+            "script_timeout_seconds": 1.5,
+        },
+    )
+    item = aws.client("dynamodb", stack.endpoint_url).get_item(
+        TableName=stack.names.channels_table, Key={"channel_id": {"S": "acme"}}
+    )["Item"]
+    assert item["active"] == {"BOOL": True}
+    assert item["pop3_port"] == {"N": "995"}
+    assert item["script_timeout_seconds"] == {"N": "1.5"}
+    assert item["allowed_senders"] == {"L": [{"S": "acme.example"}, {"S": "*.acme.example"}]}
+
+
+def test_secrets_and_objects_helpers(stack: LocalStack) -> None:
+    arn = aws.put_secret(stack.endpoint_url, "lettershop/acme/pop3", "s3cret")
+    assert arn.startswith("arn:aws:secretsmanager:eu-central-1:")
+    assert aws.put_secret(stack.endpoint_url, "lettershop/acme/pop3", {"password": "new"}) == arn
+    value = aws.client("secretsmanager", stack.endpoint_url).get_secret_value(SecretId=arn)
+    assert value["SecretString"] == '{"password": "new"}'
+
+    aws.put_object(stack.endpoint_url, stack.names.scripts_bucket, "standard/noop.py", "print('hi')\n")
+    aws.put_object(stack.endpoint_url, stack.names.scripts_bucket, "partners/acme/x.py", b"")
+    assert aws.list_keys(stack.endpoint_url, stack.names.scripts_bucket, "standard/") == ["standard/noop.py"]
+    assert aws.get_object(stack.endpoint_url, stack.names.scripts_bucket, "standard/noop.py") == (
+        b"print('hi')\n"
+    )
+
+
+def test_reset_empties_moto_and_recreates_the_resources(stack: LocalStack) -> None:
+    aws.put_channel(stack.endpoint_url, stack.names.channels_table, {"channel_id": "gone"})
+    aws.put_object(stack.endpoint_url, stack.names.archive_bucket, "inbound/x.eml", b"x")
+    aws.put_secret(stack.endpoint_url, "lettershop/gone", "x")
+
+    stack.reset()
+
+    ddb = aws.client("dynamodb", stack.endpoint_url)
+    assert ddb.scan(TableName=stack.names.channels_table)["Items"] == []
+    assert aws.list_keys(stack.endpoint_url, stack.names.archive_bucket) == []
+    assert aws.client("secretsmanager", stack.endpoint_url).list_secrets()["SecretList"] == []
+    assert stack.moto.ses_messages() == []
+
+
+def test_ses_raw_send_after_verification_is_visible(stack: LocalStack) -> None:
+    sesv2 = aws.client("sesv2", stack.endpoint_url)
+    raw = _raw("via ses")
+    with pytest.raises(sesv2.exceptions.MessageRejected):
+        sesv2.send_email(
+            FromEmailAddress="lettershop@operator.example",
+            Destination={"ToAddresses": ["orders@partner.example"]},
+            Content={"Raw": {"Data": raw}},
+        )
+    aws.verify_ses_identity(stack.endpoint_url, "lettershop@operator.example")
+    aws.verify_ses_identity(stack.endpoint_url, "lettershop@operator.example")  # idempotent
+    sent = sesv2.send_email(
+        FromEmailAddress="lettershop@operator.example",
+        Destination={"ToAddresses": ["orders@partner.example"]},
+        Content={"Raw": {"Data": raw}},
+    )
+    [message] = stack.moto.ses_messages()
+    assert message["id"] == sent["MessageId"]
+    assert message["source"] == "lettershop@operator.example"
+    assert "orders@partner.example" in message["destinations"]
+    assert message["raw"] == raw

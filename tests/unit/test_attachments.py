@@ -1,0 +1,470 @@
+"""Import-file extraction from full raw messages: names, nesting, TNEF, robustness (DESIGN §3)."""
+
+import struct
+from email.message import EmailMessage
+
+import pytest
+
+from domain.attachments import ImportFile, ParsedMessage, parse_message
+from domain.errors import RejectedMessage
+from domain.filenames import safe_filename, unique_filename
+from domain.inbound import parse_headers
+from domain.tnef import TnefError, read_tnef
+
+PATTERNS = ["*.csv", "*.txt"]
+CSV = b"reference;name\r\nA1;Muster\r\n"
+
+
+def message_with(*attachments: tuple[str, bytes, str]) -> bytes:
+    message = EmailMessage()
+    message["From"] = "orders@partner.ch"
+    message["To"] = "import@lettershop.example"
+    message["Subject"] = "LetterShop import"
+    message["Message-ID"] = "<m1@partner.ch>"
+    message.set_content("Please find the files attached.")
+    for filename, content, mime in attachments:
+        maintype, subtype = mime.split("/")
+        message.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
+    return message.as_bytes()
+
+
+def raw_message(*part_headers: str, body: bytes = b"reference;name\r\n") -> bytes:
+    """multipart/mixed with a text part and one attachment whose headers are written by hand."""
+    return (
+        b"From: orders@partner.ch\r\nSubject: import\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--b1\r\n" + "\r\n".join(part_headers).encode("utf-8") + b"\r\n\r\n" + body + b"\r\n--b1--\r\n"
+    )
+
+
+def names(parsed: ParsedMessage) -> list[str]:
+    return [file.filename for file in parsed.import_files]
+
+
+# --- the ordinary case ----------------------------------------------------------------------
+
+
+def test_given_a_csv_and_a_pdf_when_parsed_then_the_csv_is_an_import_file_and_the_pdf_is_listed() -> None:
+    raw = message_with(("orders.csv", CSV, "text/csv"), ("terms.pdf", b"%PDF-1.4", "application/pdf"))
+    parsed = parse_message(raw, PATTERNS)
+    assert parsed.import_files == (ImportFile("orders.csv", CSV),)
+    assert parsed.other_attachments == ("terms.pdf",)
+    assert parsed.headers == parse_headers(raw)
+    assert parsed.headers.subject == "LetterShop import"
+
+
+def test_given_upper_case_names_and_patterns_when_matched_then_case_insensitive() -> None:
+    raw = message_with(("ORDERS.CSV", CSV, "text/csv"), ("notes.TxT", b"x", "text/plain"))
+    assert names(parse_message(raw, ["*.Csv", "*.TXT"])) == ["ORDERS.CSV", "notes.TxT"]
+
+
+def test_given_no_patterns_when_parsed_then_nothing_is_an_import_file() -> None:
+    parsed = parse_message(message_with(("orders.csv", CSV, "text/csv")), [])
+    assert parsed.import_files == ()
+    assert parsed.other_attachments == ("orders.csv",)
+
+
+def test_given_a_csv_attachment_without_a_name_when_parsed_then_not_an_import_file() -> None:
+    raw = raw_message("Content-Type: text/csv", "Content-Disposition: attachment")
+    parsed = parse_message(raw, PATTERNS)
+    assert parsed.import_files == ()
+    assert parsed.other_attachments == ("(unnamed text/csv attachment)",)
+
+
+def test_given_an_inline_csv_body_without_a_name_when_parsed_then_ignored() -> None:
+    parsed = parse_message(raw_message("Content-Type: text/csv"), PATTERNS)
+    assert parsed.import_files == ()
+    assert parsed.other_attachments == ()
+
+
+def test_given_an_inline_part_with_a_name_when_parsed_then_it_counts() -> None:
+    raw = raw_message("Content-Type: text/csv", 'Content-Disposition: inline; filename="orders.csv"')
+    assert names(parse_message(raw, PATTERNS)) == ["orders.csv"]
+
+
+def test_given_a_single_part_message_that_is_the_file_when_parsed_then_found() -> None:
+    raw = (
+        b"From: orders@partner.ch\r\nContent-Type: text/csv; name=orders.csv\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\ncmVmZXJlbmNlO25hbWUNCg==\r\n"
+    )
+    assert parse_message(raw, PATTERNS).import_files == (ImportFile("orders.csv", b"reference;name\r\n"),)
+
+
+# --- names ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("part_headers", "expected"),
+    [
+        (
+            ["Content-Type: text/csv", "Content-Disposition: attachment; filename*=UTF-8''B%C3%BCcher.csv"],
+            "Bücher.csv",
+        ),
+        (
+            [
+                "Content-Type: text/csv",
+                "Content-Disposition: attachment; filename*=iso-8859-1'de'B%FCcher%20neu.csv",
+            ],
+            "Bücher neu.csv",
+        ),
+        (
+            [
+                "Content-Type: text/csv",
+                "Content-Disposition: attachment;\r\n filename*0*=UTF-8''B%C3%BC;\r\n filename*1*=cher%20;"
+                '\r\n filename*2="2024.csv"',
+            ],
+            "Bücher 2024.csv",
+        ),
+        (
+            [
+                "Content-Type: text/csv",
+                'Content-Disposition: attachment; filename*0="long "; filename*1="name.csv"',
+            ],
+            "long name.csv",
+        ),
+        (['Content-Type: text/csv; name="=?UTF-8?B?QsO8Y2hlci5jc3Y=?="'], "Bücher.csv"),
+        (["Content-Type: text/csv; name==?utf-8?Q?B=C3=BCcher.csv?="], "Bücher.csv"),
+        (
+            [
+                'Content-Type: text/csv; name="=?utf-8?B?44GL44GN?=\r\n =?utf-8?B?44GP?=.csv"',
+                "Content-Disposition: attachment",
+            ],
+            "かきく.csv",
+        ),
+        (["Content-Type: text/csv; name=ciële.csv"], "ciële.csv"),  # raw UTF-8 (RFC 6532)
+        (["Content-Type: text/csv; name=This is a test.csv"], "This is a test.csv"),
+        (
+            [
+                'Content-Type: text/csv; name="wrong.csv"',
+                'Content-Disposition: attachment; filename="right.csv"',
+            ],
+            "right.csv",
+        ),
+        (
+            [
+                "Content-Type: text/csv",
+                'Content-Disposition: attachment; filename="a \\"quoted\\" ;name.csv"',
+            ],
+            "a _quoted_ ;name.csv",
+        ),
+        (
+            ["Content-Type: text/csv", "Content-Disposition: attachment; filename=../../etc/passwd.csv"],
+            "passwd.csv",
+        ),
+        (
+            [
+                "Content-Type: text/csv",
+                'Content-Disposition: attachment; filename="C:\\\\Users\\\\x\\\\orders.csv"',
+            ],
+            "orders.csv",
+        ),
+        (
+            ["Content-Type: text/csv", 'Content-Disposition: attachment; filename="..\\\\..\\\\evil.csv"'],
+            "evil.csv",
+        ),
+        (
+            [
+                "Content-Type: text/csv",
+                "Content-Disposition: attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd.csv",
+            ],
+            "passwd.csv",
+        ),
+        (
+            ["Content-Type: text/csv", "Content-Disposition: attachment; filename*=UTF-8''a%00b%0D%0Ac.csv"],
+            "a b c.csv",
+        ),
+        (
+            [
+                "Content-Type: text/csv",
+                "Content-Disposition: attachment; filename*=UTF-8''invoice%E2%80%AEvsc.csv",
+            ],
+            "invoicevsc.csv",
+        ),
+        (
+            ["Content-Type: text/csv", 'Content-Disposition: attachment; filename=".hidden.csv  "'],
+            "hidden.csv",
+        ),
+        (
+            ["Content-Type: text/csv", 'Content-Disposition: attachment; filename="a<b>|c?.csv"'],
+            "a_b__c_.csv",
+        ),
+        (
+            ["Content-Type: text/csv", "Content-Disposition: attachment; filename*=UTF-8''Bu%CC%88cher.csv"],
+            "Bücher.csv",
+        ),
+        (["Content-Type: text/csv", 'Content-Disposition: attachment; filename="../"'], "attachment-1.csv"),
+    ],
+)
+def test_given_an_encoded_or_hostile_name_when_parsed_then_decoded_and_safe(
+    part_headers: list[str], expected: str
+) -> None:
+    parsed = parse_message(raw_message(*part_headers), PATTERNS)
+    assert names(parsed) == [expected]
+
+
+def test_given_a_very_long_name_when_made_safe_then_at_most_200_bytes_and_the_extension_kept() -> None:
+    name = safe_filename("ü" * 300 + ".csv", index=1)
+    assert name.endswith("ü.csv")
+    assert len(name.encode("utf-8")) <= 200
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "expected"),
+    [
+        ("", "text/plain", "attachment-3.txt"),
+        (None, "", "attachment-3.bin"),
+        ("  . ", "application/pdf", "attachment-3.pdf"),
+    ],
+)
+def test_given_nothing_usable_when_made_safe_then_a_generated_name(
+    name: str | None, content_type: str, expected: str
+) -> None:
+    assert safe_filename(name, index=3, content_type=content_type) == expected
+
+
+def test_given_the_same_name_twice_when_parsed_then_both_kept_and_the_second_renamed() -> None:
+    raw = message_with(
+        ("orders.csv", b"one", "text/csv"),
+        ("ORDERS.csv", b"two", "text/csv"),
+        ("orders (2).csv", b"three", "text/csv"),
+        ("orders.csv", b"four", "text/csv"),
+    )
+    parsed = parse_message(raw, PATTERNS)
+    assert parsed.import_files == (
+        ImportFile("orders.csv", b"one"),
+        ImportFile("ORDERS (2).csv", b"two"),
+        ImportFile("orders (2) (2).csv", b"three"),
+        ImportFile("orders (3).csv", b"four"),
+    )
+
+
+def test_given_taken_names_when_made_unique_then_numbered() -> None:
+    taken: set[str] = set()
+    assert [unique_filename(name, taken) for name in ["a.csv", "A.CSV", "a.csv", "noext", "noext"]] == [
+        "a.csv",
+        "A (2).CSV",
+        "a (3).csv",
+        "noext",
+        "noext (2)",
+    ]
+
+
+# --- containers: forwarded messages ---------------------------------------------------------
+
+
+def forwarded(inner: bytes, *, base64: bool = False) -> bytes:
+    outer = EmailMessage()
+    outer["From"] = "orders@partner.ch"
+    outer["Subject"] = "Fwd: import"
+    outer.set_content("see below")
+    if base64:
+        import base64 as b64
+
+        encoded = b64.encodebytes(inner)
+        part = (
+            b"--x\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n"
+            b'Content-Disposition: attachment; filename="fwd.eml"\r\n\r\n' + encoded + b"\r\n--x--\r\n"
+        )
+        return (
+            b'From: orders@partner.ch\r\nSubject: Fwd\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n'
+            b"--x\r\nContent-Type: text/plain\r\n\r\nsee below\r\n" + part
+        )
+    outer.add_attachment(inner, maintype="message", subtype="rfc822", filename="forwarded.eml")
+    return outer.as_bytes()
+
+
+def test_given_a_forwarded_message_with_a_csv_when_parsed_then_the_csv_is_found() -> None:
+    inner = message_with(("orders.csv", CSV, "text/csv"))
+    parsed = parse_message(forwarded(inner), PATTERNS)
+    assert parsed.import_files == (ImportFile("orders.csv", CSV),)
+    assert parsed.other_attachments == ()  # the .eml container itself is not listed
+
+
+def test_given_a_forward_of_a_forward_when_parsed_then_the_csv_is_found() -> None:
+    inner = forwarded(message_with(("deep.csv", CSV, "text/csv")))
+    assert names(parse_message(forwarded(inner), PATTERNS)) == ["deep.csv"]
+
+
+def test_given_a_base64_encoded_forwarded_message_when_parsed_then_the_csv_is_found() -> None:
+    inner = message_with(("orders.csv", CSV, "text/csv"))
+    assert names(parse_message(forwarded(inner, base64=True), PATTERNS)) == ["orders.csv"]
+
+
+# --- containers: winmail.dat (TNEF) ---------------------------------------------------------
+
+
+def tnef_attribute(level: int, attr_id: int, data: bytes) -> bytes:
+    """level, attribute id, length, data, checksum (sum of the data bytes mod 65536)."""
+    return struct.pack("<BII", level, attr_id, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def mapi_long_filename(name: str) -> bytes:
+    """A MAPI property list with PR_ATTACH_LONG_FILENAME (0x3707) as a Unicode string."""
+    text = name.encode("utf-16-le") + b"\x00\x00"
+    padded = text + b"\x00" * (-len(text) % 4)
+    return struct.pack("<IHHII", 1, 0x001F, 0x3707, 1, len(text)) + padded
+
+
+def tnef(*files: tuple[bytes, bytes, str | None]) -> bytes:
+    """A minimal TNEF stream: signature, key, version, code page, then per file rendering/title/data."""
+    out = struct.pack("<IH", 0x223E9F78, 0x0102)
+    out += tnef_attribute(1, 0x00089006, struct.pack("<I", 0x00010000))  # attTnefVersion
+    out += tnef_attribute(1, 0x00069007, struct.pack("<II", 1252, 0))  # attOemCodepage
+    for title, data, long_name in files:
+        out += tnef_attribute(2, 0x00069002, b"\x01\x00" + b"\xff" * 4 + b"\x00" * 8)  # attAttachRenddata
+        out += tnef_attribute(2, 0x00018010, title + b"\x00")  # attAttachTitle
+        out += tnef_attribute(2, 0x0006800F, data)  # attAttachData
+        if long_name is not None:
+            out += tnef_attribute(2, 0x00069005, mapi_long_filename(long_name))  # attAttachment
+    return out + tnef_attribute(1, 0x00078008, b"IPM.Note\x00")  # attMessageClass
+
+
+def with_winmail(blob: bytes, filename: str = "winmail.dat", mime: str = "application/ms-tnef") -> bytes:
+    return message_with((filename, blob, mime))
+
+
+def test_given_our_tnef_encoder_when_read_by_tnefparse_then_it_round_trips() -> None:
+    files = read_tnef(tnef((b"ORDERS~1.CSV", CSV, "orders 2024.csv"), (b"a.pdf", b"%PDF", None)))
+    assert [(file.name, file.content) for file in files] == [("orders 2024.csv", CSV), ("a.pdf", b"%PDF")]
+
+
+def test_given_a_winmail_dat_with_a_csv_when_parsed_then_the_csv_is_found_by_its_long_name() -> None:
+    blob = tnef((b"ORDERS~1.CSV", CSV, "Aufträge 2024.csv"), (b"logo.png", b"\x89PNG....", None))
+    parsed = parse_message(with_winmail(blob), PATTERNS)
+    assert parsed.import_files == (ImportFile("Aufträge 2024.csv", CSV),)
+    assert parsed.other_attachments == ("logo.png",)
+
+
+def test_given_a_winmail_dat_sent_as_octet_stream_when_parsed_then_recognised_by_its_name() -> None:
+    blob = tnef((b"orders.csv", CSV, None))
+    parsed = parse_message(with_winmail(blob, "WINMAIL.DAT", "application/octet-stream"), PATTERNS)
+    assert names(parsed) == ["orders.csv"]
+
+
+def test_given_a_windows_1252_title_when_parsed_then_decoded() -> None:
+    blob = tnef(("Bücher.csv".encode("cp1252"), CSV, None))
+    assert names(parse_message(with_winmail(blob), PATTERNS)) == ["Bücher.csv"]
+
+
+def test_given_a_hostile_name_in_tnef_when_parsed_then_made_safe() -> None:
+    blob = tnef((b"..\\..\\boot.csv", CSV, None))
+    assert names(parse_message(with_winmail(blob), PATTERNS)) == ["boot.csv"]
+
+
+def test_given_a_truncated_winmail_dat_when_parsed_then_listed_with_a_defect() -> None:
+    blob = tnef((b"orders.csv", CSV, "orders.csv"))[:-40]  # cut inside the attachment
+    parsed = parse_message(with_winmail(blob), PATTERNS)
+    assert parsed.import_files == ()
+    assert parsed.other_attachments == ("winmail.dat",)
+    assert any("TNEF" in defect for defect in parsed.defects)
+
+
+def test_given_a_tnef_count_beyond_its_data_when_read_then_refused_before_tnefparse_loops() -> None:
+    # a MAPI property list claiming 4 billion properties: tnefparse would spin through all of them
+    hostile = struct.pack("<IH", 0x223E9F78, 1)
+    hostile += tnef_attribute(1, 0x00069007, struct.pack("<II", 1252, 0))
+    hostile += tnef_attribute(2, 0x00069002, b"\x00" * 14)
+    hostile += tnef_attribute(2, 0x00069005, struct.pack("<I", 0xFFFFFFFF) + b"\x00" * 16)
+    hostile += tnef_attribute(1, 0x00078008, b"IPM.Note\x00")
+    with pytest.raises(TnefError, match="inconsistent"):
+        read_tnef(hostile)
+
+
+def test_given_a_multi_value_count_beyond_its_data_when_read_then_refused() -> None:
+    mapi = struct.pack("<IHHI", 1, 0x1003, 0x0E20, 0xFFFFFFF0)  # PT_MV_LONG with a huge count
+    hostile = struct.pack("<IH", 0x223E9F78, 1) + tnef_attribute(2, 0x00069002, b"\x00" * 14)
+    hostile += tnef_attribute(2, 0x00069005, mapi + b"\x00" * 8) + tnef_attribute(1, 0x00078008, b"IPM\x00")
+    with pytest.raises(TnefError):
+        read_tnef(hostile)
+
+
+def test_given_a_declared_tnef_part_without_signature_when_parsed_then_an_ordinary_attachment() -> None:
+    parsed = parse_message(with_winmail(b"not tnef at all"), PATTERNS)
+    assert parsed.other_attachments == ("winmail.dat",)
+    assert any("no TNEF signature" in defect for defect in parsed.defects)
+
+
+# --- robustness -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"\r\n\r\nonly a body", b"\x00\x01\x02\xff\xfe binary garbage", b"not a header line\r\n"]
+)
+def test_given_no_header_at_all_when_parsed_then_rejected(raw: bytes) -> None:
+    with pytest.raises(RejectedMessage, match="message cannot be parsed"):
+        parse_message(raw, PATTERNS)
+
+
+def test_given_a_header_that_crashes_policy_default_when_parsed_then_compat32_takes_over() -> None:
+    # Python 3.13's modern parser raises IndexError on this Content-Type
+    raw = b"From: orders@partner.ch\r\nContent-Type: multipart/mixed; boundary*\r\n\r\nbody\r\n"
+    parsed = parse_message(raw, PATTERNS)
+    assert parsed.import_files == ()
+    assert any("compat32" in defect for defect in parsed.defects)
+
+
+def test_given_an_outlook_boundary_with_equals_signs_when_parsed_then_the_parts_are_found() -> None:
+    raw = (
+        b"From: orders@partner.ch\r\n"
+        b"Content-Type: multipart/mixed;\r\n\tboundary=----=_NextPart_000_0093_01C8\r\n\r\n"
+        b"------=_NextPart_000_0093_01C8\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b"------=_NextPart_000_0093_01C8\r\nContent-Type: text/csv; name=orders.csv\r\n\r\na;b\r\n"
+        b"------=_NextPart_000_0093_01C8--\r\n"
+    )
+    assert parse_message(raw, PATTERNS).import_files == (ImportFile("orders.csv", b"a;b"),)
+
+
+def test_given_broken_base64_when_parsed_then_decoded_as_far_as_possible() -> None:
+    raw = raw_message(
+        "Content-Type: text/csv; name=orders.csv",
+        "Content-Transfer-Encoding: base64",
+        body=b"YTti!!\r\nCjE7Mg=\r\n",
+    )
+    assert parse_message(raw, PATTERNS).import_files == (ImportFile("orders.csv", b"a;b\n1;2"),)
+
+
+def test_given_a_missing_boundary_when_parsed_then_defects_in_words() -> None:
+    raw = (
+        b'From: orders@partner.ch\r\nContent-Type: multipart/mixed; boundary="gone"\r\n\r\nno parts here\r\n'
+    )
+    parsed = parse_message(raw, PATTERNS)
+    assert parsed.import_files == ()
+    assert "message: start boundary not found" in parsed.defects
+
+
+def deep_message(depth: int) -> bytes:
+    raw = b"From: a@partner.ch\r\n"
+    for level in range(depth):
+        raw += f'Content-Type: multipart/mixed; boundary="b{level}"\r\n\r\n--b{level}\r\n'.encode()
+    return raw + b"Content-Type: text/csv; name=deep.csv\r\n\r\na;b\r\n"
+
+
+def test_given_deep_nesting_when_parsed_then_the_search_stops_at_30_levels() -> None:
+    parsed = parse_message(deep_message(400), PATTERNS)
+    assert parsed.import_files == ()
+    assert any("too many or too deeply nested" in defect for defect in parsed.defects)
+
+
+def test_given_nesting_beyond_what_python_can_parse_when_parsed_then_rejected_not_crashed() -> None:
+    with pytest.raises(RejectedMessage, match="message cannot be parsed: RecursionError"):
+        parse_message(deep_message(3000), PATTERNS)
+
+
+def test_given_an_outlook_message_attached_inside_winmail_dat_when_parsed_then_its_csv_is_found() -> None:
+    # Given an attachment whose PR_ATTACH_DATA_OBJ (0x3701, PT_OBJECT) is an embedded TNEF message
+    value = b"\x07\x03\x02\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46" + tnef(
+        (b"inner.csv", CSV, None)
+    )
+    mapi = struct.pack("<IHHII", 1, 0x000D, 0x3701, 1, len(value)) + value + b"\x00" * (-len(value) % 4)
+    outer = struct.pack("<IH", 0x223E9F78, 1)
+    outer += tnef_attribute(1, 0x00069007, struct.pack("<II", 1252, 0))
+    outer += tnef_attribute(2, 0x00069002, b"\x01\x00" + b"\xff" * 4 + b"\x00" * 8)
+    outer += tnef_attribute(2, 0x00018010, b"Forwarded message\x00")
+    outer += tnef_attribute(2, 0x00069005, mapi)
+    outer += tnef_attribute(1, 0x00078008, b"IPM.Note\x00")
+    # When parsed
+    parsed = parse_message(with_winmail(outer), PATTERNS)
+    # Then the file inside the inner message is an import file, the container is not listed
+    assert parsed.import_files == (ImportFile("inner.csv", CSV),)
+    assert parsed.other_attachments == ()

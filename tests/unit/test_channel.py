@@ -1,0 +1,129 @@
+"""The channel item (DESIGN §3): defaults, DynamoDB value types, cross-field rules, every error listed."""
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from domain.channel import InvalidChannel, load_channel
+
+MINIMAL: dict[str, Any] = {
+    "channel_id": "acme-1",
+    "subject_keyword": "LetterShop",
+    "pop3_host": "pop.example.com",
+    "pop3_username": "acme",
+    "pop3_password_secret": "lettershop/acme/pop3",
+    "sender_address": "lettershop@operator.example",
+    "smtp_host": "smtp.example.com",
+}
+
+
+def errors_of(**item: Any) -> dict[str, str]:
+    with pytest.raises(InvalidChannel) as caught:
+        load_channel(item)
+    return dict(caught.value.errors)
+
+
+def test_defaults_follow_the_design() -> None:
+    channel = load_channel(MINIMAL)
+
+    assert channel.active is False
+    assert channel.exclusive_account is False
+    assert channel.partner == "acme-1"
+    assert (channel.pop3_security, channel.incoming_port) == ("tls", 995)
+    assert (channel.reply_via, channel.smtp_port, channel.smtp_security, channel.smtp_auth) == (
+        "smtp",
+        25,
+        "starttls",
+        False,
+    )
+    assert channel.use_standard_script is True
+    assert channel.allowed_senders == []
+    assert (channel.poll_interval_minutes, channel.max_messages_per_poll) == (5, 50)
+    assert channel.max_message_bytes == 26214400
+    assert channel.import_file_patterns == ["*.csv", "*.txt"]
+    assert (channel.script_timeout_seconds, channel.max_attempts) == (60, 5)
+
+
+def test_plain_pop3_defaults_to_port_110() -> None:
+    assert load_channel({**MINIMAL, "pop3_security": "starttls"}).incoming_port == 110
+    assert (
+        load_channel({**MINIMAL, "pop3_security": "none", "pop3_port": Decimal(1110)}).incoming_port == 1110
+    )
+
+
+def test_dynamodb_item_with_decimals_and_string_sets_loads() -> None:
+    item = {
+        **MINIMAL,
+        "active": True,
+        "pop3_port": Decimal("995"),
+        "smtp_port": Decimal("587"),
+        "poll_interval_minutes": Decimal("10"),
+        "allowed_senders": {"Orders@Partner.Example", "*.Partner.example", "bücher.example"},
+        "import_file_patterns": {"*.csv"},
+        "trusted_authserv_ids": {"mx.operator.example"},
+    }
+
+    channel = load_channel(item)
+
+    assert channel.smtp_port == 587
+    assert channel.poll_interval_minutes == 10
+    assert channel.allowed_senders == ["*.partner.example", "orders@partner.example", "xn--bcher-kva.example"]
+
+
+def test_keyword_required_on_shared_account_only() -> None:
+    assert "subject_keyword is required" in str(errors_of(**{**MINIMAL, "subject_keyword": None}))
+    assert (
+        load_channel({**MINIMAL, "subject_keyword": None, "exclusive_account": True}).subject_keyword is None
+    )
+
+
+def test_smtp_fields_required_for_smtp_and_auth() -> None:
+    assert "smtp_host is required" in str(errors_of(**{**MINIMAL, "smtp_host": None}))
+    assert load_channel({**MINIMAL, "smtp_host": None, "reply_via": "ses"}).reply_via == "ses"
+    assert "smtp_username and smtp_password_secret" in str(errors_of(**{**MINIMAL, "smtp_auth": True}))
+
+
+def test_every_error_is_listed_with_its_field() -> None:
+    errors = errors_of(
+        channel_id="Bad_Id",
+        pop3_host="pop",
+        pop3_username="u",
+        pop3_password_secret="s",
+        sender_address="not an address",
+        smtp_host="smtp",
+        smtp_port=Decimal(70000),
+        pop3_security="ssl",
+        poll_interval_minutes=0,
+        allowed_senders=["@nobody"],
+        prescript="../evil.py",
+        subject_keywrd="typo",
+    )
+
+    assert set(errors) >= {
+        "channel_id",
+        "sender_address",
+        "smtp_port",
+        "pop3_security",
+        "poll_interval_minutes",
+        "allowed_senders",
+        "prescript",
+        "subject_keywrd",
+    }
+    assert "Extra inputs" in errors["subject_keywrd"]
+
+
+def test_invalid_channel_message_names_channel_and_fields() -> None:
+    with pytest.raises(InvalidChannel, match=r"channel acme-1 is not valid: .*pop3_host"):
+        load_channel({k: v for k, v in MINIMAL.items() if k != "pop3_host"})
+
+
+@pytest.mark.parametrize("name", ["x/y.py", "..py", "script.sh", ".hidden.py", "a\\b.py"])
+def test_script_names_are_file_names_ending_in_py(name: str) -> None:
+    assert "prescript" in errors_of(**{**MINIMAL, "prescript": name})
+
+
+def test_authenticated_sender_needs_trusted_servers() -> None:
+    assert "trusted_authserv_ids is required" in str(
+        errors_of(**{**MINIMAL, "require_authenticated_sender": True})
+    )

@@ -1,0 +1,202 @@
+"""poll_channel with recording fakes: every outcome of DESIGN §6 that needs no real server."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
+from domain.channel import Channel, load_channel
+from domain.errors import PermanentError, TransientError
+from service.poll import Ports, poll_channel
+from tests.unit.fakes import FakeArchive, FakeMailbox, FakeReplies, FakeSerials
+
+PARTNER = "orders@partner.example"
+
+
+def make_channel(**overrides: Any) -> Channel:
+    item: dict[str, Any] = {
+        "channel_id": "acme",
+        "active": True,
+        "exclusive_account": False,
+        "subject_keyword": "LetterShop",
+        "pop3_host": "pop.example",
+        "pop3_username": "acme",
+        "pop3_password_secret": "lettershop/acme/pop3",
+        "sender_address": "lettershop@operator.example",
+        "smtp_host": "smtp.example",
+        "allowed_senders": ["partner.example"],
+    }
+    item.update(overrides)
+    return load_channel(item)
+
+
+class World:
+    def __init__(self) -> None:
+        self.mailbox = FakeMailbox()
+        self.archive = FakeArchive()
+        self.replies = FakeReplies()
+        self.serials = FakeSerials()
+        self.time_left = 100.0
+
+    def poll(self, channel: Channel | None = None) -> dict[str, object]:
+        ports = Ports(self.mailbox, self.archive, self.replies, self.serials)
+        result = poll_channel(
+            channel or make_channel(),
+            ports,
+            now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),
+            time_left=lambda: self.time_left,
+        )
+        return result.as_dict()
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_partner_import_is_answered_with_export_archived_and_deleted(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = world.poll()
+
+    assert result == {
+        "channel_id": "acme", "status": "ok", "seen": 1, "recognized": 1, "processed": 1,
+        "failed": 0, "rejected": 0, "deferred": 0, "deleted": 1,
+    }  # fmt: skip
+    assert world.mailbox.messages == {}
+    [reply] = world.replies.sent
+    assert reply.recipient == PARTNER
+    assert reply.sender == "lettershop@operator.example"
+    assert reply.message["Subject"] == "Re: LetterShop import"
+    assert reply.message["Auto-Submitted"] == "auto-replied"
+    [attachment] = list(reply.message.iter_attachments())
+    assert attachment.get_filename() == "orders_export.csv"
+    export = attachment.get_content()
+    assert "R-1001;ACCEPTED;LA" in export
+    assert "R-1003;REJECTED" in export
+    assert len(world.archive.keys("inbound/")) == 1
+    assert world.archive.keys("exports/") == [
+        k for k in world.archive.objects if k.endswith("orders_export.csv")
+    ]
+    assert world.serials.calls == [2]
+
+
+def test_message_without_keyword_on_shared_account_is_never_downloaded(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(subject="Invoice November"))
+
+    result = world.poll()
+
+    assert (result["seen"], result["recognized"], result["deleted"]) == (1, 0, 0)
+    assert world.mailbox.retrieved == []
+    assert "u1" in world.mailbox.messages
+    assert world.replies.sent == []
+
+
+def test_exclusive_account_takes_messages_without_keyword(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(subject="shipments"))
+
+    result = world.poll(make_channel(exclusive_account=True, subject_keyword=None))
+
+    assert result["processed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason_part"),
+    [
+        (partner_mail(sender="someone@stranger.example"), "not in the allowed"),
+        (bounce_mail(), "report"),
+        (partner_mail(headers=[("Auto-Submitted", "auto-generated")]), "Auto-Submitted"),
+        (partner_mail(headers=[("Precedence", "bulk")]), "bulk"),
+    ],
+)
+def test_strangers_and_automatic_messages_are_quarantined_without_reply(
+    world: World, raw: bytes, reason_part: str
+) -> None:
+    world.mailbox.deliver("u1", raw)
+
+    result = world.poll()
+
+    assert (result["rejected"], result["deleted"]) == (1, 1)
+    assert world.replies.sent == []
+    [key] = world.archive.keys("quarantine/")
+    assert world.archive.objects[key] == raw
+    assert reason_part.lower() in str(world.archive.reasons[key]["reason"]).lower()
+
+
+def test_too_large_message_is_quarantined(world: World) -> None:
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+
+    result = world.poll(make_channel(max_message_bytes=len(raw) - 1))
+
+    assert result["rejected"] == 1
+    [key] = world.archive.keys("quarantine/")
+    assert "larger than max_message_bytes" in str(world.archive.reasons[key]["reason"])
+
+
+def test_message_without_import_file_gets_error_reply(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(attachments=[("invoice.pdf", b"%PDF-1.4")]))
+
+    result = world.poll()
+
+    assert (result["failed"], result["deleted"]) == (1, 1)
+    [reply] = world.replies.sent
+    body = reply.message.get_body().get_content()
+    assert "No import file was found" in body
+    assert "invoice.pdf" in body
+    assert len(world.archive.keys("inbound/")) == 1
+
+
+def test_bad_file_fails_but_good_file_of_same_message_is_processed(world: World) -> None:
+    attachments = [("broken.csv", b"just some words\r\n"), ("orders.csv", VALID_IMPORT)]
+    world.mailbox.deliver("u1", partner_mail(attachments=attachments))
+
+    result = world.poll()
+
+    assert result["processed"] == 1
+    [reply] = world.replies.sent
+    body = reply.message.get_body().get_content()
+    assert "broken.csv: not processed" in body
+    assert [a.get_filename() for a in reply.message.iter_attachments()] == ["orders_export.csv"]
+
+
+def test_only_bad_files_fail_the_message_with_reasons(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(attachments=[("broken.csv", b"just some words\r\n")]))
+
+    result = world.poll()
+
+    assert result["failed"] == 1
+    body = world.replies.sent[0].message.get_body().get_content()
+    assert "broken.csv" in body
+    assert world.archive.keys("exports/") == []
+
+
+def test_transient_failure_keeps_message_for_next_poll(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail())
+    world.replies.error = TransientError("SMTP 451 try later")
+
+    result = world.poll()
+
+    assert (result["deferred"], result["deleted"]) == (1, 0)
+    assert "u1" in world.mailbox.messages
+
+
+def test_reply_refused_for_good_still_archives_and_deletes(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail())
+    world.replies.error = PermanentError("550 no such user")
+
+    result = world.poll()
+
+    assert (result["processed"], result["deleted"]) == (1, 1)
+    assert len(world.archive.keys("inbound/")) == 1
+
+
+def test_poll_stops_at_message_limit_and_time_budget(world: World) -> None:
+    for n in range(5):
+        world.mailbox.deliver(f"u{n}", partner_mail())
+
+    assert world.poll(make_channel(max_messages_per_poll=2))["processed"] == 2
+    world.time_left = 0
+    assert world.poll()["seen"] == 0
+    assert len(world.mailbox.messages) == 3
