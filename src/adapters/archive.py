@@ -4,6 +4,7 @@ Every failure here is transient on purpose: a message whose raw bytes are not sa
 never deleted from the mailbox (DESIGN §6), so it is tried again at the next poll.
 """
 
+import io
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -42,10 +43,11 @@ class S3Archive:
         return f"{key}.eml"
 
     def _upload(self, key: str, body: BinaryIO, content_type: str) -> None:
+        """Stream ``body`` (multipart when large); the caller keeps it open and positioned at 0."""
         body.seek(0)
         try:
             self._client.upload_fileobj(
-                body, self._bucket, key, ExtraArgs={"ContentType": content_type, **ENCRYPTION}
+                _KeptOpen(body), self._bucket, key, ExtraArgs={"ContentType": content_type, **ENCRYPTION}
             )
         except (ClientError, BotoCoreError) as error:
             raise TransientError(f"archive s3://{self._bucket}/{key} not written: {error}") from error
@@ -59,6 +61,30 @@ class S3Archive:
             )
         except (ClientError, BotoCoreError) as error:
             raise TransientError(f"archive s3://{self._bucket}/{key} not written: {error}") from error
+
+
+class _KeptOpen(io.RawIOBase):
+    """A read-only view of a file that S3's transfer manager may close without closing the file."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
 
 
 def _day(channel_id: str, received: datetime) -> str:

@@ -6,7 +6,8 @@ Unknown attributes are refused: a typo such as ``subject_keywrd`` must not silen
 to a default. ``description`` is free text for the operator.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticUndefined
 
 from domain.senders import normalize_sender_pattern
 
@@ -102,15 +104,7 @@ class Channel(BaseModel):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Channel":
-        problems = []
-        if not self.exclusive_account and not self.subject_keyword:
-            problems.append("subject_keyword is required when exclusive_account is false")
-        if self.reply_via == "smtp" and not self.smtp_host:
-            problems.append("smtp_host is required when reply_via is smtp")
-        if self.smtp_auth and not (self.smtp_username and self.smtp_password_secret):
-            problems.append("smtp_username and smtp_password_secret are required when smtp_auth is true")
-        if self.require_authenticated_sender and not self.trusted_authserv_ids:
-            problems.append("trusted_authserv_ids is required when require_authenticated_sender is true")
+        problems = combination_problems(lambda name: getattr(self, name))
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -123,6 +117,20 @@ class Channel(BaseModel):
     @property
     def incoming_port(self) -> int:
         return self.pop3_port or DEFAULT_POP3_PORTS[self.pop3_security]
+
+
+def combination_problems(value: Callable[[str], Any]) -> list[str]:
+    """Rules between attributes; ``value(name)`` gives an attribute's value or its default."""
+    problems = []
+    if not value("exclusive_account") and not value("subject_keyword"):
+        problems.append("subject_keyword is required when exclusive_account is false")
+    if value("reply_via") == "smtp" and not value("smtp_host"):
+        problems.append("smtp_host is required when reply_via is smtp")
+    if value("smtp_auth") and not (value("smtp_username") and value("smtp_password_secret")):
+        problems.append("smtp_username and smtp_password_secret are required when smtp_auth is true")
+    if value("require_authenticated_sender") and not value("trusted_authserv_ids"):
+        problems.append("trusted_authserv_ids is required when require_authenticated_sender is true")
+    return problems
 
 
 class InvalidChannel(ValueError):
@@ -144,7 +152,17 @@ def load_channel(item: Mapping[str, Any]) -> Channel:
             (".".join(str(part) for part in detail["loc"]) or "item", _reason(detail))
             for detail in error.errors(include_url=False, include_input=False)
         ]
+        if not any(field == "item" for field, _ in problems):
+            # pydantic skips the cross-field rules when a field is wrong; report them too
+            problems += [("item", problem) for problem in combination_problems(partial(_raw_value, item))]
         raise InvalidChannel(str(item.get("channel_id", "?")), problems) from None
+
+
+def _raw_value(item: Mapping[str, Any], name: str) -> Any:
+    if name in item:
+        return item[name]
+    default = Channel.model_fields[name].default
+    return None if default is PydanticUndefined else default
 
 
 def _reason(detail: Any) -> str:

@@ -4,7 +4,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -13,9 +13,9 @@ from domain.errors import LetterShopError
 from domain.outcomes import PollResult
 from handlers.bootstrap import channel_table, ports_for
 from service.poll import poll_channel
+from service.telemetry import logger
 from settings import poll_settings
 
-logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 

@@ -10,8 +10,6 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import BinaryIO, cast
 
-from aws_lambda_powertools import Logger
-
 from domain.attachments import ParsedMessage, parse_message
 from domain.channel import Channel
 from domain.errors import ConfigurationError, PermanentError, RejectedMessage, TransientError
@@ -20,8 +18,7 @@ from domain.outcomes import Outcome, PollResult
 from domain.reply import FileReport, ReplyContext, reply_with_error, reply_with_exports
 from domain.shipments import SerialSource, process_import
 from service.ports import Archive, Mailbox, MailboxSession, MessageRef, ReplySender
-
-logger = Logger()  # same service logger as the handler's: keys appended here show on every line
+from service.telemetry import logger
 
 SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
 

@@ -1,0 +1,100 @@
+"""Drive the real poll handler against the local stack: store a channel, invoke, as the Lambda would."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack import aws
+from devstack.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))  # the Lambda runtime puts CodeUri (src/) on the path
+
+SENDER_ADDRESS = "lettershop@operator.example"
+
+
+@dataclass
+class FakeLambdaContext:
+    """What the Lambda runtime passes as ``context``; the remaining time is fixed per invocation."""
+
+    function_name: str = "lettershop-poll"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:lettershop-poll"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    remaining_ms: int = 300_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def store_channel(
+    stack: LocalStack,
+    mailbox: tuple[str, str],
+    *,
+    channel_id: str = "acme",
+    smtp: str = "starttls",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Store the mailbox's password as a secret and a channel item using it; return the item.
+
+    ``smtp`` picks the reply server: ``starttls`` (STARTTLS + AUTH), ``tls`` (implicit TLS + AUTH),
+    ``none`` (plain, no AUTH) or ``ses``.
+    """
+    user, password = mailbox
+    endpoint = stack.endpoint_url
+    aws.put_secret(endpoint, f"lettershop/{channel_id}/pop3", {"password": password})
+    item: dict[str, Any] = {
+        "channel_id": channel_id,
+        "active": True,
+        "exclusive_account": False,
+        "subject_keyword": "LetterShop",
+        "pop3_host": stack.dovecot.host,
+        "pop3_port": stack.dovecot.pop3s_port,
+        "pop3_security": "tls",
+        "pop3_username": user,
+        "pop3_password_secret": f"lettershop/{channel_id}/pop3",
+        "sender_address": SENDER_ADDRESS,
+        "allowed_senders": ["partner.example"],
+        **_reply_settings(stack, channel_id, smtp),
+    }
+    item.update(overrides)
+    aws.put_channel(endpoint, stack.names.channels_table, {k: v for k, v in item.items() if v is not None})
+    return item
+
+
+def _reply_settings(stack: LocalStack, channel_id: str, smtp: str) -> dict[str, Any]:
+    if smtp == "ses":
+        aws.verify_ses_identity(stack.endpoint_url, SENDER_ADDRESS)
+        return {"reply_via": "ses"}
+    server = {"starttls": stack.smtp, "tls": stack.smtps, "none": stack.smtp_open}[smtp]
+    settings: dict[str, Any] = {
+        "reply_via": "smtp",
+        "smtp_host": server.host,
+        "smtp_port": server.port,
+        "smtp_security": smtp,
+    }
+    if smtp != "none":
+        secret = f"lettershop/{channel_id}/smtp"
+        aws.put_secret(stack.endpoint_url, secret, stack.smtp_password)
+        settings |= {"smtp_auth": True, "smtp_username": stack.smtp_user, "smtp_password_secret": secret}
+    return settings
+
+
+def load_event(name: str, **changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    event.update(changes)
+    return event
+
+
+def invoke_poll(event: dict[str, Any], context: FakeLambdaContext | None = None) -> dict[str, Any]:
+    """Call the deployed entry point, ``handlers.poll.handler``, exactly as the runtime does."""
+    from handlers.poll import handler  # noqa: PLC0415  # after the environment is set
+
+    return handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]
