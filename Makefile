@@ -48,8 +48,34 @@ unit: install
 integration: install
 	$(VENV)/bin/pytest tests/integration
 
-test: lint types
+test: lint types template-check
 	$(VENV)/bin/pytest
+
+# cfn-lint, `sam validate --lint` and checkov on template.yaml, offline. sam and checkov live in
+# their own virtualenvs (.venv-tools/<name>, one per line of requirements-tools.txt): they pin
+# boto3 versions that conflict with each other and with the project's.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+# No real account is ever asked: dummy credentials, no profile, no telemetry.
+OFFLINE_AWS := env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline \
+	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null SAM_CLI_TELEMETRY=0
+
+$(TOOLS_STAMP): requirements-tools.txt
+	@if [ -z "$(BASE_PYTHON)" ]; then \
+		echo "Python $(PYTHON_VERSION) is missing: 'pyenv install $(PYTHON_VERSION)' or 'apt-get install python$(PYTHON_VERSION)'"; exit 1; fi
+	@grep -Ev '^[[:space:]]*(#|$$)' requirements-tools.txt | while read -r requirement; do \
+		name=$${requirement%%[=<>!~;[ ]*}; \
+		test -x $(TOOLS)/$$name/bin/python || $(BASE_PYTHON) -m venv $(TOOLS)/$$name || exit 1; \
+		echo "installing $$requirement into $(TOOLS)/$$name"; \
+		$(TOOLS)/$$name/bin/python -m pip install -q --disable-pip-version-check "$$requirement" || exit 1; \
+	done
+	@touch $(TOOLS_STAMP)
+
+.PHONY: template-check
+template-check: install $(TOOLS_STAMP)
+	$(VENV)/bin/cfn-lint template.yaml
+	$(OFFLINE_AWS) $(TOOLS)/aws-sam-cli/bin/sam validate --lint --region eu-central-1 --template template.yaml
+	$(OFFLINE_AWS) $(TOOLS)/checkov/bin/checkov --skip-download --quiet --compact --framework cloudformation --file template.yaml
 
 bench: install
 	$(PY) -m bench

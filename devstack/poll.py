@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +23,18 @@ SENDER_ADDRESS = "lettershop@operator.example"
 
 @dataclass
 class FakeLambdaContext:
-    """What the Lambda runtime passes as ``context``; the remaining time is fixed per invocation."""
+    """What the Lambda runtime passes as ``context``."""
 
     function_name: str = "lettershop-poll"
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:lettershop-poll"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     remaining_ms: int = 300_000
+    started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+        """Counts down from ``remaining_ms``, as the real deadline does."""
+        return max(0, int(self.remaining_ms - (time.monotonic() - self.started) * 1000))
 
 
 def store_channel(

@@ -3,6 +3,11 @@
 Default: plain port with STARTTLS required and AUTH (PLAIN/LOGIN) required — a typical
 submission server. Flags give the other shapes the channel supports: no TLS requirement and/or no
 AUTH (``smtp_security: none``, ``smtp_auth: false``) and implicit TLS (``smtp_security: tls``).
+
+Failure injection: :meth:`SmtpServer.fail_next` makes the server answer the next N ``MAIL``,
+``RCPT`` or ``DATA`` commands with a given reply (``451 4.3.0 try later``, ``550 5.1.1 no such
+user``, ...) instead of accepting; a 421 also closes the connection, as RFC 5321 says it does.
+:attr:`SmtpServer.refused` lists the replies given that way; :meth:`SmtpServer.clear` forgets them.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -41,13 +46,59 @@ class ReceivedMail:
     received_at: float = field(default_factory=time.time)
 
 
+Stage = Literal["MAIL", "RCPT", "DATA"]
+STAGES: tuple[Stage, ...] = ("MAIL", "RCPT", "DATA")
+
+
+@dataclass
+class _Failure:
+    at: Stage
+    code: int
+    text: str
+    times: int
+
+
+@dataclass(frozen=True)
+class RefusedCommand:
+    """One command answered with an injected failure."""
+
+    at: Stage
+    code: int
+    text: str
+    argument: str = ""
+
+
 class _Recorder:
-    """aiosmtpd handler: keeps every accepted message."""
+    """aiosmtpd handler: keeps every accepted message; answers injected failures first."""
 
     def __init__(self, server: SmtpServer) -> None:
         self._server = server
 
+    async def handle_MAIL(
+        self, smtp: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        refusal = self._server._take_failure("MAIL", address, smtp)
+        if refusal is not None:
+            return refusal
+        # What aiosmtpd does itself when there is no hook.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, smtp: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        refusal = self._server._take_failure("RCPT", address, smtp)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
+        refusal = self._server._take_failure("DATA", "", smtp)
+        if refusal is not None:
+            return refusal
         raw = envelope.original_content
         if raw is None:
             raw = envelope.content if isinstance(envelope.content, bytes) else b""
@@ -64,6 +115,17 @@ class _Recorder:
         )
         self._server._record(mail)
         return "250 Message accepted for delivery"
+
+
+_DEFAULT_TEXT = {
+    421: "4.3.2 Service shutting down, closing transmission channel",
+    450: "4.2.1 Mailbox unavailable, try again later",
+    451: "4.3.0 Local error in processing, try again later",
+    452: "4.3.1 Insufficient system storage",
+    550: "5.1.1 Mailbox unavailable",
+    552: "5.3.4 Message too big",
+    554: "5.6.0 Transaction failed",
+}
 
 
 class _Controller(Controller):
@@ -109,6 +171,8 @@ class SmtpServer:
         self.implicit_tls = implicit_tls
         self.received: list[ReceivedMail] = []
         self.auth_attempts: list[tuple[str, bool]] = []
+        self.refused: list[RefusedCommand] = []
+        self._failures: list[_Failure] = []
         self._cond = threading.Condition()
         self._controller: _Controller | None = None
         self.port = 0
@@ -192,10 +256,52 @@ class SmtpServer:
         self.users[name] = password
 
     def clear(self) -> None:
-        """Forget received mail and auth attempts (users stay)."""
+        """Forget received mail, auth attempts and injected failures (users stay)."""
         with self._cond:
             self.received.clear()
             self.auth_attempts.clear()
+            self.refused.clear()
+            self._failures.clear()
+
+    def fail_next(self, code: int, text: str = "", *, times: int = 1, at: Stage = "DATA") -> None:
+        """Answer the next ``times`` ``at`` commands (``MAIL``, ``RCPT``, ``DATA``) with ``code text``.
+
+        ``DATA`` is answered after the message was received (the reply to the final ``.``), so
+        the message is not recorded. Failures queue up in the order they were asked for; a 421
+        closes the connection after the reply.
+        """
+        if not 400 <= code <= 599:
+            raise ValueError(f"an injected failure must be a 4xx or 5xx reply, not {code}")
+        if at not in STAGES:
+            raise ValueError(f"at must be one of {STAGES}, not {at!r}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._cond:
+            self._failures.append(
+                _Failure(at, code, text or _DEFAULT_TEXT.get(code, "injected failure"), times)
+            )
+
+    @property
+    def pending_failures(self) -> int:
+        """How many injected failures are still to be answered."""
+        with self._cond:
+            return sum(failure.times for failure in self._failures)
+
+    def _take_failure(self, at: Stage, argument: str, smtp: SMTP) -> str | None:
+        """The injected reply for this command, if one is due (called on aiosmtpd's loop)."""
+        with self._cond:
+            failure = next((f for f in self._failures if f.at == at), None)
+            if failure is None:
+                return None
+            failure.times -= 1
+            if failure.times == 0:
+                self._failures.remove(failure)
+            self.refused.append(RefusedCommand(at, failure.code, failure.text, argument))
+            self._cond.notify_all()
+        if failure.code == 421 and smtp.transport is not None:
+            # The reply is written before this callback runs; close() flushes it first.
+            asyncio.get_running_loop().call_soon(smtp.transport.close)
+        return f"{failure.code} {failure.text}"
 
     def wait_for(self, count: int, timeout: float = 5) -> list[ReceivedMail]:
         """Wait until at least *count* messages arrived; return them all (raise on timeout)."""

@@ -42,6 +42,18 @@ class S3Archive:
         self._put(f"{key}.json", json.dumps(reason, indent=2, default=str).encode(), "application/json")
         return f"{key}.eml"
 
+    def store_reply(self, channel_id: str, digest: str, data: bytes, received: datetime) -> str:
+        key = f"replies/{_day(channel_id, received)}/{digest}.eml"
+        self._put(key, data, "message/rfc822")
+        return key
+
+    def load(self, key: str) -> bytes:
+        try:
+            answer = self._client.get_object(Bucket=self._bucket, Key=key)
+            return bytes(answer["Body"].read())
+        except (ClientError, BotoCoreError) as error:
+            raise TransientError(f"archive s3://{self._bucket}/{key} not readable: {error}") from error
+
     def _upload(self, key: str, body: BinaryIO, content_type: str) -> None:
         """Stream ``body`` (multipart when large); the caller keeps it open and positioned at 0."""
         body.seek(0)

@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
-from domain.errors import ConfigurationError, TransientError
+from domain.errors import ConfigurationError, ConnectionLost, TransientError
 from service.ports import MessageRef
 
 MAX_LINE = 64 * 1024
@@ -56,21 +56,45 @@ class Pop3Mailbox:
                 )
             else:
                 client = poplib.POP3(account.host, account.port, timeout=account.timeout)
-                if account.security == "starttls":
-                    client.stls(context=ssl.create_default_context())
+        except poplib.error_proto as error:
+            raise TransientError(f"POP3 server {where} closed the connection: {_text(error)}") from error
+        except ssl.SSLEOFError as error:
+            raise TransientError(f"POP3 server {where} closed the connection during TLS: {error}") from error
         except ssl.SSLError as error:
             raise ConfigurationError(f"POP3 server {where}: TLS failed: {error}") from error
-        except poplib.error_proto as error:
-            raise ConfigurationError(f"POP3 server {where} refused STLS: {_text(error)}") from error
         except OSError as error:
             raise TransientError(f"POP3 server {where} not reachable: {error}") from error
+        if account.security == "starttls":
+            self._start_tls(client, where)
+        return self._login(client, where)
+
+    def _start_tls(self, client: poplib.POP3, where: str) -> None:
+        try:
+            client.stls(context=ssl.create_default_context())
+        except poplib.error_proto as error:
+            _close_quietly(client)
+            if _closed(error):
+                raise TransientError(f"POP3 server {where} closed the connection: {_text(error)}") from error
+            raise ConfigurationError(f"POP3 server {where} refused STLS: {_text(error)}") from error
+        except ssl.SSLEOFError as error:
+            _close_quietly(client)
+            raise TransientError(f"POP3 server {where} closed the connection during TLS: {error}") from error
+        except ssl.SSLError as error:
+            _close_quietly(client)
+            raise ConfigurationError(f"POP3 server {where}: TLS failed: {error}") from error
+        except OSError as error:
+            _close_quietly(client)
+            raise TransientError(f"POP3 server {where} dropped the connection: {error}") from error
+
+    def _login(self, client: poplib.POP3, where: str) -> poplib.POP3:
+        account = self._account
         try:
             client.user(account.username)
             client.pass_(account.password)
         except poplib.error_proto as error:
             _close_quietly(client)
             reply = _text(error)
-            if "[IN-USE]" in reply or "[SYS/TEMP]" in reply:
+            if "[IN-USE]" in reply or "[SYS/TEMP]" in reply or _closed(error):
                 raise TransientError(
                     f"POP3 mailbox {account.username} at {where} is busy: {reply}"
                 ) from error
@@ -114,7 +138,7 @@ class Pop3Session:
             try:
                 self._client.quit()
             except (poplib.error_proto, OSError) as error:
-                raise TransientError(f"POP3 QUIT failed, deletions may not be committed: {error}") from error
+                raise ConnectionLost(f"POP3 QUIT failed, deletions may not be committed: {error}") from error
             return
         _close_quietly(self._client)
 
@@ -154,10 +178,18 @@ class Pop3Session:
         try:
             run()
         except poplib.error_proto as error:
+            if _closed(error):
+                self._healthy = False
+                raise ConnectionLost(f"POP3 connection lost: {_text(error)}") from error
             raise TransientError(f"POP3 server refused: {_text(error)}") from error
         except (OSError, EOFError) as error:
             self._healthy = False
-            raise TransientError(f"POP3 connection lost: {error}") from error
+            raise ConnectionLost(f"POP3 connection lost: {error}") from error
+
+
+def _closed(error: poplib.error_proto) -> bool:
+    """poplib reports a connection closed by the server as the reply ``-ERR EOF``."""
+    return _text(error) == "-ERR EOF"
 
 
 def _text(error: poplib.error_proto) -> str:

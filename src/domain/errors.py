@@ -18,12 +18,20 @@ class TransientError(LetterShopError):
     """Network trouble, throttling, a server that said "try later": worth another attempt."""
 
 
+class ConnectionLost(TransientError):
+    """The mail server connection broke mid-session: nothing more can be done in this session."""
+
+
 class PermanentError(LetterShopError):
     """The message cannot be processed as it is; the partner is told why."""
 
 
 class InvalidImportFile(PermanentError):
     """An import file that cannot be read at all (no valid header, not text)."""
+
+
+class ScriptFailed(PermanentError):
+    """A pre- or postscript that is missing, exited non-zero, timed out or left no file."""
 
 
 class RejectedMessage(LetterShopError):

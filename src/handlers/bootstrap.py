@@ -6,10 +6,12 @@ from typing import Any
 from adapters.archive import S3Archive
 from adapters.channels import ChannelTable
 from adapters.pop3 import Pop3Account, Pop3Mailbox
+from adapters.scripts import S3ScriptRunner
 from adapters.secrets import password
 from adapters.serials import DynamoDbSerialCounter
 from adapters.ses import SesReplySender
 from adapters.smtp import SmtpAccount, SmtpReplySender
+from adapters.state import DynamoDbLease, DynamoDbLedger
 from domain.channel import Channel
 from service.poll import Ports
 from service.ports import ReplySender
@@ -44,6 +46,9 @@ def ports_for(channel: Channel, settings: PollSettings) -> Ports:
         archive=S3Archive(settings.archive_bucket, aws_client("s3")),
         replies=_reply_sender(channel),
         serials=DynamoDbSerialCounter(settings.state_table, aws_client("dynamodb")),
+        scripts=S3ScriptRunner(settings.scripts_bucket, aws_client("s3")),
+        ledger=DynamoDbLedger(settings.state_table, aws_client("dynamodb")),
+        lease=DynamoDbLease(settings.state_table, aws_client("dynamodb")),
     )
 
 

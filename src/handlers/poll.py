@@ -4,7 +4,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -13,11 +13,12 @@ from domain.errors import LetterShopError
 from domain.outcomes import PollResult
 from handlers.bootstrap import channel_table, ports_for
 from service.poll import poll_channel
-from service.telemetry import logger
+from service.telemetry import logger, metrics
 from settings import poll_settings
 
-metrics = Metrics()
 tracer = Tracer()
+
+LEASE_BEYOND_TIMEOUT_SECONDS = 60
 
 OUTCOME_METRICS = {
     "recognized": "MessagesRecognized",
@@ -32,6 +33,8 @@ OUTCOME_METRICS = {
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
+    """Poll the channel; a poll that ends in ``status: "error"`` raises after logging its result,
+    so that the scheduler's retries, its dead-letter queue and the error alarm see it."""
     channel_id = channel_id_of(event)
     logger.append_keys(channel_id=channel_id)
     metrics.add_dimension("channel_id", channel_id)
@@ -40,9 +43,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     metrics.add_metric("PollDuration", MetricUnit.Milliseconds, (time.monotonic() - started) * 1000)
     for field, metric in OUTCOME_METRICS.items():
         metrics.add_metric(metric, MetricUnit.Count, getattr(result, field))
+    if result.status == "locked":
+        metrics.add_metric("PollLocked", MetricUnit.Count, 1)
     if result.status == "error":
         metrics.add_metric("PollErrors", MetricUnit.Count, 1)
+        logger.error("poll ended in error", extra={"result": result.as_dict()})
+        raise PollFailed(f"poll of channel {channel_id} failed: {result.error}")
     return result.as_dict()
+
+
+class PollFailed(RuntimeError):
+    """Raised so the invocation counts as failed; the log holds the poll's result."""
 
 
 def channel_id_of(event: dict[str, Any]) -> str:
@@ -68,12 +79,13 @@ def _poll(channel_id: str, context: LambdaContext) -> PollResult:
             logger.info("channel is not active; mailbox not touched")
             return PollResult(channel_id, status="inactive")
         ports = ports_for(channel, settings)
-        deadline = settings.time_margin_seconds * 1000
+        margin_ms = settings.time_margin_seconds * 1000
         return poll_channel(
             channel,
             ports,
             now=lambda: datetime.now(UTC),
-            time_left=lambda: (context.get_remaining_time_in_millis() - deadline) / 1000,
+            time_left=lambda: (context.get_remaining_time_in_millis() - margin_ms) / 1000,
+            lease_seconds=context.get_remaining_time_in_millis() / 1000 + LEASE_BEYOND_TIMEOUT_SECONDS,
         )
     except InvalidChannel as error:
         logger.error(

@@ -5,7 +5,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Literal, Protocol
+
+from domain.ledger import LedgerEntry
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Mailbox(Protocol):
 
 
 class Archive(Protocol):
+    """Raw messages are read from their start, wherever the file position is."""
+
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str: ...
 
     def store_export(
@@ -50,6 +54,45 @@ class Archive(Protocol):
         self, channel_id: str, digest: str, raw: BinaryIO, reason: Mapping[str, object], received: datetime
     ) -> str: ...
 
+    def store_reply(self, channel_id: str, digest: str, data: bytes, received: datetime) -> str: ...
+
+    def load(self, key: str) -> bytes: ...
+
+
+class Ledger(Protocol):
+    def get(self, channel_id: str, digest: str) -> LedgerEntry | None: ...
+
+    def save(self, entry: LedgerEntry) -> None: ...
+
+
+class Lease(Protocol):
+    def acquire(self, channel_id: str, owner: str, seconds: float) -> bool:
+        """Take the channel's poll lease for ``seconds``; ``False`` when another poll holds it."""
+        ...
+
+    def release(self, channel_id: str, owner: str) -> None: ...
+
 
 class ReplySender(Protocol):
     def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One run of a channel's pre- or postscript on one file (DESIGN §4)."""
+
+    stage: Literal["pre", "post"]
+    name: str
+    use_standard_script: bool
+    partner_id: str
+    channel_id: str
+    filename: str
+    sender: str
+    subject: str
+    timeout_seconds: int
+
+
+class ScriptRunner(Protocol):
+    def run(self, call: ScriptCall, data: bytes) -> bytes:
+        """The file after the script ran on it; ``domain.errors.ScriptFailed`` when it did not succeed."""
+        ...

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import poplib
 import smtplib
+import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -14,8 +16,9 @@ import pytest
 
 from devstack import aws
 from devstack.dovecot import Dovecot, DovecotError
+from devstack.proxy import TcpProxy
 from devstack.stack import LocalStack
-from devstack.tls import TlsFiles
+from devstack.tls import TlsFiles, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -359,3 +362,215 @@ def test_ses_raw_send_after_verification_is_visible(stack: LocalStack) -> None:
     assert message["source"] == "lettershop@operator.example"
     assert "orders@partner.example" in message["destinations"]
     assert message["raw"] == raw
+
+
+# -------------------------------------------------------- SMTP failure injection
+
+
+def _send_open(stack: LocalStack, raw: bytes) -> None:
+    with smtplib.SMTP(stack.host, stack.smtp_open.port, timeout=10) as client:
+        client.sendmail("a@operator.example", ["b@partner.example"], raw)
+
+
+@pytest.mark.parametrize("code", [421, 451, 452, 550])
+def test_smtp_fail_next_at_data_refuses_then_accepts(stack: LocalStack, code: int) -> None:
+    stack.smtp_open.fail_next(code, "x.y.z injected")
+
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        _send_open(stack, _raw("first try"))
+    assert refused.value.smtp_code == code
+    assert refused.value.smtp_error == b"x.y.z injected"
+    assert stack.smtp_open.received == []
+    assert [(r.at, r.code) for r in stack.smtp_open.refused] == [("DATA", code)]
+    assert stack.smtp_open.pending_failures == 0
+
+    _send_open(stack, _raw("second try"))
+    [mail] = stack.smtp_open.wait_for(1)
+    assert b"second try" in mail.data
+
+
+def test_smtp_fail_next_at_rcpt_refuses_the_recipient(stack: LocalStack) -> None:
+    stack.smtp_open.fail_next(550, at="RCPT", times=2)
+
+    for _attempt in range(2):
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            _send_open(stack, _raw("refused"))
+        assert refused.value.recipients == {"b@partner.example": (550, b"5.1.1 Mailbox unavailable")}
+    _send_open(stack, _raw("accepted"))
+
+    assert len(stack.smtp_open.wait_for(1)) == 1
+    assert [(r.at, r.code, r.argument) for r in stack.smtp_open.refused] == [
+        ("RCPT", 550, "b@partner.example"),
+        ("RCPT", 550, "b@partner.example"),
+    ]
+
+
+def test_smtp_421_closes_the_connection(stack: LocalStack) -> None:
+    stack.smtp_open.fail_next(421, at="MAIL")
+    with smtplib.SMTP(stack.host, stack.smtp_open.port, timeout=10) as client:
+        client.ehlo()
+        code, _text = client.mail("a@operator.example")
+        assert code == 421
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+
+
+def test_smtp_injected_failures_work_with_starttls_and_auth(stack: LocalStack) -> None:
+    stack.smtp.fail_next(451, "4.3.0 try later")
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+
+    def send() -> None:
+        with smtplib.SMTP(stack.host, stack.smtp.port, timeout=10) as client:
+            client.starttls(context=context)
+            client.login(stack.smtp_user, stack.smtp_password)
+            client.sendmail("a@operator.example", ["b@partner.example"], _raw("tls"))
+
+    with pytest.raises(smtplib.SMTPDataError, match="try later"):
+        send()
+    send()
+    assert len(stack.smtp.wait_for(1)) == 1
+
+
+def test_smtp_clear_forgets_injected_failures(stack: LocalStack) -> None:
+    stack.smtp_open.fail_next(451, times=3)
+    stack.smtp_open.clear()
+    assert stack.smtp_open.pending_failures == 0
+    _send_open(stack, _raw("after clear"))
+    assert len(stack.smtp_open.wait_for(1)) == 1
+    assert stack.smtp_open.refused == []
+
+
+def test_smtp_fail_next_checks_its_arguments(stack: LocalStack) -> None:
+    with pytest.raises(ValueError, match="4xx or 5xx"):
+        stack.smtp_open.fail_next(250)
+    with pytest.raises(ValueError, match="at must be"):
+        stack.smtp_open.fail_next(451, at="EHLO")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="times"):
+        stack.smtp_open.fail_next(451, times=0)
+
+
+# ------------------------------------------------------------------- TCP proxy
+
+
+def _pop3_via(proxy: TcpProxy, user: str, password: str) -> poplib.POP3:
+    client = poplib.POP3(proxy.host, proxy.port, timeout=10)
+    client.user(user)
+    client.pass_(password)
+    return client
+
+
+def test_proxy_is_transparent_for_stls_and_implicit_tls(stack: LocalStack, mailbox: tuple[str, str]) -> None:
+    user, password = mailbox
+    raw = _raw("through the proxy")
+    stack.dovecot.deliver(user, raw)
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+
+    with TcpProxy(stack.dovecot.pop3_port) as plain, TcpProxy(stack.dovecot.pop3s_port) as implicit:
+        client = poplib.POP3(plain.host, plain.port, timeout=10)
+        client.stls(context)
+        client.user(user)
+        client.pass_(password)
+        assert b"\r\n".join(client.retr(1)[1]) + b"\r\n" == raw
+        client.quit()
+        client = poplib.POP3_SSL(implicit.host, implicit.port, context=context, timeout=10)
+        client.user(user)
+        client.pass_(password)
+        assert client.stat()[0] == 1
+        client.quit()
+        assert (plain.connections, implicit.connections) == (1, 1)
+        assert plain.cuts == implicit.cuts == []
+
+
+def test_proxy_cut_after_breaks_a_retr_in_the_middle(stack: LocalStack, mailbox: tuple[str, str]) -> None:
+    user, password = mailbox
+    raw = _raw("large", b"0123456789abcdef\r\n" * 20_000)
+    stack.dovecot.deliver(user, raw)
+
+    with TcpProxy(stack.dovecot.pop3_port) as proxy:
+        proxy.cut_after(8_000)
+        client = _pop3_via(proxy, user, password)
+        with pytest.raises(poplib.error_proto, match="EOF"):
+            client.retr(1)
+        client.close()
+        [cut] = proxy.cuts
+        assert "cut after 8000 bytes" in cut
+
+        proxy.reset()
+        client = _pop3_via(proxy, user, password)
+        assert len(b"".join(client.retr(1)[1])) > 300_000
+        client.quit()
+    assert stack.dovecot.mailbox(user) == [raw]
+
+
+def test_proxy_cut_on_quit_keeps_a_deleted_message(stack: LocalStack, mailbox: tuple[str, str]) -> None:
+    user, password = mailbox
+    raw = _raw("not deleted")
+    stack.dovecot.deliver(user, raw)
+
+    with TcpProxy(stack.dovecot.pop3_port) as proxy:
+        proxy.cut_on(b"QUIT")
+        client = _pop3_via(proxy, user, password)
+        client.dele(1)
+        with pytest.raises(poplib.error_proto, match="EOF"):
+            client.quit()
+        client.close()
+        assert proxy.cuts == ["connection 1: client sent b'QUIT'"]
+
+    assert stack.dovecot.mailbox(user) == [raw]
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_proxy_refuse_closes_new_connections_until_reset(
+    stack: LocalStack, mailbox: tuple[str, str], how: str
+) -> None:
+    with TcpProxy(stack.dovecot.pop3_port) as proxy:
+        proxy.refuse(how=how)  # type: ignore[arg-type]
+        expected = ConnectionResetError if how == "reset" else poplib.error_proto
+        with pytest.raises(expected):
+            poplib.POP3(proxy.host, proxy.port, timeout=10)
+        assert proxy.cuts == [f"connection 1 refused ({how})"]
+
+        proxy.reset()
+        _pop3_via(proxy, *mailbox).quit()
+
+
+def test_proxy_delay_slows_every_chunk(stack: LocalStack, mailbox: tuple[str, str]) -> None:
+    with TcpProxy(stack.dovecot.pop3_port) as proxy:
+        client = _pop3_via(proxy, *mailbox)
+        proxy.delay(0.2)
+        started = time.monotonic()
+        client.noop()  # one chunk each way
+        assert time.monotonic() - started >= 0.4
+        proxy.reset()
+        client.quit()
+
+
+def test_proxy_stop_closes_open_connections_and_leaves_no_thread(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    proxy = TcpProxy(stack.dovecot.pop3_port)
+    proxy.start()
+    client = _pop3_via(proxy, *mailbox)
+    assert len(proxy.threads()) == 2  # the acceptor and one connection
+
+    proxy.stop()
+
+    assert proxy.threads() == []
+    assert not any(t.name.startswith(f"tcp-proxy-{proxy.port}") for t in threading.enumerate())
+    with pytest.raises((poplib.error_proto, OSError)):
+        client.noop()
+    client.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((proxy.host, proxy.port), timeout=1)
+    proxy.stop()  # idempotent
+
+
+def test_proxy_to_a_closed_port_drops_the_client(stack: LocalStack) -> None:
+    with TcpProxy(free_port()) as proxy:
+        with pytest.raises((poplib.error_proto, OSError)):
+            poplib.POP3(proxy.host, proxy.port, timeout=10)
+        deadline = time.monotonic() + 5
+        while not proxy.cuts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [cut] = proxy.cuts
+        assert "not reachable" in cut

@@ -13,6 +13,7 @@ from devstack.poll import SENDER_ADDRESS, invoke_poll, load_event, store_channel
 from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
 from devstack.stack import LocalStack
 from domain.shipments import is_valid_s10
+from handlers.poll import PollFailed
 from tests.integration.conftest import JsonLogs
 
 PARTNER = "orders@partner.example"
@@ -204,10 +205,11 @@ def test_missing_secret_is_a_clear_error_and_no_secret_is_logged(
     store_channel(stack, mailbox, smtp_password_secret="lettershop/acme/missing")
     stack.dovecot.deliver(mailbox[0], partner_mail())
 
-    result = invoke_poll(EVENT)
+    with pytest.raises(PollFailed, match="secret lettershop/acme/missing cannot be read"):
+        invoke_poll(EVENT)
 
-    assert result["status"] == "error"
-    assert "lettershop/acme/missing" in result["error"]
+    [ended] = [line for line in json_logs.lines() if line["message"] == "poll ended in error"]
+    assert ended["result"]["status"] == "error"
     output = json_logs.text
     assert "lettershop/acme/missing" in output
     assert mailbox[1] not in output
@@ -251,20 +253,17 @@ def test_untrusted_certificate_is_refused(
     raw = partner_mail()
     stack.dovecot.deliver(mailbox[0], raw)
 
-    result = invoke_poll(EVENT)
+    with pytest.raises(PollFailed, match="certificate verify failed"):
+        invoke_poll(EVENT)
 
-    assert result["status"] == "error"
-    assert "certificate verify failed" in result["error"]
     assert stack.dovecot.mailbox(mailbox[0]) == [raw]
 
 
 def test_wrong_pop3_password_is_a_clear_error(stack: LocalStack, mailbox: tuple[str, str]) -> None:
     store_channel(stack, (mailbox[0], "wrong-password"))
 
-    result = invoke_poll(EVENT)
-
-    assert result["status"] == "error"
-    assert f"POP3 login of {mailbox[0]}" in result["error"]
+    with pytest.raises(PollFailed, match=f"POP3 login of {mailbox[0]}"):
+        invoke_poll(EVENT)
 
 
 @pytest.mark.filterwarnings("ignore:Dimension 'channel_id' has already been added")

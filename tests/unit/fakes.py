@@ -1,14 +1,15 @@
 """In-memory fakes that record what the poll did to them (unit tests only)."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from typing import BinaryIO
 
-from domain.errors import TransientError
-from service.ports import MessageRef
+from domain.errors import ScriptFailed, TransientError
+from domain.ledger import LedgerEntry
+from service.ports import MessageRef, ScriptCall
 
 
 @dataclass
@@ -61,6 +62,7 @@ class FakeArchive:
 
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str:
         key = f"inbound/{channel_id}/{digest}.eml"
+        raw.seek(0)
         self.objects[key] = raw.read()
         return key
 
@@ -73,9 +75,18 @@ class FakeArchive:
         self, channel_id: str, digest: str, raw: BinaryIO, reason: Mapping[str, object], received: datetime
     ) -> str:
         key = f"quarantine/{channel_id}/{digest}.eml"
+        raw.seek(0)
         self.objects[key] = raw.read()
         self.reasons[key] = reason
         return key
+
+    def store_reply(self, channel_id: str, digest: str, data: bytes, received: datetime) -> str:
+        key = f"replies/{channel_id}/{digest}.eml"
+        self.objects[key] = data
+        return key
+
+    def load(self, key: str) -> bytes:
+        return self.objects[key]
 
     def keys(self, prefix: str) -> list[str]:
         return sorted(key for key in self.objects if key.startswith(prefix))
@@ -109,3 +120,51 @@ class FakeSerials:
         block = range(self.next_serial, self.next_serial + count)
         self.next_serial += count
         return block
+
+
+@dataclass
+class FakeScripts:
+    """Runs "scripts" as Python callables by name; records every call."""
+
+    scripts: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
+    calls: list[ScriptCall] = field(default_factory=list)
+
+    def run(self, call: ScriptCall, data: bytes) -> bytes:
+        self.calls.append(call)
+        if call.name not in self.scripts:
+            raise ScriptFailed(f"script {call.name} does not exist")
+        return self.scripts[call.name](data)
+
+
+@dataclass
+class FakeLedger:
+    entries: dict[tuple[str, str], LedgerEntry] = field(default_factory=dict)
+    history: list[LedgerEntry] = field(default_factory=list)
+
+    def get(self, channel_id: str, digest: str) -> LedgerEntry | None:
+        return self.entries.get((channel_id, digest))
+
+    def save(self, entry: LedgerEntry) -> None:
+        self.entries[(entry.channel_id, entry.digest)] = entry
+        self.history.append(entry)
+
+    def only(self) -> LedgerEntry:
+        [entry] = self.entries.values()
+        return entry
+
+
+@dataclass
+class FakeLease:
+    holder: str | None = None
+    taken: list[tuple[str, float]] = field(default_factory=list)
+
+    def acquire(self, channel_id: str, owner: str, seconds: float) -> bool:
+        if self.holder is not None:
+            return False
+        self.holder = owner
+        self.taken.append((channel_id, seconds))
+        return True
+
+    def release(self, channel_id: str, owner: str) -> None:
+        if self.holder == owner:
+            self.holder = None

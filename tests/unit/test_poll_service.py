@@ -9,7 +9,15 @@ from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
 from domain.channel import Channel, load_channel
 from domain.errors import PermanentError, TransientError
 from service.poll import Ports, poll_channel
-from tests.unit.fakes import FakeArchive, FakeMailbox, FakeReplies, FakeSerials
+from tests.unit.fakes import (
+    FakeArchive,
+    FakeLease,
+    FakeLedger,
+    FakeMailbox,
+    FakeReplies,
+    FakeScripts,
+    FakeSerials,
+)
 
 PARTNER = "orders@partner.example"
 
@@ -37,15 +45,21 @@ class World:
         self.archive = FakeArchive()
         self.replies = FakeReplies()
         self.serials = FakeSerials()
+        self.scripts = FakeScripts()
+        self.ledger = FakeLedger()
+        self.lease = FakeLease()
         self.time_left = 100.0
 
     def poll(self, channel: Channel | None = None) -> dict[str, object]:
-        ports = Ports(self.mailbox, self.archive, self.replies, self.serials)
+        ports = Ports(
+            self.mailbox, self.archive, self.replies, self.serials, self.scripts, self.ledger, self.lease
+        )
         result = poll_channel(
             channel or make_channel(),
             ports,
             now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),
             time_left=lambda: self.time_left,
+            lease_seconds=360,
         )
         return result.as_dict()
 
@@ -200,3 +214,32 @@ def test_poll_stops_at_message_limit_and_time_budget(world: World) -> None:
     world.time_left = 0
     assert world.poll()["seen"] == 0
     assert len(world.mailbox.messages) == 3
+
+
+def test_prescript_and_postscript_run_around_processing(world: World) -> None:
+    world.scripts.scripts = {
+        "to_canonical.py": lambda data: data.replace(b"\t", b";"),
+        "stamp.py": lambda data: data + b"# stamped\r\n",
+    }
+    tab_separated = VALID_IMPORT.replace(b";", b"\t")
+    world.mailbox.deliver("u1", partner_mail(attachments=[("orders.csv", tab_separated)]))
+
+    result = world.poll(
+        make_channel(prescript="to_canonical.py", postscript="stamp.py", partner_id="acme-ag")
+    )
+
+    assert result["processed"] == 1
+    pre, post = world.scripts.calls
+    assert (pre.stage, pre.filename, pre.partner_id, pre.sender) == ("pre", "orders.csv", "acme-ag", PARTNER)
+    assert (post.stage, post.filename) == ("post", "orders_export.csv")
+    [attachment] = list(world.replies.sent[0].message.iter_attachments())
+    assert attachment.get_content().endswith("# stamped\r\n")
+
+
+def test_missing_script_fails_the_file_with_its_name(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = world.poll(make_channel(prescript="missing.py"))
+
+    assert result["failed"] == 1
+    assert "missing.py" in world.replies.sent[0].message.get_body().get_content()

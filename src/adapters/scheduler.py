@@ -1,0 +1,122 @@
+"""The channel schedules of one EventBridge Scheduler schedule group (DESIGN §7).
+
+Takes an injected boto3 ``scheduler`` client. Every schedule targets the poll function with the
+scheduler's execution role, a retry policy and the dead-letter queue; ``put`` makes the schedule
+exist exactly as asked, whether or not it existed before. Failures become our errors through
+``adapters.aws_errors.classify``: throttling and outages are transient, the rest permanent.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from adapters.aws_errors import classify, error_code
+from domain.schedule import Schedule
+
+NOT_FOUND = "ResourceNotFoundException"
+CONFLICT = "ConflictException"
+
+
+@dataclass(frozen=True)
+class ScheduleTarget:
+    """What every channel schedule invokes, as whom, and where undeliverable events go."""
+
+    function_arn: str
+    role_arn: str
+    dead_letter_arn: str
+
+
+class ChannelSchedules:
+    """Create, update, delete and list the schedules of one group."""
+
+    def __init__(self, client: Any, group: str, target: ScheduleTarget) -> None:
+        self._client = client
+        self._group = group
+        self._target = target
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    def put(self, schedule: Schedule) -> Literal["created", "updated"]:
+        """Make the schedule exist exactly as given; say whether it was created or updated."""
+        request = self._request(schedule)
+        what = f"writing schedule {schedule.name} in group {self._group}"
+        try:
+            self._client.update_schedule(**request)
+            return "updated"
+        except ClientError as error:
+            if error_code(error) != NOT_FOUND:
+                raise classify(error, what) from error
+        except BotoCoreError as error:
+            raise classify(error, what) from error
+        try:
+            self._client.create_schedule(**request)
+            return "created"
+        except ClientError as error:
+            if error_code(error) != CONFLICT:
+                raise classify(error, what) from error
+        except BotoCoreError as error:
+            raise classify(error, what) from error
+        # Created by someone else between our two calls: ours is the newer wish.
+        try:
+            self._client.update_schedule(**request)
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, what) from error
+        return "updated"
+
+    def delete(self, name: str) -> bool:
+        """Delete the schedule; ``False`` when there was none (not an error)."""
+        try:
+            self._client.delete_schedule(Name=name, GroupName=self._group)
+        except ClientError as error:
+            if error_code(error) == NOT_FOUND:
+                return False
+            raise classify(error, f"deleting schedule {name} in group {self._group}") from error
+        except BotoCoreError as error:
+            raise classify(error, f"deleting schedule {name} in group {self._group}") from error
+        return True
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The schedule as Scheduler describes it, or ``None`` when there is none."""
+        try:
+            answer: dict[str, Any] = self._client.get_schedule(Name=name, GroupName=self._group)
+        except ClientError as error:
+            if error_code(error) == NOT_FOUND:
+                return None
+            raise classify(error, f"reading schedule {name} in group {self._group}") from error
+        except BotoCoreError as error:
+            raise classify(error, f"reading schedule {name} in group {self._group}") from error
+        return answer
+
+    def names(self) -> list[str]:
+        """The names of every schedule in the group (all pages)."""
+        names: list[str] = []
+        try:
+            for page in self._client.get_paginator("list_schedules").paginate(GroupName=self._group):
+                names.extend(str(summary["Name"]) for summary in page.get("Schedules", []))
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"listing the schedules of group {self._group}") from error
+        return sorted(names)
+
+    def _request(self, schedule: Schedule) -> dict[str, Any]:
+        return {
+            "Name": schedule.name,
+            "GroupName": self._group,
+            "Description": schedule.description,
+            "ScheduleExpression": schedule.expression,
+            "State": schedule.state,
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "ActionAfterCompletion": "NONE",
+            "Target": {
+                "Arn": self._target.function_arn,
+                "RoleArn": self._target.role_arn,
+                "Input": schedule.input,
+                "RetryPolicy": {
+                    "MaximumEventAgeInSeconds": schedule.max_event_age_seconds,
+                    "MaximumRetryAttempts": schedule.max_retry_attempts,
+                },
+                "DeadLetterConfig": {"Arn": self._target.dead_letter_arn},
+            },
+        }

@@ -1,0 +1,120 @@
+"""The state table: the message ledger and the per-channel poll lease (DESIGN §6).
+
+Both are single items keyed by ``pk``; ``expires_at`` is the table's TTL attribute, so old ledger
+entries and abandoned leases disappear by themselves. The lease is taken with a conditional write
+and is only ever released by its owner; a crashed poll's lease simply expires.
+"""
+
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from adapters.aws_errors import classify, error_code
+from domain.ledger import LedgerEntry, Stage
+from domain.outcomes import Outcome
+
+LEDGER_RETENTION_SECONDS = 90 * 24 * 3600
+
+
+class DynamoDbLedger:
+    """Implements ``service.ports.Ledger``."""
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        self._table = table_name
+        self._client = client
+
+    def get(self, channel_id: str, digest: str) -> LedgerEntry | None:
+        try:
+            answer = self._client.get_item(
+                TableName=self._table, Key={"pk": {"S": _ledger_key(channel_id, digest)}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"reading the ledger in table {self._table}") from error
+        item = answer.get("Item")
+        if item is None:
+            return None
+        return LedgerEntry(
+            channel_id=channel_id,
+            digest=digest,
+            stage=Stage(item["stage"]["S"]),
+            attempts=int(item["attempts"]["N"]),
+            last_error=item.get("last_error", {}).get("S"),
+            outcome=Outcome(item["outcome"]["S"]) if "outcome" in item else None,
+            reply_key=item.get("reply_key", {}).get("S"),
+        )
+
+    def save(self, entry: LedgerEntry) -> None:
+        now = int(time.time())
+        item: dict[str, Any] = {
+            "pk": {"S": _ledger_key(entry.channel_id, entry.digest)},
+            "channel_id": {"S": entry.channel_id},
+            "sha256": {"S": entry.digest},
+            "stage": {"S": entry.stage.value},
+            "attempts": {"N": str(entry.attempts)},
+            "updated_at": {"N": str(now)},
+            "expires_at": {"N": str(now + LEDGER_RETENTION_SECONDS)},
+        }
+        if entry.last_error:
+            item["last_error"] = {"S": entry.last_error[:2000]}
+        if entry.outcome is not None:
+            item["outcome"] = {"S": entry.outcome.value}
+        if entry.reply_key:
+            item["reply_key"] = {"S": entry.reply_key}
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"writing the ledger in table {self._table}") from error
+
+
+class DynamoDbLease:
+    """Implements ``service.ports.Lease``: at most one poll per channel at a time."""
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        self._table = table_name
+        self._client = client
+
+    def acquire(self, channel_id: str, owner: str, seconds: float) -> bool:
+        now = time.time()
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": _lease_key(channel_id)},
+                    "owner": {"S": owner},
+                    "acquired_at": {"N": str(int(now))},
+                    "expires_at": {"N": str(int(now + seconds))},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise classify(error, f"taking the poll lease of {channel_id} in table {self._table}") from error
+        except BotoCoreError as error:
+            raise classify(error, f"taking the poll lease of {channel_id} in table {self._table}") from error
+        return True
+
+    def release(self, channel_id: str, owner: str) -> None:
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={"pk": {"S": _lease_key(channel_id)}},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise classify(error, f"releasing the poll lease of {channel_id}") from error
+        except BotoCoreError as error:
+            raise classify(error, f"releasing the poll lease of {channel_id}") from error
+
+
+def _ledger_key(channel_id: str, digest: str) -> str:
+    return f"ledger#{channel_id}#{digest}"
+
+
+def _lease_key(channel_id: str) -> str:
+    return f"lease#{channel_id}"

@@ -1,0 +1,25 @@
+"""Environment of the schedule sync function (DESIGN §7), read and validated once per cold start."""
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ARN = r"^arn:aws[a-z-]*:"
+
+
+class ScheduleSettings(BaseSettings):
+    """The channel table, and where each channel's schedule lives and what it invokes."""
+
+    model_config = SettingsConfigDict(env_prefix="LETTERSHOP_", frozen=True)
+
+    channels_table: str = Field(min_length=3)
+    schedule_group: str = Field(pattern=r"^[0-9A-Za-z_.-]{1,64}$")
+    poll_function_arn: str = Field(pattern=ARN + r"lambda:[a-z0-9-]+:\d{12}:function:")
+    scheduler_role_arn: str = Field(pattern=ARN + r"iam::\d{12}:role/")
+    schedule_dlq_arn: str = Field(pattern=ARN + r"sqs:[a-z0-9-]+:\d{12}:")
+
+
+@lru_cache(maxsize=1)
+def schedule_settings() -> ScheduleSettings:
+    return ScheduleSettings()  # type: ignore[call-arg]  # values come from the environment

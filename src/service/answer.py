@@ -1,0 +1,120 @@
+"""What a fresh recognised message deserves: rejection, an error report or exports (DESIGN §4 to §6).
+
+Pure of storage: it reads the message, runs scripts and processing, and says what to do. Storing
+and sending is the caller's part, so that the answer can be kept before it is sent.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Literal
+
+from domain.attachments import ParsedMessage, parse_message
+from domain.channel import Channel
+from domain.errors import PermanentError, RejectedMessage, ScriptFailed
+from domain.inbound import Headers, rejection_reason
+from domain.outcomes import Outcome
+from domain.reply import FileReport, ReplyContext, reply_with_error, reply_with_exports
+from domain.shipments import ProcessedFile, SerialSource, process_import
+from service.ports import ScriptCall, ScriptRunner
+from service.telemetry import logger
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The decided outcome: a reason to reject, or a reply (with the export files it carries)."""
+
+    outcome: Outcome
+    reason: str | None = None
+    reply: EmailMessage | None = None
+    exports: Sequence[ProcessedFile] = ()
+
+
+def screen(channel: Channel, headers: Headers, size: int) -> tuple[str, None] | tuple[None, str]:
+    """``(sender, None)`` for a message to answer, ``(None, reason)`` for one to reject unanswered."""
+    if size > channel.max_message_bytes:
+        return None, f"message of {size} bytes is larger than max_message_bytes ({channel.max_message_bytes})"
+    sender, reason = rejection_reason(
+        headers,
+        allowed_senders=channel.allowed_senders,
+        require_authenticated_sender=channel.require_authenticated_sender,
+        trusted_authserv_ids=channel.trusted_authserv_ids,
+    )
+    if reason is not None or sender is None:
+        return None, reason or "no sender address"
+    return sender, None
+
+
+@dataclass(frozen=True)
+class Answering:
+    """Everything needed to answer messages of one channel."""
+
+    channel: Channel
+    serials: SerialSource
+    scripts: ScriptRunner
+
+    def answer(self, raw: bytes, sender: str, received: datetime) -> Answer:
+        """Parse, run scripts, process; a message that cannot be parsed is rejected."""
+        channel = self.channel
+        try:
+            parsed = parse_message(raw, channel.import_file_patterns)
+        except RejectedMessage as error:
+            return Answer(Outcome.REJECTED, reason=str(error))
+        context = ReplyContext(
+            sender_address=channel.sender_address,
+            recipient=sender,
+            subject=parsed.headers.subject,
+            message_id=parsed.headers.message_id,
+            references=parsed.headers.references,
+            reply_message_id=make_msgid(domain=channel.sender_address.rpartition("@")[2]),
+            date=received,
+        )
+        if not parsed.import_files:
+            found = ", ".join(parsed.other_attachments) or "no attachments"
+            patterns = ", ".join(channel.import_file_patterns)
+            problem = f"No import file was found (import files are named {patterns}; found: {found})."
+            logger.warning("message failed: no import file", extra={"found": found})
+            return Answer(Outcome.FAILED, reply=reply_with_error(context, problem))
+
+        reports = [self._process(file.filename, file.content, sender, parsed) for file in parsed.import_files]
+        exports = [report.processed for report in reports if report.processed is not None]
+        if not exports:
+            logger.warning("message failed: no import file could be processed")
+            problem = "None of the import files could be processed."
+            return Answer(Outcome.FAILED, reply=reply_with_error(context, problem, reports))
+        files = [{"name": p.import_name, "accepted": p.accepted, "rejected": p.rejected} for p in exports]
+        logger.info("message processed", extra={"files": files})
+        return Answer(Outcome.PROCESSED, reply=reply_with_exports(context, reports), exports=exports)
+
+    def _process(self, filename: str, content: bytes, sender: str, parsed: ParsedMessage) -> FileReport:
+        """Prescript, processing, postscript (DESIGN §4, §5); a failure fails this file only."""
+        channel = self.channel
+
+        def script(stage: Literal["pre", "post"], name: str, file_name: str, data: bytes) -> bytes:
+            call = ScriptCall(
+                stage=stage,
+                name=name,
+                use_standard_script=channel.use_standard_script,
+                partner_id=channel.partner,
+                channel_id=channel.channel_id,
+                filename=file_name,
+                sender=sender,
+                subject=parsed.headers.subject,
+                timeout_seconds=channel.script_timeout_seconds,
+            )
+            return self.scripts.run(call, data)
+
+        try:
+            if channel.prescript:
+                content = script("pre", channel.prescript, filename, content)
+            processed = process_import(filename, content, self.serials)
+            if channel.postscript:
+                export = script("post", channel.postscript, processed.export_name, processed.export_bytes)
+                processed = replace(processed, export_bytes=export)
+        except PermanentError as error:
+            kind = "script failed" if isinstance(error, ScriptFailed) else "import file failed"
+            logger.warning("%s: %s", kind, error, extra={"import_file": filename})
+            return FileReport(import_name=filename, error=str(error))
+        return FileReport(import_name=filename, processed=processed)

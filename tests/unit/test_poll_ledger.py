@@ -1,0 +1,153 @@
+"""Nothing lost, nothing twice (DESIGN §6): the ledger, the lease and retries, with recording fakes."""
+
+import hashlib
+from dataclasses import replace
+
+from devstack.samples import partner_mail
+from domain.errors import TransientError
+from domain.ledger import CRASHED, LedgerEntry, Stage
+from domain.outcomes import Outcome
+from tests.unit.test_poll_service import World, make_channel
+
+
+def digest_of(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def test_each_step_is_recorded_before_the_next() -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+
+    world.poll()
+
+    assert [entry.stage for entry in world.ledger.history] == [
+        Stage.IN_PROGRESS,
+        Stage.ANSWERED,
+        Stage.REPLIED,
+        Stage.DONE,
+    ]
+    assert world.ledger.only().outcome is Outcome.PROCESSED
+    assert world.ledger.only().reply_key in world.archive.objects
+
+
+def test_reply_failing_transiently_is_resent_from_store_without_processing_again() -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+    world.replies.error = TransientError("451 try again later")
+
+    first = world.poll()
+    world.replies.error = None
+    second = world.poll()
+
+    assert (first["deferred"], first["deleted"]) == (1, 0)
+    assert (second["processed"], second["deleted"]) == (1, 1)
+    assert world.serials.calls == [2]  # shipment ids issued once
+    [reply] = world.replies.sent
+    stored = world.archive.objects[world.ledger.only().reply_key or ""]
+    assert reply.message.as_bytes() == stored
+    assert world.mailbox.messages == {}
+
+
+def test_message_already_replied_is_deleted_without_a_second_reply() -> None:
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    world.ledger.save(LedgerEntry("acme", digest_of(raw), Stage.REPLIED, outcome=Outcome.PROCESSED))
+
+    result = world.poll()
+
+    assert (result["processed"], result["deleted"]) == (1, 1)
+    assert world.replies.sent == []
+    assert world.archive.keys("inbound/")  # archived if it was not yet
+    assert world.ledger.only().stage is Stage.DONE
+
+
+def test_message_deleted_before_is_deleted_again_and_not_counted_twice() -> None:
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    world.ledger.save(LedgerEntry("acme", digest_of(raw), Stage.DONE, outcome=Outcome.PROCESSED))
+
+    result = world.poll()
+
+    assert (result["processed"], result["deleted"]) == (0, 1)
+    assert world.replies.sent == []
+
+
+def test_transient_failures_end_in_quarantine_after_max_attempts() -> None:
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    world.replies.error = TransientError("421 service not available")
+    channel = make_channel(max_attempts=3)
+
+    results = [world.poll(channel) for _ in range(3)]
+
+    assert [r["deferred"] for r in results] == [1, 1, 0]
+    assert (results[2]["rejected"], results[2]["deleted"]) == (1, 1)
+    [key] = world.archive.keys("quarantine/")
+    assert world.archive.objects[key] == raw
+    assert "gave up after 3 attempts" in str(world.archive.reasons[key]["reason"])
+    assert "421" in str(world.archive.reasons[key]["reason"])
+    assert world.mailbox.messages == {}
+
+
+def test_poll_that_died_on_a_message_counts_as_an_attempt() -> None:
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    world.ledger.save(LedgerEntry("acme", digest_of(raw), Stage.IN_PROGRESS, attempts=4))
+
+    result = world.poll(make_channel(max_attempts=5))
+
+    assert result["rejected"] == 1
+    [key] = world.archive.keys("quarantine/")
+    assert CRASHED in str(world.archive.reasons[key]["reason"])
+
+
+def test_crash_after_answer_was_stored_resends_it() -> None:
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    world.poll()  # answered, replied and deleted
+    answered = replace(world.ledger.only(), stage=Stage.IN_PROGRESS)
+    world.ledger.save(answered)
+    world.mailbox.deliver("u1", raw)  # the QUIT never committed the deletion
+
+    result = world.poll()
+
+    assert result["processed"] == 1
+    assert len(world.replies.sent) == 2
+    assert world.replies.sent[0].message.as_bytes() == world.replies.sent[1].message.as_bytes()
+    assert world.serials.calls == [2]
+
+
+def test_locked_channel_leaves_the_mailbox_alone() -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+    world.lease.holder = "another poll"
+
+    result = world.poll()
+
+    assert result["status"] == "locked"
+    assert world.mailbox.retrieved == []
+
+
+def test_lease_is_taken_for_the_given_time_and_released() -> None:
+    world = World()
+
+    world.poll()
+
+    assert world.lease.taken == [("acme", 360)]
+    assert world.lease.holder is None
+
+
+def test_retrieve_failure_keeps_message_without_ledger_entry() -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+    world.mailbox.fail_retrieve.add("u1")
+
+    result = world.poll()
+
+    assert (result["deferred"], result["deleted"]) == (1, 0)
+    assert world.ledger.entries == {}
