@@ -21,8 +21,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 
+from devstack.server import LocalServer
 from devstack.tls import HOST, TlsFiles, die_with_parent, free_port, listening, make_tls_files
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -70,7 +70,7 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-class Dovecot:
+class Dovecot(LocalServer):
     """``dovecot -F -c <conf>`` with POP3 (+STLS) and POP3S on free ports of 127.0.0.1.
 
     Users live in ``passwd-file`` files with ``{PLAIN}`` passwords, one file per user
@@ -132,18 +132,6 @@ class Dovecot:
         return self.home(user) / "Maildir"
 
     # -------------------------------------------------------------- lifecycle
-
-    def __enter__(self) -> Dovecot:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:

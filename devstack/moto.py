@@ -18,9 +18,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from devstack.server import LocalServer
 from devstack.tls import HOST, die_with_parent, free_port
 
 START_TIMEOUT = 15.0
@@ -44,7 +44,7 @@ def _stop_leftovers() -> None:
             server.stop()
 
 
-class MotoServer:
+class MotoServer(LocalServer):
     """``moto_server -H 127.0.0.1 -p <free port>`` from this virtualenv."""
 
     host = HOST
@@ -61,18 +61,6 @@ class MotoServer:
         return f"http://{HOST}:{self.port}"
 
     # -------------------------------------------------------------- lifecycle
-
-    def __enter__(self) -> MotoServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:

@@ -27,9 +27,9 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Literal
 
+from devstack.server import LocalServer
 from devstack.tls import HOST
 
 How = Literal["close", "reset"]
@@ -72,7 +72,7 @@ class _Cut(Exception):
         self.how = how
 
 
-class TcpProxy:
+class TcpProxy(LocalServer):
     """Forwards ``127.0.0.1:<port>`` to ``target_host:target_port``, one thread per connection."""
 
     host = HOST
@@ -92,18 +92,6 @@ class TcpProxy:
         self._threads: list[threading.Thread] = []
 
     # -------------------------------------------------------------- lifecycle
-
-    def __enter__(self) -> TcpProxy:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:

@@ -18,12 +18,12 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from devstack.server import LocalServer
 from devstack.tls import HOST, TlsFiles, server_context
 
 
@@ -150,7 +150,7 @@ class _Controller(Controller):
         super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
-class SmtpServer:
+class SmtpServer(LocalServer):
     """aiosmtpd ``Controller`` on a free port of 127.0.0.1; ``received`` lists accepted mail."""
 
     host = HOST
@@ -178,18 +178,6 @@ class SmtpServer:
         self.port = 0
 
     # -------------------------------------------------------------- lifecycle
-
-    def __enter__(self) -> SmtpServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self._controller is not None:

@@ -19,12 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 from devstack import aws
 from devstack.aws import StackNames, create_resources
 from devstack.dovecot import Dovecot
 from devstack.moto import MotoServer
+from devstack.server import LocalServer
 from devstack.smtp import SmtpServer
 from devstack.tls import HOST, TlsFiles, make_tls_files
 
@@ -33,7 +33,7 @@ class LocalStackError(RuntimeError):
     """Stopping one or more servers failed (all the others were stopped anyway)."""
 
 
-class LocalStack:
+class LocalStack(LocalServer):
     """Owns a temp folder, the TLS files and every server; ``env()`` is the handler's environment.
 
     SMTP servers:
@@ -95,18 +95,6 @@ class LocalStack:
         return self._need(self.tls, "tls").ca_file
 
     # ------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> LocalStack:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start everything; on any failure stop what already runs and re-raise (with the log)."""

@@ -1,10 +1,8 @@
 """The one wiring point of the poll: real adapters for a channel, AWS clients built once per cold start."""
 
-from functools import cache
-from typing import Any
-
 from adapters.archive import S3Archive
 from adapters.channels import ChannelTable
+from adapters.clients import aws_client
 from adapters.pop3 import Pop3Account, Pop3Mailbox
 from adapters.scripts import S3ScriptRunner
 from adapters.secrets import password
@@ -16,14 +14,6 @@ from domain.channel import Channel
 from service.poll import Ports
 from service.ports import ReplySender
 from settings import PollSettings
-
-
-@cache
-def aws_client(service: str) -> Any:
-    """A boto3 client, made on first use (boto3 is imported lazily to keep cold start small)."""
-    import boto3  # noqa: PLC0415
-
-    return boto3.client(service)  # type: ignore[call-overload]
 
 
 def channel_table(settings: PollSettings) -> ChannelTable:

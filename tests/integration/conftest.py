@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from handlers.bootstrap import aws_client
+from adapters.clients import aws_client
 from service.telemetry import logger
 from settings import poll_settings
 

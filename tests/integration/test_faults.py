@@ -18,13 +18,13 @@ from typing import Any, cast
 
 import pytest
 
+from adapters.clients import aws_client
 from devstack import aws
 from devstack.moto import MotoServer
 from devstack.poll import invoke_poll, store_channel
 from devstack.proxy import TcpProxy
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack
-from handlers.bootstrap import aws_client
 from handlers.poll import PollFailed
 from tests.integration.conftest import JsonLogs
 

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from adapters.clients import aws_client
 from devstack import aws
 from devstack.poll import FakeLambdaContext, load_event
 from devstack.stack import LocalStack
-from handlers.schedules import ReconcileIncomplete, aws_client, handler
+from handlers.schedules import handler
 from schedule_settings import schedule_settings
+from service.schedules import ReconcileIncomplete
 from tests.integration.conftest import JsonLogs
 
 POLL_FUNCTION_ARN = "arn:aws:lambda:eu-central-1:123456789012:function:lettershop-poll"

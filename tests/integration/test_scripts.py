@@ -13,12 +13,12 @@ from typing import Any, cast
 
 import pytest
 
+from adapters.clients import aws_client
 from adapters.script_store import DEFAULT_CACHE
 from devstack import aws
 from devstack.poll import invoke_poll, load_event, store_channel
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack
-from handlers.bootstrap import aws_client
 from tests.integration.conftest import JsonLogs
 
 PARTNER = "orders@partner.example"

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from domain.errors import TransientError
 from domain.schedule import Schedule
-from handlers.schedules import MalformedRecord, ReconcileIncomplete, apply_record, reconcile
+from service.schedules import MalformedRecord, ReconcileIncomplete, apply_record, reconcile
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
