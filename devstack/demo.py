@@ -1,13 +1,18 @@
-"""`make demo`: one real poll of one channel on the local stack, told as a story.
+"""`make demo`: one real poll of each of two channels on the local stack, told as a story.
 
-Starts Dovecot, aiosmtpd and moto server on 127.0.0.1, stores a channel and its passwords, delivers
-three e-mails to the shared mailbox, invokes the poll handler once with events/poll-channel.json
-and prints what happened to each message, then stops everything.
+Starts Dovecot, aiosmtpd and moto server on 127.0.0.1, stores two channels and their passwords,
+delivers e-mails to their mailboxes, invokes the poll handler once per channel with
+events/poll-channel.json and prints what happened to each message, then stops everything.
 
-The partner's import is a tab-separated list in the partner's own columns: the channel's standard
-prescript (examples/scripts/standard/tsv_to_canonical.py) turns it into the import CSV, and its
-standard postscript (stamp_export.py) adds two columns to the export. Both are uploaded to the
-scripts bucket first, as an operator would with ``aws s3 sync examples/scripts s3://<bucket>/``.
+The partners' imports are tab-separated lists in the partners' own columns. Every script under
+examples/scripts/ is uploaded first, as an operator would with ``aws s3 sync examples/scripts
+s3://<bucket>/``. The channel's Standard Script flag picks the folder for both of its scripts:
+
+* channel ``demo`` (a shared mailbox, Standard Script on) runs ``standard/tsv_to_canonical.py``
+  to turn the list into the import CSV and ``standard/stamp_export.py`` to add two columns;
+* channel ``alpina`` (its own mailbox, Standard Script off, partner ``alpina``) runs
+  ``partners/alpina/tsv_to_canonical.py`` (a copy of the standard one) and the partner's own
+  ``partners/alpina/stamp_export.py``, which adds a tracking link instead.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import json
 import logging
 import os
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any, cast
 
 from devstack import aws
 from devstack.poll import invoke_poll, load_event, store_channel
@@ -26,6 +33,7 @@ from devstack.stack import LocalStack
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "scripts"
 PRESCRIPT, POSTSCRIPT = "tsv_to_canonical.py", "stamp_export.py"
+PARTNER = "alpina"  # the second channel's partner_id (and channel_id): scripts in partners/alpina/
 # The partner's own format: tab-separated, its own column names (the prescript converts it).
 PARTNER_TSV = (
     "Ref\tRecipient\tStreet\tNo\tZIP\tTown\tProduct\tGrams\r\n"
@@ -34,12 +42,22 @@ PARTNER_TSV = (
     "R-1003\tCarla Test\tHauptstrasse\t1\t12\tBern\tB-POST\t120\r\n"
 ).encode()
 
-MESSAGES = {
+MESSAGES = {  # to the shared mailbox of channel "demo"
     "valid import from an allowed partner": partner_mail(
         sender="Orders <orders@partner.example>", attachments=[("orders.tsv", PARTNER_TSV)]
     ),
     "import from a stranger": partner_mail(sender="someone@stranger.example"),
     "private mail without the keyword": partner_mail(subject="Lunch on Friday?", attachments=()),
+}
+PARTNER_MESSAGES = {  # to channel "alpina"'s own mailbox
+    f"valid import to {PARTNER}'s own channel": partner_mail(
+        sender=f"Orders <orders@{PARTNER}.example>", attachments=[("orders.tsv", PARTNER_TSV)]
+    ),
+}
+# What each postscript adds at the end of the export's header.
+STAMPS = {
+    ("partner", "order_subject"): f"standard/{POSTSCRIPT}",
+    ("tracking_url",): f"partners/{PARTNER}/{POSTSCRIPT}",
 }
 
 
@@ -48,12 +66,12 @@ def main() -> None:
     with LocalStack() as stack:
         os.environ.update(stack.env())
         os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-        user, password = stack.new_mailbox("shared")
         event = load_event("poll-channel.json")
-        uploaded = upload_scripts(stack)
+        print(f"scripts uploaded to s3://{stack.names.scripts_bucket}/: {', '.join(upload_scripts(stack))}")
+        shared = stack.new_mailbox("shared")
         channel = store_channel(
             stack,
-            (user, password),
+            shared,
             channel_id=event["channel_id"],
             import_file_patterns=["*.csv", "*.txt", "*.tsv"],
             use_standard_script=True,
@@ -61,24 +79,42 @@ def main() -> None:
             postscript=POSTSCRIPT,
         )
         print(
-            f"channel {channel['channel_id']!r}: POP3S {user}@{channel['pop3_host']}:{channel['pop3_port']}, "
+            f"channel {channel['channel_id']!r}: POP3S {shared[0]}@{stack.host}:{channel['pop3_port']}, "
             f"keyword {channel['subject_keyword']!r}, allowed {channel['allowed_senders']}, "
-            f"replies via SMTP STARTTLS+AUTH {channel['smtp_host']}:{channel['smtp_port']}"
+            f"replies via SMTP STARTTLS+AUTH {channel['smtp_host']}:{channel['smtp_port']}; "
+            f"Standard Script on: standard/{PRESCRIPT}, standard/{POSTSCRIPT}"
+        )
+        own = stack.new_mailbox(PARTNER)
+        store_channel(
+            stack,
+            own,
+            channel_id=PARTNER,
+            partner_id=PARTNER,
+            allowed_senders=[f"{PARTNER}.example"],
+            import_file_patterns=["*.tsv"],
+            use_standard_script=False,
+            prescript=PRESCRIPT,
+            postscript=POSTSCRIPT,
         )
         print(
-            f"scripts uploaded to s3://{stack.names.scripts_bucket}/: {', '.join(uploaded)}; "
-            f"Standard Script on: prescript {PRESCRIPT}, postscript {POSTSCRIPT}"
+            f"channel {PARTNER!r}: POP3S {own[0]}, allowed ['{PARTNER}.example']; Standard Script off, "
+            f"partner {PARTNER!r}: partners/{PARTNER}/{PRESCRIPT}, partners/{PARTNER}/{POSTSCRIPT}"
         )
-        for raw in MESSAGES.values():
-            stack.dovecot.deliver(user, raw)
+        mailboxes = {shared[0]: MESSAGES, own[0]: PARTNER_MESSAGES}
+        for user, messages in mailboxes.items():
+            for raw in messages.values():
+                stack.dovecot.deliver(user, raw)
         print(
-            f"delivered {len(MESSAGES)} messages; invoking handlers.poll.handler (events/poll-channel.json)\n"
+            f"delivered {len(MESSAGES) + len(PARTNER_MESSAGES)} messages; invoking handlers.poll.handler "
+            f"(events/poll-channel.json) for {event['channel_id']!r}, then for {PARTNER!r}\n"
         )
 
-        result = invoke_poll(event)
+        results = [invoke_poll(event), invoke_poll(load_event("poll-channel.json", channel_id=PARTNER))]
 
-        print("\nresult:", json.dumps(result))
-        report(stack, user, channel["channel_id"])
+        print()
+        for result in results:
+            print("result:", json.dumps(result))
+        report(stack, mailboxes)
     from adapters.script_store import DEFAULT_CACHE  # noqa: PLC0415  # src/ is on the path via devstack.poll
 
     DEFAULT_CACHE.clear()  # the scripts the poll cached in /tmp
@@ -94,41 +130,50 @@ def upload_scripts(stack: LocalStack) -> list[str]:
     return keys
 
 
-def report(stack: LocalStack, user: str, channel_id: str) -> None:
-    left = stack.dovecot.mailbox(user)
+def parse(raw: bytes) -> EmailMessage:
+    return message_from_bytes(raw, policy=policy.default)
+
+
+def report(stack: LocalStack, mailboxes: dict[str, dict[str, bytes]]) -> None:
     bucket = stack.names.archive_bucket
     archived = aws.list_keys(stack.endpoint_url, bucket)
-    replies = {}
+    replies: dict[str, tuple[Any, EmailMessage]] = {}
     for mail in stack.smtp.received:
-        reply = message_from_bytes(mail.data, policy=policy.default)
+        reply = parse(mail.data)
         replies[str(reply["In-Reply-To"])] = (mail, reply)
     print(f"\n{'message':<38} {'POP3':<16} {'archive':<11} reply")
-    for what, raw in MESSAGES.items():
-        original = message_from_bytes(raw, policy=policy.default)
-        digest = hashlib.sha256(raw).hexdigest()
-        where = next((key.split("/")[0] for key in archived if digest in key and key.endswith(".eml")), "-")
-        answer = "-"
-        if str(original["Message-ID"]) in replies:
-            mail, reply = replies[str(original["Message-ID"])]
-            names = [part.get_filename() for part in reply.iter_attachments()]  # type: ignore[attr-defined]
-            answer = f"{reply['Subject']!r} to {', '.join(mail.rcpt_tos)} via SMTP, attached {names}"
-        on_server = "still on server" if raw in left else "deleted"
-        print(f"{what:<38} {on_server:<16} {where:<11} {answer}")
-    print(f"\narchive bucket s3://{bucket}/ (channel {channel_id}):")
+    for user, messages in mailboxes.items():
+        left = stack.dovecot.mailbox(user)
+        for what, raw in messages.items():
+            digest = hashlib.sha256(raw).hexdigest()
+            where = next((k.split("/")[0] for k in archived if digest in k and k.endswith(".eml")), "-")
+            answer = "-"
+            if (message_id := str(parse(raw)["Message-ID"])) in replies:
+                mail, reply = replies[message_id]
+                names = [part.get_filename() for part in reply.iter_attachments()]
+                answer = f"{reply['Subject']!r} to {', '.join(mail.rcpt_tos)} via SMTP, attached {names}"
+            on_server = "still on server" if raw in left else "deleted"
+            print(f"{what:<38} {on_server:<16} {where:<11} {answer}")
+    print(f"\narchive bucket s3://{bucket}/:")
     for key in archived:
         print(f"  {key}")
     for mail, reply in replies.values():
-        for part in reply.iter_attachments():  # type: ignore[attr-defined]
-            export = part.get_payload(decode=True).decode("utf-8")  # type: ignore[union-attr]
+        for part in reply.iter_attachments():
+            export = cast(bytes, part.get_payload(decode=True)).decode("utf-8")
             header = export.splitlines()[0].split(";")
-            # A tab-separated file is processed only after the prescript; these columns are the postscript's.
-            ran = header[-2:] == ["partner", "order_subject"]
-            print(
-                f"\nscripts {'ran' if ran else 'DID NOT RUN'}: prescript standard/{PRESCRIPT} turned "
-                f"orders.tsv (tab-separated, the partner's columns) into the import CSV; postscript "
-                f"standard/{POSTSCRIPT} added the columns {header[-2:]} to the export"
+            # A tab-separated file is processed only after the prescript; the postscript adds columns.
+            stamp = next(
+                ((key, cols) for cols, key in STAMPS.items() if tuple(header[-len(cols) :]) == cols), None
             )
-            print(f"\nexport {part.get_filename()} as sent to {', '.join(mail.rcpt_tos)}:")
+            if stamp is None:
+                print(f"\nscripts DID NOT RUN on {part.get_filename()}")
+            else:
+                folder = stamp[0].rsplit("/", 1)[0]
+                print(
+                    f"\nscripts ran: prescript {folder}/{PRESCRIPT} turned orders.tsv (tab-separated, the "
+                    f"partner's columns) into the import CSV; postscript {stamp[0]} added {list(stamp[1])}"
+                )
+            print(f"export {part.get_filename()} as sent to {', '.join(mail.rcpt_tos)}:")
             print(export)
 
 

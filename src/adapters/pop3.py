@@ -9,7 +9,7 @@ import poplib
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
 from domain.errors import ConfigurationError, ConnectionLost, TransientError
@@ -25,7 +25,7 @@ class Pop3Account:
     port: int
     security: Literal["tls", "starttls", "none"]
     username: str
-    password: str
+    password: str = field(repr=False)
     timeout: float = 30.0
 
 
@@ -153,7 +153,7 @@ class Pop3Session:
         return entries
 
     def _multiline(self, command: str, write: WriteBytes) -> None:
-        """Send ``command``; pass each line of the answer, un-dot-stuffed and CRLF-ended, to ``write``."""
+        """Send ``command``; pass each line of the answer to ``write``, un-dot-stuffed, as sent."""
 
         def run() -> None:
             client: Any = self._client  # poplib has no streaming API; these two are its own helpers
@@ -169,7 +169,7 @@ class Pop3Session:
                     return
                 if at_line_start and chunk.startswith(b".."):
                     chunk = chunk[1:]
-                write(chunk[:-2] + b"\r\n" if chunk.endswith(b"\r\n") else chunk)
+                write(chunk)
                 at_line_start = complete
 
         self._command(run)

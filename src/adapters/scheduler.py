@@ -28,16 +28,16 @@ class ScheduleTarget:
 
 
 class ChannelSchedules:
-    """Create, update, delete and list the schedules of one group."""
+    """Create, update, delete and list the schedules of one group.
+
+    Calls only what the function's role grants (template.yaml, ``ManageChannelSchedules`` and
+    ``ListChannelSchedules``): a new Scheduler call here needs its action there too.
+    """
 
     def __init__(self, client: Any, group: str, target: ScheduleTarget) -> None:
         self._client = client
         self._group = group
         self._target = target
-
-    @property
-    def group(self) -> str:
-        return self._group
 
     def put(self, schedule: Schedule) -> Literal["created", "updated"]:
         """Make the schedule exist exactly as given; say whether it was created or updated."""
@@ -77,18 +77,6 @@ class ChannelSchedules:
         except BotoCoreError as error:
             raise classify(error, f"deleting schedule {name} in group {self._group}") from error
         return True
-
-    def get(self, name: str) -> dict[str, Any] | None:
-        """The schedule as Scheduler describes it, or ``None`` when there is none."""
-        try:
-            answer: dict[str, Any] = self._client.get_schedule(Name=name, GroupName=self._group)
-        except ClientError as error:
-            if error_code(error) == NOT_FOUND:
-                return None
-            raise classify(error, f"reading schedule {name} in group {self._group}") from error
-        except BotoCoreError as error:
-            raise classify(error, f"reading schedule {name} in group {self._group}") from error
-        return answer
 
     def names(self) -> list[str]:
         """The names of every schedule in the group (all pages)."""

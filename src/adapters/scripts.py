@@ -24,7 +24,7 @@ from adapters.script_runner import (
 from adapters.script_store import DEFAULT_CACHE, S3ScriptStore, ScriptCache, describe, script_key
 from domain.errors import ScriptFailed, TransientError
 from service.ports import ScriptCall
-from service.telemetry import logger
+from service.telemetry import NAMESPACE, logger
 
 STAGE_NAMES = {"pre": "prescript", "post": "postscript"}
 
@@ -81,6 +81,7 @@ class S3ScriptRunner:
             "signal": run.signal_name,
             "timed_out": run.timed_out,
             "workdir_removed": run.workdir_removed,
+            "swept_processes": run.swept,
         }
         if run.file is not None:
             logger.info("%s ran", stage, extra={**details, "stdout_tail": last_lines(run.stdout_tail)})
@@ -132,10 +133,13 @@ def _reason(run: ScriptRun, limits: Limits) -> str:
 
 
 def _count_failure(call: ScriptCall) -> None:
+    # The namespace is passed, not left to POWERTOOLS_METRICS_NAMESPACE: without that variable
+    # single_metric raises, and a script failure would turn into an unexpected error.
     with single_metric(
         name="ScriptFailed",
         unit=MetricUnit.Count,
         value=1,
+        namespace=NAMESPACE,
         default_dimensions={"channel_id": call.channel_id, "stage": call.stage},
     ):
         pass

@@ -12,8 +12,6 @@ handed out twice: gaps are harmless, repeats are not.
 
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, error_code
@@ -26,19 +24,10 @@ DEFAULT_COUNTER_KEY = "counter#s10"
 class DynamoDbSerialCounter:
     """``SerialSource`` backed by one counter item (hash key ``pk``, number attribute ``value``)."""
 
-    def __init__(
-        self, table_name: str, client: Any | None = None, counter_key: str = DEFAULT_COUNTER_KEY
-    ) -> None:
+    def __init__(self, table_name: str, client: Any, counter_key: str = DEFAULT_COUNTER_KEY) -> None:
         self._table = table_name
-        self._client = client
+        self.client = client
         self._key = counter_key
-
-    @property
-    def client(self) -> Any:
-        """The DynamoDB client, created on first use when none was given."""
-        if self._client is None:
-            self._client = boto3.client("dynamodb", config=Config(retries={"mode": "standard"}))
-        return self._client
 
     def allocate(self, count: int) -> range:
         """``count`` fresh serials, contiguous; an empty range for 0 without calling DynamoDB."""

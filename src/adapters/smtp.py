@@ -6,7 +6,7 @@ message stays and is tried again); a 5xx reply is permanent; a refused login is 
 
 import smtplib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal
 
@@ -19,7 +19,7 @@ class SmtpAccount:
     port: int
     security: Literal["starttls", "tls", "none"]
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
 
 
@@ -33,11 +33,16 @@ class SmtpReplySender:
         account = self._account
         where = f"SMTP server {account.host}:{account.port}"
         try:
-            with self._connect() as client:
+            client = self._connect()
+            try:
                 if account.username is not None and account.password is not None:
                     client.login(account.username, account.password)
                 client.send_message(message, from_addr=sender, to_addrs=[recipient])
+            finally:
+                _quit(client)
         except smtplib.SMTPAuthenticationError as error:
+            if 400 <= error.smtp_code < 500:
+                raise TransientError(f"{where} could not check the login now: {_reply(error)}") from error
             raise ConfigurationError(
                 f"{where} refused the login of {account.username}: {_reply(error)}"
             ) from error
@@ -46,6 +51,8 @@ class SmtpReplySender:
             raise _by_code(code, f"{where} refused recipient {recipient}: {code} {_decode(text)}") from error
         except smtplib.SMTPResponseException as error:
             raise _by_code(error.smtp_code, f"{where} answered {_reply(error)}") from error
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as error:
+            raise TransientError(f"{where} closed the connection during TLS: {error}") from error
         except ssl.SSLError as error:
             raise ConfigurationError(f"{where}: TLS failed: {error}") from error
         except smtplib.SMTPNotSupportedError as error:
@@ -66,6 +73,14 @@ class SmtpReplySender:
                 client.close()
                 raise
         return client
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    """End the session; once DATA was accepted, a QUIT that fails changes nothing."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
 
 
 def _by_code(code: int, text: str) -> Exception:

@@ -38,7 +38,7 @@ class Channel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     channel_id: ChannelId
-    partner_id: NonEmpty | None = None
+    partner_id: ChannelId | None = None  # names a folder of scripts: the same rules as a channel id
     description: str | None = None
     active: bool = False
     exclusive_account: bool = False
@@ -68,7 +68,8 @@ class Channel(BaseModel):
     max_messages_per_poll: Annotated[int, Field(ge=1, le=1000)] = 50
     max_message_bytes: Positive = 26_214_400
     import_file_patterns: list[NonEmpty] = Field(default_factory=lambda: ["*.csv", "*.txt"], min_length=1)
-    script_timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 60
+    # At most 120 s: a pre- and a postscript must fit into the poll function's 300 s with room to spare.
+    script_timeout_seconds: Annotated[int, Field(ge=1, le=120)] = 60
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
     require_authenticated_sender: bool = False
     trusted_authserv_ids: list[NonEmpty] = Field(default_factory=list)

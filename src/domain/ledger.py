@@ -56,7 +56,12 @@ class LedgerEntry:
         return self.outcome is not None
 
     def failed(self, error: str) -> "LedgerEntry":
-        """A transient failure: one more attempt used; a stored answer is kept for the next try."""
+        """A transient failure: one more attempt used; a stored answer is kept for the next try.
+
+        A settled entry never moves back: its partner has been answered already.
+        """
+        if self.settled:
+            return replace(self, last_error=error)
         stage = Stage.ANSWERED if self.has_answer else Stage.PENDING
         return replace(self, stage=stage, attempts=self.attempts + 1, last_error=error)
 

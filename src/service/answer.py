@@ -4,7 +4,7 @@ Pure of storage: it reads the message, runs scripts and processing, and says wha
 and sending is the caller's part, so that the answer can be kept before it is sent.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
@@ -13,7 +13,8 @@ from typing import Literal
 
 from domain.attachments import ParsedMessage, parse_message
 from domain.channel import Channel
-from domain.errors import PermanentError, RejectedMessage, ScriptFailed
+from domain.errors import PermanentError, RejectedMessage, ScriptFailed, TransientError
+from domain.filenames import unique_filename
 from domain.inbound import Headers, rejection_reason
 from domain.outcomes import Outcome
 from domain.reply import FileReport, ReplyContext, reply_with_error, reply_with_exports
@@ -47,6 +48,12 @@ def screen(channel: Channel, headers: Headers, size: int) -> tuple[str, None] | 
     return sender, None
 
 
+def script_seconds(channel: Channel) -> float:
+    """Seconds one import file may spend in the channel's scripts: it starts only when they fit."""
+    scripts = sum(1 for name in (channel.prescript, channel.postscript) if name)
+    return float(scripts * channel.script_timeout_seconds)
+
+
 @dataclass(frozen=True)
 class Answering:
     """Everything needed to answer messages of one channel."""
@@ -54,6 +61,7 @@ class Answering:
     channel: Channel
     serials: SerialSource
     scripts: ScriptRunner
+    time_left: Callable[[], float]
 
     def answer(self, raw: bytes, sender: str, received: datetime) -> Answer:
         """Parse, run scripts, process; a message that cannot be parsed is rejected."""
@@ -71,6 +79,8 @@ class Answering:
             reply_message_id=make_msgid(domain=channel.sender_address.rpartition("@")[2]),
             date=received,
         )
+        if parsed.defects:
+            logger.info("message parsed with defects", extra={"defects": list(parsed.defects)})
         if not parsed.import_files:
             found = ", ".join(parsed.other_attachments) or "no attachments"
             patterns = ", ".join(channel.import_file_patterns)
@@ -78,7 +88,11 @@ class Answering:
             logger.warning("message failed: no import file", extra={"found": found})
             return Answer(Outcome.FAILED, reply=reply_with_error(context, problem))
 
-        reports = [self._process(file.filename, file.content, sender, parsed) for file in parsed.import_files]
+        taken: set[str] = set()
+        reports = [
+            _unique_export(self._process(file.filename, file.content, sender, parsed), taken)
+            for file in parsed.import_files
+        ]
         exports = [report.processed for report in reports if report.processed is not None]
         if not exports:
             logger.warning("message failed: no import file could be processed")
@@ -106,6 +120,8 @@ class Answering:
             )
             return self.scripts.run(call, data)
 
+        if self.time_left() <= script_seconds(channel):
+            raise TransientError(f"{filename}: too little time left in this poll for the channel's scripts")
         try:
             if channel.prescript:
                 content = script("pre", channel.prescript, filename, content)
@@ -118,3 +134,12 @@ class Answering:
             logger.warning("%s: %s", kind, error, extra={"import_file": filename})
             return FileReport(import_name=filename, error=str(error))
         return FileReport(import_name=filename, processed=processed)
+
+
+def _unique_export(report: FileReport, taken: set[str]) -> FileReport:
+    """``orders.csv`` and ``orders.txt`` both export ``orders_export.csv``: the second becomes
+    ``orders_export (2).csv``, so neither attachment nor archived export overwrites the other."""
+    if report.processed is None:
+        return report
+    name = unique_filename(report.processed.export_name, taken)
+    return replace(report, processed=replace(report.processed, export_name=name))

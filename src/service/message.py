@@ -8,6 +8,7 @@ for settled messages. A later poll reads the ledger and continues where the dead
 
 import hashlib
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from service.ports import Archive, Ledger, MailboxSession, MessageRef, ReplySend
 from service.telemetry import logger, metrics
 
 SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
+RECORD_ATTEMPTS = 3
 
 Checkpoint = Callable[[str], None]
 
@@ -118,10 +120,7 @@ class MessageHandler:
         message.entry = entry
         if entry.settled:
             logger.info("answered by an earlier poll; deleting it now", extra={"stage": entry.stage.value})
-            if entry.outcome in (Outcome.PROCESSED, Outcome.FAILED):
-                self.archive.store_inbound(
-                    self.channel.channel_id, message.digest, message.raw, message.received
-                )
+            self._archive_again(message, entry)
             return entry.outcome if entry.stage is Stage.REPLIED else None
         entry = self._save(entry.claimed())
         message.entry = entry
@@ -135,9 +134,19 @@ class MessageHandler:
                 self._send(_stored_reply(self.archive.load(entry.reply_key)))
         else:
             entry = self._answer(message, entry)
-        message.entry = self._save(entry.replied())
+        self.checkpoint("sent")
+        message.entry = self._record_sent(entry.replied())
         self.checkpoint("replied")
         return entry.outcome
+
+    def _archive_again(self, message: _Message, entry: LedgerEntry) -> None:
+        """Archive an answered message once more (it was, before its answer): never a reason to keep it."""
+        if entry.outcome not in (Outcome.PROCESSED, Outcome.FAILED):
+            return
+        try:
+            self.archive.store_inbound(self.channel.channel_id, message.digest, message.raw, message.received)
+        except TransientError as error:
+            logger.warning("archive not refreshed (it holds the message already): %s", error)
 
     def _answer(self, message: _Message, entry: LedgerEntry) -> LedgerEntry:
         """Decide a fresh message, keep the decision, then send the reply."""
@@ -219,6 +228,17 @@ class MessageHandler:
         except TransientError as still:
             logger.warning("attempt not recorded: %s", still)
         return Outcome.DEFERRED
+
+    def _record_sent(self, entry: LedgerEntry) -> LedgerEntry:
+        """Record a reply that went out. It must not be deferred now, or the next poll sends it again."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                return self._save(entry)
+            except TransientError as error:
+                logger.warning("reply sent but not recorded (try %d): %s", attempt, error)
+                time.sleep(0.2 * attempt)
+        logger.error("reply sent but not recorded; deleting the message all the same")
+        return entry
 
     def _save(self, entry: LedgerEntry, *, quietly: bool = False) -> LedgerEntry:
         try:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.channel import Channel
-from domain.errors import ConnectionLost, TransientError
+from domain.errors import ConfigurationError, ConnectionLost, TransientError
 from domain.outcomes import PollResult
 from domain.shipments import SerialSource
-from service.answer import Answering
+from service.answer import Answering, script_seconds
 from service.message import Checkpoint, MessageHandler
 from service.ports import Archive, Lease, Ledger, Mailbox, MessageRef, ReplySender, ScriptRunner
 from service.telemetry import logger
@@ -80,7 +80,7 @@ def _poll(
                 archive=ports.archive,
                 ledger=ports.ledger,
                 replies=ports.replies,
-                answering=Answering(channel, ports.serials, ports.scripts),
+                answering=Answering(channel, ports.serials, ports.scripts, time_left),
                 result=result,
                 now=now,
                 checkpoint=checkpoint,
@@ -91,17 +91,30 @@ def _poll(
                         "message limit of this poll reached", extra={"limit": channel.max_messages_per_poll}
                     )
                     break
-                if time_left() <= 0:
+                if time_left() <= script_seconds(channel):
                     logger.warning("time budget of this poll used up; the rest waits for the next poll")
                     break
                 result.seen += 1
                 with _message_keys(ref):
-                    handler.handle(ref)
+                    if not _handle_or_stop(handler, ref, result):
+                        break
             checkpoint("before_quit")
     except ConnectionLost as error:
         logger.error("mail server connection lost; no deletion of this poll is committed: %s", error)
         result.status, result.error, result.deleted = "error", str(error), 0
     return result
+
+
+def _handle_or_stop(handler: MessageHandler, ref: MessageRef, result: PollResult) -> bool:
+    """Handle one message; ``False`` when the channel's configuration stops the poll (say, a refused
+    SMTP login). The messages settled so far keep their counts, and QUIT still commits them."""
+    try:
+        handler.handle(ref)
+    except ConfigurationError as error:
+        logger.error("poll stopped: %s", error)
+        result.status, result.error = "error", str(error)
+        return False
+    return True
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import pytest
 
+from adapters.state import DynamoDbLease
 from devstack import aws
 from devstack.poll import SENDER_ADDRESS, invoke_poll, load_event, store_channel
 from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
@@ -72,6 +73,9 @@ def test_partner_import_is_answered_archived_and_deleted(stack: LocalStack, mail
     assert "postcode" in third[6]
     [inbound] = archive_keys(stack, "inbound/acme/")
     assert aws.get_object(stack.endpoint_url, stack.names.archive_bucket, inbound) == raw
+    s3 = aws.client("s3", stack.endpoint_url)
+    for key in archive_keys(stack, ""):
+        assert s3.head_object(Bucket=stack.names.archive_bucket, Key=key)["ServerSideEncryption"] == "AES256"
     assert archive_keys(stack, "exports/acme/")[0].endswith("/orders_export.csv")
     assert stack.dovecot.mailbox(mailbox[0]) == []
 
@@ -289,3 +293,21 @@ def test_two_polls_at_once_never_issue_a_shipment_id_twice(stack: LocalStack) ->
     assert len(ids) == 12
     assert len(set(ids)) == 12
     assert all(is_valid_s10(shipment_id) for shipment_id in ids)
+
+
+def test_a_poll_finding_the_lease_taken_is_locked_and_touches_nothing(
+    stack: LocalStack, mailbox: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_channel(stack, mailbox)
+    raw = partner_mail()
+    stack.dovecot.deliver(mailbox[0], raw)
+    lease = DynamoDbLease(stack.names.state_table, aws.client("dynamodb", stack.endpoint_url))
+    assert lease.acquire("acme", "a poll still running", seconds=300)
+
+    result = invoke_poll(EVENT)
+
+    assert result["status"] == "locked"
+    assert stack.dovecot.mailbox(mailbox[0]) == [raw]
+    [metrics] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert metrics["PollLocked"] == [1.0]
+    assert metrics["MessagesRecognized"] == [0.0]

@@ -78,6 +78,29 @@ def test_poll_killed_at_any_step_loses_nothing_and_answers_once(
     assert stack.dovecot.mailbox(mailbox[0]) == []
 
 
+def test_poll_killed_between_smtp_accept_and_ledger_resends_the_identical_reply(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    """The one window no mail system closes (docs/operations.md): the partner may get the same
+    reply twice — byte for byte, the same shipment ids — but never none and never another one."""
+    store_channel(stack, mailbox)
+    raw = partner_mail()
+    stack.dovecot.deliver(mailbox[0], raw)
+
+    assert run_poll("acme", kill_at="sent") == {"killed": True}
+    expire_lease(stack, "acme")
+    assert run_poll("acme")["status"] == "ok"
+
+    first, second = (mail.data for mail in stack.smtp.wait_for(2))
+    assert parse_reply(first)["Message-ID"] == parse_reply(second)["Message-ID"]
+    assert first.split(b"\r\n\r\n", 1)[1] == second.split(b"\r\n\r\n", 1)[1]
+    assert stack.dovecot.mailbox(mailbox[0]) == []
+
+
+def parse_reply(data: bytes) -> Any:
+    return message_from_bytes(data, policy=policy.default)
+
+
 def test_lease_is_exclusive_and_a_dead_polls_lease_expires(stack: LocalStack) -> None:
     lease = DynamoDbLease(stack.names.state_table, aws.client("dynamodb", stack.endpoint_url))
 

@@ -1,13 +1,7 @@
-"""The S10 serial counter against a real moto server (DynamoDB), started by this module."""
+"""The S10 serial counter against the real moto server, in the state table built from the template."""
 
 import random
-import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,97 +10,42 @@ import pytest
 from botocore.config import Config
 
 from adapters.serials import DynamoDbSerialCounter
+from devstack import aws
+from devstack.aws import StackNames
+from devstack.moto import MotoServer
+from devstack.stack import LocalStack
 from domain.errors import PermanentError, TransientError
 from domain.shipments import SerialSource
 
 pytestmark = pytest.mark.integration
 
-REGION = "eu-central-1"
-TABLE = "lettershop-state"
-
-
-def _moto_server_command() -> str:
-    beside_python = Path(sys.executable).with_name("moto_server")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("moto_server")
-    if found is None:
-        pytest.skip("moto_server is not installed")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [_moto_server_command(), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    _stop(process)
-    raise RuntimeError("moto_server did not answer within 20 s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+TABLE = StackNames().state_table
 
 
 def _client(endpoint: str, **config: Any) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(**config),
+    return (
+        aws.client("dynamodb", endpoint)
+        if not config
+        else boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name=aws.REGION,
+            aws_access_key_id=aws.ACCESS_KEY,
+            aws_secret_access_key=aws.ACCESS_KEY,
+            config=Config(**config),
+        )
     )
-
-
-def _create_table(client: Any, name: str) -> None:
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    process, endpoint = _start_moto()
-    try:
-        yield endpoint
-    finally:
-        _stop(process)
 
 
 @pytest.fixture
-def table(moto_endpoint: str) -> Iterator[tuple[Any, str]]:
-    """A fresh state table per test (key ``pk``), deleted afterwards."""
-    client = _client(moto_endpoint)
-    name = f"{TABLE}-{random.randrange(10**9)}"  # noqa: S311 - a name, not a secret
-    _create_table(client, name)
-    yield client, name
-    client.delete_table(TableName=name)
+def moto_endpoint(stack: LocalStack) -> str:
+    return stack.endpoint_url
+
+
+@pytest.fixture
+def table(stack: LocalStack) -> tuple[Any, str]:
+    """The state table as the template defines it, empty for this test."""
+    return _client(stack.endpoint_url), stack.names.state_table
 
 
 def test_allocations_are_contiguous_and_never_overlap(table: tuple[Any, str]) -> None:
@@ -187,16 +126,13 @@ def test_a_missing_table_is_a_permanent_error_naming_the_table(moto_endpoint: st
     assert not isinstance(caught.value, TransientError)
 
 
-def test_a_stopped_server_is_a_transient_error() -> None:
+def test_a_stopped_server_is_a_transient_error(tmp_path: Path) -> None:
     # Given a counter whose moto server worked and then stopped
-    process, endpoint = _start_moto()
-    try:
-        client = _client(endpoint, retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2)
-        _create_table(client, TABLE)
-        counter = DynamoDbSerialCounter(TABLE, client=client)
+    with MotoServer(tmp_path) as server:
+        aws.create_resources(server.endpoint_url)
+        client = _client(server.endpoint_url, retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2)
+        counter = DynamoDbSerialCounter(StackNames().state_table, client=client)
         assert counter.allocate(2) == range(1, 3)
-    finally:
-        _stop(process)
     # When it allocates again / Then the failure is transient: the message will be tried later
     with pytest.raises(TransientError, match=TABLE):
         counter.allocate(1)

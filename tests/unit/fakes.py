@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from typing import BinaryIO
 
 from domain.errors import ScriptFailed, TransientError
-from domain.ledger import LedgerEntry
+from domain.ledger import LedgerEntry, Stage
 from service.ports import MessageRef, ScriptCall
 
 
@@ -59,8 +59,11 @@ class FakeSession:
 class FakeArchive:
     objects: dict[str, bytes] = field(default_factory=dict)
     reasons: dict[str, Mapping[str, object]] = field(default_factory=dict)
+    unavailable: bool = False
 
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str:
+        if self.unavailable:
+            raise TransientError("archive bucket unreachable")
         key = f"inbound/{channel_id}/{digest}.eml"
         raw.seek(0)
         self.objects[key] = raw.read()
@@ -140,11 +143,14 @@ class FakeScripts:
 class FakeLedger:
     entries: dict[tuple[str, str], LedgerEntry] = field(default_factory=dict)
     history: list[LedgerEntry] = field(default_factory=list)
+    unavailable_for: set[Stage] = field(default_factory=set)
 
     def get(self, channel_id: str, digest: str) -> LedgerEntry | None:
         return self.entries.get((channel_id, digest))
 
     def save(self, entry: LedgerEntry) -> None:
+        if entry.stage in self.unavailable_for:
+            raise TransientError("ledger table throttled")
         self.entries[(entry.channel_id, entry.digest)] = entry
         self.history.append(entry)
 

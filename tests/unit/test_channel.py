@@ -127,3 +127,8 @@ def test_authenticated_sender_needs_trusted_servers() -> None:
     assert "trusted_authserv_ids is required" in str(
         errors_of(**{**MINIMAL, "require_authenticated_sender": True})
     )
+
+
+@pytest.mark.parametrize("partner_id", ["a/b", "..", "Acme AG"])
+def test_partner_id_names_a_script_folder_safely(partner_id: str) -> None:
+    assert "partner_id" in errors_of(**{**MINIMAL, "partner_id": partner_id})

@@ -3,6 +3,8 @@
 import hashlib
 from dataclasses import replace
 
+import pytest
+
 from devstack.samples import partner_mail
 from domain.errors import TransientError
 from domain.ledger import CRASHED, LedgerEntry, Stage
@@ -151,3 +153,41 @@ def test_retrieve_failure_keeps_message_without_ledger_entry() -> None:
 
     assert (result["deferred"], result["deleted"]) == (1, 0)
     assert world.ledger.entries == {}
+
+
+def test_reply_sent_but_not_recorded_is_not_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.message.time.sleep", lambda seconds: None)
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    world.ledger.unavailable_for = {Stage.REPLIED}
+
+    first = world.poll()
+    world.ledger.unavailable_for = set()
+    world.mailbox.deliver("u1", raw)  # as if the QUIT had not committed the deletion
+    second = world.poll()
+
+    assert (first["processed"], first["deleted"]) == (1, 1)
+    assert len(world.replies.sent) == 1
+    assert second["deleted"] == 1
+
+
+def test_settled_message_whose_archive_fails_stays_settled() -> None:
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    world.ledger.save(LedgerEntry("acme", digest_of(raw), Stage.DONE, outcome=Outcome.PROCESSED))
+    world.archive.unavailable = True
+
+    result = world.poll()
+
+    assert result["deleted"] == 1
+    assert world.replies.sent == []
+    assert world.ledger.only().stage is Stage.DONE
+
+
+def test_failed_never_moves_a_settled_entry_back() -> None:
+    entry = LedgerEntry("acme", "d", Stage.REPLIED, attempts=1, outcome=Outcome.PROCESSED)
+
+    assert entry.failed("s3 down").stage is Stage.REPLIED
+    assert entry.failed("s3 down").attempts == 1

@@ -48,7 +48,7 @@ class World:
         self.scripts = FakeScripts()
         self.ledger = FakeLedger()
         self.lease = FakeLease()
-        self.time_left = 100.0
+        self.time_left = 1000.0
 
     def poll(self, channel: Channel | None = None) -> dict[str, object]:
         ports = Ports(
@@ -243,3 +243,54 @@ def test_missing_script_fails_the_file_with_its_name(world: World) -> None:
 
     assert result["failed"] == 1
     assert "missing.py" in world.replies.sent[0].message.get_body().get_content()
+
+
+def test_no_message_starts_unless_its_scripts_can_run_to_their_timeout(world: World) -> None:
+    world.scripts.scripts = {"same.py": lambda data: data}
+    world.mailbox.deliver("u1", partner_mail())
+    channel = make_channel(prescript="same.py", postscript="same.py", script_timeout_seconds=20)
+
+    world.time_left = 40
+    assert world.poll(channel)["seen"] == 0
+    world.time_left = 41
+    assert world.poll(channel)["processed"] == 1
+
+
+def test_import_files_with_the_same_stem_get_distinct_exports(world: World) -> None:
+    world.mailbox.deliver(
+        "u1", partner_mail(attachments=[("orders.csv", VALID_IMPORT), ("orders.txt", VALID_IMPORT)])
+    )
+
+    assert world.poll()["processed"] == 1
+
+    names = [a.get_filename() for a in world.replies.sent[0].message.iter_attachments()]
+    assert names == ["orders_export.csv", "orders_export (2).csv"]
+    assert len(world.archive.keys("exports/")) == 2
+
+
+def test_a_file_whose_scripts_no_longer_fit_defers_the_message(world: World) -> None:
+    world.scripts.scripts = {"same.py": lambda data: data}
+    attachments = [("a.csv", VALID_IMPORT), ("b.csv", VALID_IMPORT)]
+    world.mailbox.deliver("u1", partner_mail(attachments=attachments))
+    channel = make_channel(prescript="same.py", script_timeout_seconds=20)
+    budget = iter([25.0, 25.0, 15.0])  # the message starts, file a fits, file b does not
+
+    result = poll_channel(
+        channel,
+        Ports(
+            world.mailbox,
+            world.archive,
+            world.replies,
+            world.serials,
+            world.scripts,
+            world.ledger,
+            world.lease,
+        ),
+        now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),
+        time_left=lambda: next(budget),
+        lease_seconds=360,
+    ).as_dict()
+
+    assert (result["deferred"], result["deleted"]) == (1, 0)
+    assert world.replies.sent == []
+    assert "too little time" in str(world.ledger.only().last_error)

@@ -6,7 +6,6 @@ Scripts here are tiny Python programs run for real with ``sys.executable -I``, e
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -218,6 +217,64 @@ def test_children_it_forked_are_killed_with_it(work_root: Path, then: str) -> No
     assert result.workdir_removed
 
 
+# The script starts a daemon the classic way - fork, setsid, fork again - which leaves the script's
+# process group and session, so the group kill cannot reach it. It waits until the daemon wrote its
+# pid, then ends as *then* says.
+DAEMON = """
+import os, pathlib, sys, time
+pidfile = pathlib.Path({pidfile!r})
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        pidfile.write_text(str(os.getpid()))
+        time.sleep(120)
+    os._exit(0)
+while not pidfile.exists():
+    time.sleep(0.01)
+{then}
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* is a live process (not gone, not a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+@pytest.mark.parametrize("then", ["print('done')", "import sys; sys.exit(3)"], ids=["ok", "failed"])
+def test_a_daemon_that_left_the_group_is_killed_after_the_run(
+    work_root: Path, tmp_path: Path, then: str
+) -> None:
+    marker = marker_name()
+    pidfile = tmp_path / "daemon.pid"
+
+    result = run(DAEMON.format(pidfile=str(pidfile), then=then), work_root, name=marker)
+
+    daemon = int(pidfile.read_text())
+    assert result.ok is (then == "print('done')")
+    assert not alive(daemon)
+    assert processes_with(marker) == []
+    assert result.swept >= 2  # the daemon and its parent (a zombie by then), both reaped by us
+    assert result.workdir_removed
+
+
+def test_the_sweep_leaves_children_alone_that_the_caller_already_had(work_root: Path, tmp_path: Path) -> None:
+    """In tests the caller has children of its own (Dovecot, moto): only what the script left goes."""
+    before = subprocess.Popen(["sleep", "60"])  # noqa: S607
+    try:
+        result = run(DAEMON.format(pidfile=str(tmp_path / "daemon.pid"), then="pass"), work_root)
+
+        assert result.ok
+        assert before.poll() is None
+        assert alive(before.pid)
+    finally:
+        before.kill()
+        before.wait()
+
+
 def test_endless_allocation_hits_the_memory_limit(work_root: Path) -> None:
     result = run(
         """
@@ -233,25 +290,48 @@ def test_endless_allocation_hits_the_memory_limit(work_root: Path) -> None:
     assert b"MemoryError" in result.stderr_tail
 
 
-def test_a_hundred_megabytes_of_output_cost_the_caller_nothing(work_root: Path) -> None:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = run(
+# Measured in a fresh process: ru_maxrss is the peak of the whole life of a process, and the pytest
+# process may have peaked higher long before, hiding any growth.
+MEASURE_OUTPUT = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from adapters.script_runner import Limits, run_script, script_environment
+
+def go(body):
+    return run_script("s.py", body, b"x\\n", file_name="import.csv", env=script_environment({}),
+                      timeout_seconds=60, limits=Limits(output_tail_bytes=4096))
+
+go(b"print('warm up')")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = go(sys.stdin.buffer.read())
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+tails = [len(result.stdout_tail), len(result.stderr_tail)]
+print(json.dumps({"grown_kib": grown, "ok": result.ok, "tails": tails}))
+"""
+
+
+def test_a_hundred_megabytes_of_output_cost_the_caller_nothing() -> None:
+    script = textwrap.dedent(
         """
         import sys
         block = b"x" * (1024 * 1024 - 1) + b"\\n"
         for _ in range(100):
             sys.stdout.buffer.write(block)
             sys.stderr.buffer.write(block)
-        """,
-        work_root,
-        limits=Limits(output_tail_bytes=4096),
+        """
     )
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", MEASURE_OUTPUT, str(SRC)],
+        input=script.encode(),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    measured = json.loads(done.stdout)
 
-    assert result.ok
-    assert len(result.stdout_tail) == len(result.stderr_tail) == 4096
-    assert grown_kib < 20 * 1024  # 200 MB went through the pipes, not into memory
-    assert list(work_root.iterdir()) == []
+    assert measured["ok"]
+    assert measured["tails"] == [4096, 4096]
+    assert measured["grown_kib"] < 20 * 1024  # 200 MB went through the pipes, not into memory
 
 
 def test_a_file_beyond_the_size_limit_fails(work_root: Path) -> None:
@@ -394,6 +474,82 @@ def _check_proc_environ_protection(python: str, folder: Path) -> None:
     assert probe("protect") == "1 False True"  # and protect_from_children() closes it
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the probe as an unprivileged user")
+def test_a_script_of_an_unprivileged_function_cannot_write_its_code() -> None:
+    """In Lambda the function runs as a user that does not own its code (and the code is read-only).
+    Played here by the user nobody running the real runner: a script cannot write into src/ (owned by
+    root), but can write the function's script cache and /tmp, where what it leaves stays."""
+    python = _python_for("nobody")
+    if python is None:
+        pytest.skip("no Python interpreter the user nobody may run")
+    if SRC.stat().st_uid != 0 or SRC.stat().st_mode & 0o002:
+        pytest.skip("src/ is not a folder only root may write here")
+    folder = Path(tempfile.mkdtemp(prefix="lettershop-probe-"))  # pytest's tmp_path is root-only
+    try:
+        shutil.copy(SRC / "adapters" / "script_runner.py", folder / "script_runner.py")
+        (folder / "probe.py").write_text(WRITE_PROBE)
+        for path in (folder, *folder.iterdir()):
+            path.chmod(0o755)
+        done = subprocess.run(
+            [python, "-I", str(folder / "probe.py"), str(SRC)],
+            user="nobody",
+            capture_output=True,
+            check=True,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    finally:
+        shutil.rmtree(folder)
+        (SRC / "written-by-a-script.txt").unlink(missing_ok=True)
+    report = json.loads(done.stdout)
+
+    assert report == {
+        "src": "PermissionError",  # the function's code
+        "cache": "written",  # the function's script cache (detected at the next use: see below)
+        "tmp": "written",
+        "left_in_tmp": True,  # what it writes outside its working folder stays
+        "ok": True,
+    }
+
+
+# The function's side, as the user nobody: a script cache of its own, then one run of a script that
+# tries to write into the code, the cache and /tmp. Removes what it made.
+WRITE_PROBE = r'''
+import json, os, pathlib, shutil, sys, tempfile
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import script_runner
+if sys.version_info < (3, 12):  # no rmtree(onexc=) in the system's Python; the folder holds no traps
+    script_runner.remove_tree = lambda path: (shutil.rmtree(path), not path.exists())[1]
+src = pathlib.Path(sys.argv[1])
+cache = pathlib.Path(tempfile.mkdtemp(prefix="lettershop-scripts-"))
+(cache / "cached.py").write_text("print('the cached script')")
+left = pathlib.Path(tempfile.gettempdir()) / f"left-behind-{os.getpid()}.txt"
+targets = {"src": src / "written-by-a-script.txt", "cache": cache / "cached.py", "tmp": left}
+body = f"""
+import json, os, pathlib
+def attempt(path):
+    try:
+        pathlib.Path(path).write_text("written by a script")
+    except OSError as error:
+        return type(error).__name__
+    return "written"
+report = {{name: attempt(path) for name, path in {({k: str(v) for k, v in targets.items()})!r}.items()}}
+open(os.environ["LETTERSHOP_FILE"], "w").write(json.dumps(report))
+"""
+try:
+    run = script_runner.run_script(
+        "scribble.py", body.encode(), b"x", file_name="export.csv", env=script_runner.script_environment({}),
+        timeout_seconds=30, limits=script_runner.Limits(),
+    )
+    report = json.loads(run.file or b"{}")
+    report |= {"ok": run.ok, "left_in_tmp": left.exists()}
+finally:
+    shutil.rmtree(cache)
+    left.unlink(missing_ok=True)
+print(json.dumps(report))
+'''
+
+
 # ---------------------------------------------- S3ScriptRunner with a recording S3 fake
 
 
@@ -461,7 +617,8 @@ def cache(tmp_path: Path) -> Iterator[ScriptCache]:
 def runner(
     s3: FakeS3, cache: ScriptCache, work_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> S3ScriptRunner:
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "LetterShop")
+    # As in a process without the Lambda's variables: the metric must not depend on them.
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
     return S3ScriptRunner("scripts-bucket", s3, cache=cache, work_root=work_root)
 
 
@@ -521,6 +678,7 @@ def test_missing_script_is_a_script_failure_naming_it_and_counted(
     [metric] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert metric["ScriptFailed"] == [1.0]
     assert (metric["channel_id"], metric["stage"]) == ("acme-orders", "post")
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LetterShop"
     [dimensions] = metric["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
     assert {"channel_id", "stage"} <= set(dimensions)
 

@@ -33,6 +33,21 @@ NEEDS_STAR = {
     ),
 }
 
+# The only functions CloudFormation accepts in a rule's condition and assertions (rule functions).
+RULE_FUNCTIONS = {
+    "Fn::And",
+    "Fn::Contains",
+    "Fn::EachMemberEquals",
+    "Fn::EachMemberIn",
+    "Fn::Equals",
+    "Fn::Not",
+    "Fn::Or",
+    "Fn::RefAll",
+    "Fn::ValueOf",
+    "Fn::ValueOfAll",
+    "Ref",
+}
+
 CUSTOM_METRIC_ALARMS = {"PollErrors", "MessageQuarantined", "InvalidChannelConfig", "ScriptFailed"}
 OUTCOME_METRICS = (
     "MessagesProcessed",
@@ -96,6 +111,22 @@ def policy_statements(cfn: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
 
 def resource_of(statement: dict[str, Any]) -> list[Any]:
     return as_list(statement["Resource"])
+
+
+def functions_in(value: Any) -> Iterator[str]:
+    """The name of every intrinsic function (``Fn::...``, ``Ref``) anywhere in ``value``."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" or key.startswith("Fn::"):
+                yield key
+            yield from functions_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from functions_in(inner)
+
+
+def role_statements(cfn: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for name, s in policy_statements(cfn) if name == role}
 
 
 # ------------------------------------------------------------------ resources
@@ -185,9 +216,15 @@ def test_poll_function(cfn: dict[str, Any]) -> None:
     for field in PollSettings.model_fields:  # every setting of §8 comes from the template
         assert f"LETTERSHOP_{field.upper()}" in env
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LetterShop"
-    # polls of different channels run in parallel: never a reservation of 1
-    assert props.get("ReservedConcurrentExecutions", {}) != 1
-    assert list(branches(props["ReservedConcurrentExecutions"])) == [{"Ref": "PollMaxConcurrency"}]
+    # polls of different channels run in parallel: the parameter's reservation or none, never a
+    # fixed value (a reservation of 1 would serialize every channel)
+    assert props["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["LimitPollConcurrency", {"Ref": "PollMaxConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert cfn["Conditions"]["LimitPollConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PollMaxConcurrency"}, 0]}]
+    }
+    assert cfn["Parameters"]["PollMaxConcurrency"]["Default"] == 0  # no reservation unless asked
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["LoggingConfig"] == {"LogGroup": {"Ref": "PollFunctionLogGroup"}}
 
@@ -201,6 +238,20 @@ def test_vpc_is_applied_only_when_subnets_are_given(cfn: dict[str, Any]) -> None
         "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "VpcSubnetIds"}]}, ""]}]
     }
     assert {"VpcSubnetIds", "VpcSecurityGroupIds"} <= set(cfn["Parameters"])
+
+
+def test_security_groups_are_required_with_subnets_by_rule_functions_only(cfn: dict[str, Any]) -> None:
+    rule = cfn["Rules"]["VpcNeedsSecurityGroups"]
+
+    # an empty CommaDelimitedList is [""]: "each member is empty" means "not given"
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::EachMemberEquals": [{"Ref": "VpcSubnetIds"}, ""]}]}
+    [assertion] = rule["Assertions"]
+    assert assertion["Assert"] == {
+        "Fn::Not": [{"Fn::EachMemberEquals": [{"Ref": "VpcSecurityGroupIds"}, ""]}]
+    }
+    for name, each in cfn["Rules"].items():  # Fn::Join & co. would make CloudFormation reject the template
+        used = set(functions_in(each.get("RuleCondition"))) | set(functions_in(each["Assertions"]))
+        assert used <= RULE_FUNCTIONS, (name, used - RULE_FUNCTIONS)
 
 
 def test_schedule_sync_function_has_the_section_7_environment_and_stream(cfn: dict[str, Any]) -> None:
@@ -229,6 +280,10 @@ def test_daily_reconcile_schedule_outside_the_channel_group(cfn: dict[str, Any])
     assert props["ScheduleExpression"].startswith("cron(")
     # in the channel group, the reconcile would delete its own schedule as a stray
     assert props.get("GroupName", "default") == "default"
+    # no fixed name: CloudFormation generates one per stack, so a second stack of this template in
+    # the same account and region does not collide with the first in the default group
+    assert "Name" not in props
+    assert props["Target"]["RoleArn"] == {"Fn::GetAtt": ["ReconcileSchedulerRole", "Arn"]}
 
 
 def test_dead_letter_queue_is_encrypted(cfn: dict[str, Any]) -> None:
@@ -264,6 +319,52 @@ def test_scheduler_role_may_only_invoke_the_poll_and_dead_letter(cfn: dict[str, 
     }
 
 
+def test_reconcile_schedule_role_may_only_invoke_the_schedule_sync_and_dead_letter(
+    cfn: dict[str, Any],
+) -> None:
+    statements = [s for role, s in policy_statements(cfn) if role == "ReconcileSchedulerRole"]
+    trust = cfn["Resources"]["ReconcileSchedulerRole"]["Properties"]["AssumeRolePolicyDocument"]
+
+    assert {(s["Action"], json.dumps(s["Resource"])) for s in statements} == {
+        ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["ScheduleSyncFunction", "Arn"]})),
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})),
+    }
+    [statement] = trust["Statement"]
+    default_group = "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule-group/default"
+    assert statement["Condition"]["ArnEquals"] == {"aws:SourceArn": {"Fn::Sub": default_group}}
+
+
+def test_every_scheduler_role_trusts_only_this_account(cfn: dict[str, Any]) -> None:
+    """No role that Scheduler assumes lacks the confused-deputy conditions (SAM's generated one does)."""
+    assumed_by_scheduler = {
+        name: statement
+        for name, role in resources_of(cfn, "AWS::IAM::Role").items()
+        for statement in as_list(role["Properties"]["AssumeRolePolicyDocument"]["Statement"])
+        if "scheduler.amazonaws.com" in as_list(statement["Principal"].get("Service", []))
+    }
+
+    assert set(assumed_by_scheduler) == {"SchedulerRole", "ReconcileSchedulerRole"}
+    for name, statement in assumed_by_scheduler.items():
+        assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}, (
+            name
+        )
+        assert "aws:SourceArn" in statement["Condition"]["ArnEquals"], name
+
+
+def test_poll_writes_the_archive_and_reads_back_only_stored_replies(cfn: dict[str, Any]) -> None:
+    statements = role_statements(cfn, "PollFunctionRole")
+    archive = {sid: s for sid, s in statements.items() if "ArchiveBucket" in json.dumps(s["Resource"])}
+
+    assert {sid: (sorted(as_list(s["Action"])), s["Resource"]) for sid, s in archive.items()} == {
+        "ArchiveWrite": (
+            ["s3:AbortMultipartUpload", "s3:PutObject"],
+            {"Fn::Sub": "${ArchiveBucket.Arn}/*"},
+        ),
+        # the only read: a stored reply sent again (S3Archive.load of a ledger's reply_key)
+        "ReadStoredReplies": (["s3:GetObject"], {"Fn::Sub": "${ArchiveBucket.Arn}/replies/*"}),
+    }
+
+
 def test_poll_reads_only_prefixed_secrets_and_sends_only_from_the_sender_domain(cfn: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for role, s in policy_statements(cfn) if role == "PollFunctionRole"}
 
@@ -286,10 +387,33 @@ def test_schedule_sync_manages_only_its_group(cfn: dict[str, Any]) -> None:
 
     manage = statements["ManageChannelSchedules"]
     assert ":schedule/${ScheduleGroup}/*" in manage["Resource"]["Fn::Sub"]
+    # what adapters.scheduler.ChannelSchedules calls, nothing more (no GetSchedule: nothing reads one)
+    assert sorted(manage["Action"]) == [
+        "scheduler:CreateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:UpdateSchedule",
+    ]
     assert statements["PassSchedulerRole"]["Resource"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
     assert statements["PassSchedulerRole"]["Condition"] == {
         "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
     }
+
+
+def test_schedule_sync_reads_only_the_channel_stream(cfn: dict[str, Any]) -> None:
+    statements = role_statements(cfn, "ScheduleSyncFunctionRole")
+    actions = {action for s in statements.values() for action in as_list(s["Action"])}
+
+    stream = statements["ReadChannelStream"]
+    assert sorted(stream["Action"]) == [
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+    ]
+    assert stream["Resource"] == {"Fn::GetAtt": ["ChannelsTable", "StreamArn"]}
+    # ListStreams has no resource-level permissions: scoped to the stream it grants nothing, and
+    # with "*" it would list every stream of the account. The event source mapping names its
+    # stream (EventSourceArn), so it needs only the three above.
+    assert "dynamodb:ListStreams" not in actions
 
 
 # ------------------------------------------------------- alarms and dashboard
