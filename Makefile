@@ -41,6 +41,7 @@ lint: install
 
 types: install
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy devstack bench tests
 
 unit: install
 	$(VENV)/bin/pytest tests/unit

@@ -29,7 +29,10 @@ def main() -> None:
             if step == args.kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        handlers.poll.poll_channel = functools.partial(handlers.poll.poll_channel, checkpoint=checkpoint)  # type: ignore[assignment]
+        # the handler calls the service through its module global: wrap that one name
+        vars(handlers.poll)["poll_channel"] = functools.partial(
+            vars(handlers.poll)["poll_channel"], checkpoint=checkpoint
+        )
     try:
         result = invoke_poll(
             {"channel_id": args.channel_id}, FakeLambdaContext(remaining_ms=args.remaining_ms)

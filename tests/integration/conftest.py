@@ -16,11 +16,11 @@ from settings import poll_settings
 
 @pytest.fixture(autouse=True)
 def cold_start() -> Iterator[None]:
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
     poll_settings.cache_clear()
     aws_client.cache_clear()
     yield
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 class JsonLogs:

@@ -4,7 +4,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -22,7 +22,7 @@ EVENT = load_event("poll-channel.json", channel_id="acme")
 
 
 def parse(raw: bytes) -> EmailMessage:
-    return cast(EmailMessage, message_from_bytes(raw, policy=policy.default))
+    return message_from_bytes(raw, policy=policy.default)
 
 
 def export_rows(reply: EmailMessage) -> list[list[str]]:

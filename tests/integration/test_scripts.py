@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -73,7 +73,7 @@ def put_script(stack: LocalStack, key: str, body: str) -> None:
 
 
 def parse(raw: bytes) -> EmailMessage:
-    return cast(EmailMessage, message_from_bytes(raw, policy=policy.default))
+    return message_from_bytes(raw, policy=policy.default)
 
 
 def counts(result: dict[str, Any]) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
 """poll_channel with recording fakes: every outcome of DESIGN §6 that needs no real server."""
 
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -37,6 +38,12 @@ def make_channel(**overrides: Any) -> Channel:
     }
     item.update(overrides)
     return load_channel(item)
+
+
+def body_of(message: EmailMessage) -> str:
+    body = message.get_body()
+    assert body is not None
+    return str(body.get_content())
 
 
 class World:
@@ -156,7 +163,7 @@ def test_message_without_import_file_gets_error_reply(world: World) -> None:
 
     assert (result["failed"], result["deleted"]) == (1, 1)
     [reply] = world.replies.sent
-    body = reply.message.get_body().get_content()
+    body = body_of(reply.message)
     assert "No import file was found" in body
     assert "invoice.pdf" in body
     assert len(world.archive.keys("inbound/")) == 1
@@ -170,7 +177,7 @@ def test_bad_file_fails_but_good_file_of_same_message_is_processed(world: World)
 
     assert result["processed"] == 1
     [reply] = world.replies.sent
-    body = reply.message.get_body().get_content()
+    body = body_of(reply.message)
     assert "broken.csv: not processed" in body
     assert [a.get_filename() for a in reply.message.iter_attachments()] == ["orders_export.csv"]
 
@@ -181,7 +188,7 @@ def test_only_bad_files_fail_the_message_with_reasons(world: World) -> None:
     result = world.poll()
 
     assert result["failed"] == 1
-    body = world.replies.sent[0].message.get_body().get_content()
+    body = body_of(world.replies.sent[0].message)
     assert "broken.csv" in body
     assert world.archive.keys("exports/") == []
 
@@ -242,7 +249,7 @@ def test_missing_script_fails_the_file_with_its_name(world: World) -> None:
     result = world.poll(make_channel(prescript="missing.py"))
 
     assert result["failed"] == 1
-    assert "missing.py" in world.replies.sent[0].message.get_body().get_content()
+    assert "missing.py" in body_of(world.replies.sent[0].message)
 
 
 def test_no_message_starts_unless_its_scripts_can_run_to_their_timeout(world: World) -> None:
