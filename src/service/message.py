@@ -73,6 +73,9 @@ class MessageHandler:
             logger.debug("not a LetterShop message; left on the server untouched")
             return
         self.result.recognized += 1
+        if self._unretrievable(ref):
+            self.result.count(Outcome.DEFERRED)
+            return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
             message = _Message(ref, headers, self.now(), cast(BinaryIO, spool))
             try:
@@ -108,9 +111,40 @@ class MessageHandler:
         if message.entry is not None and message.entry.stage is not Stage.DONE:
             self._save(message.entry.done(), quietly=True)
 
+    def _unretrievable(self, ref: MessageRef) -> bool:
+        """A message whose RETR broke the connection ``max_attempts`` times is skipped, so it no longer
+        stops every poll before the messages behind it; it stays on the server for the operator."""
+        if not ref.uid:
+            return False
+        try:
+            failures = self.ledger.retrieval_failures(self.channel.channel_id, ref.uid)
+        except TransientError:
+            return False
+        if failures < self.channel.max_attempts:
+            return False
+        logger.error(
+            "message cannot be retrieved (the connection broke %d times); skipped, left on the server",
+            failures,
+            extra={"uidl": ref.uid, "size": ref.size},
+        )
+        metrics.add_metric(name="MessageUnretrievable", unit=MetricUnit.Count, value=1)
+        return True
+
+    def _count_retrieval_failure(self, ref: MessageRef) -> None:
+        if not ref.uid:
+            return
+        try:
+            self.ledger.count_retrieval_failure(self.channel.channel_id, ref.uid)
+        except TransientError as error:
+            logger.warning("retrieval failure not recorded: %s", error)
+
     def _settle(self, message: _Message) -> Outcome | None:
         """The outcome to count (``None``: counted by an earlier poll) once the message may be deleted."""
-        self.session.retrieve(message.ref.number, message.raw)
+        try:
+            self.session.retrieve(message.ref.number, message.raw)
+        except ConnectionLost:
+            self._count_retrieval_failure(message.ref)
+            raise
         message.raw.seek(0)
         message.digest = hashlib.file_digest(message.raw, "sha256").hexdigest()  # type: ignore[arg-type]  # BinaryIO has readinto
         logger.append_keys(message_sha256=message.digest)

@@ -64,6 +64,12 @@ class Ledger(Protocol):
 
     def save(self, entry: LedgerEntry) -> None: ...
 
+    def retrieval_failures(self, channel_id: str, uid: str) -> int:
+        """How often RETR of the message with this UIDL broke the connection."""
+        ...
+
+    def count_retrieval_failure(self, channel_id: str, uid: str) -> None: ...
+
 
 class Lease(Protocol):
     def acquire(self, channel_id: str, owner: str, seconds: float) -> bool:

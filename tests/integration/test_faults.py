@@ -336,6 +336,36 @@ def test_connection_cut_in_the_middle_of_retr_fails_the_poll_and_loses_nothing(
     assert archived(stack.endpoint_url, stack, inbound) == raw
 
 
+def test_a_message_that_always_breaks_retr_is_skipped_and_stops_holding_up_the_rest(
+    stack: LocalStack,
+    mailbox: tuple[str, str],
+    proxy_to: Callable[[int], TcpProxy],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    proxy = proxy_to(stack.dovecot.pop3_port)
+    store_channel(
+        stack, mailbox, pop3_security="none", pop3_host=proxy.host, pop3_port=proxy.port, max_attempts=2
+    )
+    broken, fine = big_partner_mail(), partner_mail()
+    stack.dovecot.deliver(mailbox[0], broken)
+    stack.dovecot.deliver(mailbox[0], fine)
+    proxy.cut_after(20_000)  # every connection breaks inside the big message's RETR
+
+    for _ in range(2):
+        with pytest.raises(PollFailed, match="POP3 connection lost"):
+            invoke_poll(EVENT)
+    capsys.readouterr()
+    proxy.reset()
+    result = invoke_poll(EVENT)
+
+    assert counts(result) == (2, 2, 1, 0, 0, 1, 1)
+    assert stack.dovecot.mailbox(mailbox[0]) == [broken]
+    [mail] = stack.smtp.wait_for(1)
+    assert parse(mail.data)["In-Reply-To"] == parse(fine)["Message-ID"]
+    [metrics] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert metrics["MessageUnretrievable"] == [1.0]
+
+
 def test_connection_cut_at_retr_fails_the_poll_and_loses_nothing(
     stack: LocalStack, mailbox: tuple[str, str], proxy_to: Callable[[int], TcpProxy], json_logs: JsonLogs
 ) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from typing import BinaryIO
 
-from domain.errors import ScriptFailed, TransientError
+from domain.errors import ConnectionLost, ScriptFailed, TransientError
 from domain.ledger import LedgerEntry, Stage
 from service.ports import MessageRef, ScriptCall
 
@@ -19,6 +19,7 @@ class FakeMailbox:
     messages: dict[str, bytes] = field(default_factory=dict)
     retrieved: list[str] = field(default_factory=list)
     fail_retrieve: set[str] = field(default_factory=set)
+    break_retrieve: set[str] = field(default_factory=set)
 
     def deliver(self, uid: str, raw: bytes) -> None:
         self.messages[uid] = raw
@@ -47,7 +48,9 @@ class FakeSession:
     def retrieve(self, number: int, sink: BinaryIO) -> None:
         uid = self.uids[number - 1]
         if uid in self.box.fail_retrieve:
-            raise TransientError("connection lost")
+            raise TransientError("server refused RETR")
+        if uid in self.box.break_retrieve:
+            raise ConnectionLost("connection lost in the middle of RETR")
         self.box.retrieved.append(uid)
         sink.write(self.box.messages[uid])
 
@@ -144,6 +147,7 @@ class FakeLedger:
     entries: dict[tuple[str, str], LedgerEntry] = field(default_factory=dict)
     history: list[LedgerEntry] = field(default_factory=list)
     unavailable_for: set[Stage] = field(default_factory=set)
+    failures: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def get(self, channel_id: str, digest: str) -> LedgerEntry | None:
         return self.entries.get((channel_id, digest))
@@ -153,6 +157,12 @@ class FakeLedger:
             raise TransientError("ledger table throttled")
         self.entries[(entry.channel_id, entry.digest)] = entry
         self.history.append(entry)
+
+    def retrieval_failures(self, channel_id: str, uid: str) -> int:
+        return self.failures.get((channel_id, uid), 0)
+
+    def count_retrieval_failure(self, channel_id: str, uid: str) -> None:
+        self.failures[(channel_id, uid)] = self.retrieval_failures(channel_id, uid) + 1
 
     def only(self) -> LedgerEntry:
         [entry] = self.entries.values()

@@ -191,3 +191,20 @@ def test_failed_never_moves_a_settled_entry_back() -> None:
 
     assert entry.failed("s3 down").stage is Stage.REPLIED
     assert entry.failed("s3 down").attempts == 1
+
+
+def test_a_message_that_always_breaks_retr_is_skipped_after_max_attempts() -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail(subject="LetterShop broken"))
+    world.mailbox.deliver("u2", partner_mail())
+    world.mailbox.break_retrieve.add("u1")
+    channel = make_channel(max_attempts=2)
+
+    first, second = world.poll(channel), world.poll(channel)
+    third = world.poll(channel)
+
+    assert [r["status"] for r in (first, second)] == ["error", "error"]
+    assert third["status"] == "ok"
+    assert (third["deferred"], third["processed"]) == (1, 1)
+    assert list(world.mailbox.messages) == ["u1"]
+    assert world.ledger.failures == {("acme", "u1"): 2}

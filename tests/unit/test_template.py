@@ -48,7 +48,13 @@ RULE_FUNCTIONS = {
     "Ref",
 }
 
-CUSTOM_METRIC_ALARMS = {"PollErrors", "MessageQuarantined", "InvalidChannelConfig", "ScriptFailed"}
+CUSTOM_METRIC_ALARMS = {
+    "PollErrors",
+    "MessageQuarantined",
+    "MessageUnretrievable",
+    "InvalidChannelConfig",
+    "ScriptFailed",
+}
 OUTCOME_METRICS = (
     "MessagesProcessed",
     "MessagesFailed",
