@@ -336,6 +336,22 @@ def test_connection_cut_in_the_middle_of_retr_fails_the_poll_and_loses_nothing(
     assert archived(stack.endpoint_url, stack, inbound) == raw
 
 
+def test_mail_without_the_keyword_on_a_shared_account_is_never_retrieved(
+    stack: LocalStack, mailbox: tuple[str, str], proxy_to: Callable[[int], TcpProxy]
+) -> None:
+    proxy = proxy_to(stack.dovecot.pop3_port)
+    store_channel(stack, mailbox, pop3_security="none", pop3_host=proxy.host, pop3_port=proxy.port)
+    private = partner_mail(subject="Lunch on Friday?")
+    stack.dovecot.deliver(mailbox[0], private)
+    proxy.cut_on(b"RETR")  # any RETR would break the session and fail the poll
+
+    result = invoke_poll(EVENT)
+
+    assert counts(result) == (1, 0, 0, 0, 0, 0, 0)
+    assert proxy.cuts == []
+    assert stack.dovecot.mailbox(mailbox[0]) == [private]
+
+
 def test_a_message_that_always_breaks_retr_is_skipped_and_stops_holding_up_the_rest(
     stack: LocalStack,
     mailbox: tuple[str, str],
