@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -303,6 +302,3 @@ class SmtpServer(LocalServer):
                     )
                 self._cond.wait(remaining)
             return list(self.received)
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.tls.ca_file))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import secrets
 import shutil
 import tempfile
@@ -192,18 +191,3 @@ class LocalStack(LocalServer):
         if self._moto is not None:
             parts.append("--- moto ---\n" + self._moto.log_text())
         return "\n".join(parts)
-
-
-def apply_env(env: dict[str, str]) -> dict[str, str | None]:
-    """Put *env* into ``os.environ``; return the previous values for :func:`restore_env`."""
-    previous = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    return previous
-
-
-def restore_env(previous: dict[str, str | None]) -> None:
-    for key, value in previous.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value

@@ -186,8 +186,3 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(files.cert_file, files.key_file)
     return ctx
-
-
-def client_context(files: TlsFiles) -> ssl.SSLContext:
-    """A verifying client context that trusts only the devstack CA."""
-    return ssl.create_default_context(cafile=str(files.ca_file))

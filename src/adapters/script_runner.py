@@ -11,10 +11,11 @@ What this does, per run:
 * stdin is ``/dev/null``, no other file descriptor of the Lambda is inherited;
 * its own session and process group: at the end (success, failure or timeout) the whole group is
   killed with ``SIGKILL``, so children it forked do not outlive it;
-* a sweep for what left the group (``setsid``, a double fork): this process is a child subreaper,
-  so every process the script orphans becomes our child; after the run, every child that appeared
-  since the run started is killed with ``SIGKILL`` and reaped. Children this process had before the
-  run (in tests: Dovecot, moto) are left alone. Runs must not overlap (the poll runs one at a time);
+* a sweep for what left the group (``setsid``, a double fork; ``process_guard``): this process is
+  a child subreaper, so every process the script orphans becomes our child; after the run, every
+  child that appeared since the run started is killed with ``SIGKILL`` and reaped. Children this
+  process had before the run (in tests: Dovecot, moto) are left alone. Runs must not overlap (the
+  poll runs one at a time);
 * resource limits, set in the child by a tiny launcher that calls ``setrlimit`` and then ``exec``s
   the real interpreter (``preexec_fn`` is not safe in a process with threads): CPU seconds,
   address space, size of any file written, number of processes (not enforced for root), open
@@ -25,9 +26,6 @@ What this does, per run:
 What it cannot do without kernel isolation (none is available in Lambda) is in ``docs/scripts.md``.
 """
 
-import contextlib
-import ctypes
-import functools
 import os
 import re
 import selectors
@@ -42,6 +40,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from adapters.process_guard import become_subreaper, children, kill_group, sweep
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -49,9 +49,6 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 DEFAULT_LANG = "C.UTF-8"
 _POLL_SECONDS = 0.02
 _DRAIN_SECONDS = 1.0
-_SWEEP_SECONDS = 5.0
-_PR_SET_DUMPABLE = 4
-_PR_SET_CHILD_SUBREAPER = 36
 
 # Runs in the child before the script: set the limits, then become the script's interpreter (same pid,
 # so the process group and the timeout still apply). argv: limits as "NAME=soft", "--", the script.
@@ -119,29 +116,6 @@ def script_environment(values: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _prctl(option: int, value: int) -> bool:
-    """``prctl(option, value)`` through libc; whether it succeeded (False off Linux)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)) == 0
-    except (OSError, AttributeError):  # not glibc/musl: nothing to call
-        return False
-
-
-def protect_from_children() -> None:
-    """Mark this process non-dumpable, so a script (same user) cannot read its ``/proc/<pid>/environ``
-    or ``/proc/<pid>/mem`` - where the Lambda's AWS credentials are. Root is not stopped by this."""
-    _prctl(_PR_SET_DUMPABLE, 0)
-
-
-@functools.cache
-def become_subreaper() -> bool:
-    """Make this process a child subreaper (once): a process a script orphans - ``setsid`` and a double
-    fork - is re-parented to us instead of to PID 1, so the sweep after the run can find and kill it."""
-    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-
-
 def run_script(
     script_name: str,
     body: bytes,
@@ -192,7 +166,7 @@ def _run(script: Path, target: Path, env: dict[str, str], timeout: float, limits
         str(script),
     ]
     become_subreaper()
-    children_before = _children()
+    children_before = children()
     started = time.monotonic()
     process = subprocess.Popen(
         argv,
@@ -224,10 +198,10 @@ def _run(script: Path, target: Path, env: dict[str, str], timeout: float, limits
         finally:
             # The leader is not reaped yet (a zombie at most), so its process group id cannot have been
             # reused: killing the group hits the script and every child it left, never a stranger.
-            _kill_group(process.pid)
+            kill_group(process.pid)
             process.wait()
             # Before the file is read: nothing the script started may still be changing it.
-            swept = _sweep(children_before)
+            swept = sweep(children_before)
         duration_ms = round((time.monotonic() - started) * 1000)
         drain_until = time.monotonic() + _DRAIN_SECONDS
         while selector.get_map() and time.monotonic() < drain_until:
@@ -293,64 +267,6 @@ def _read_ready(selector: selectors.BaseSelector, tails: dict[int, _Tail], timeo
             tails[fd].add(chunk)
         else:
             selector.unregister(fd)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _children() -> set[tuple[int, int]]:
-    """This process's children, live or zombie, as ``(pid, start time)`` (a reused pid is not the same
-    process), from ``/proc/<pid>/stat``."""
-    if not os.path.isdir("/proc"):  # not Linux: no sweep (and no subreaper either)
-        return set()
-    me = os.getpid()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:  # gone meanwhile
-            continue
-        # "pid (comm) state ppid ... starttime(22) ...": comm may contain spaces and parentheses.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 19 and int(fields[1]) == me:
-            found.add((int(entry), int(fields[19])))
-    return found
-
-
-def _sweep(before: set[tuple[int, int]]) -> int:
-    """``SIGKILL`` and reap every child of this process that is not in *before*; how many there were.
-
-    Killing one re-parents its own children to us (we are the subreaper), so repeat until none is new.
-    """
-    swept: set[int] = set()
-    deadline = time.monotonic() + _SWEEP_SECONDS
-    while time.monotonic() < deadline:
-        strays = [pid for pid, _ in _children() - before]
-        if not strays:
-            break
-        for pid in strays:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for pid in strays:
-            _reap(pid, deadline)
-        swept.update(strays)
-    return len(swept)
-
-
-def _reap(pid: int, deadline: float) -> None:
-    """Wait for the killed child *pid* (only this pid: other children have owners of their own)."""
-    while True:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] or time.monotonic() >= deadline:
-                return
-        except ChildProcessError:  # already reaped
-            return
-        time.sleep(0.002)
 
 
 def _signal_name(number: int) -> str:

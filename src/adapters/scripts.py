@@ -12,12 +12,12 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from adapters.process_guard import protect_from_children
 from adapters.script_runner import (
     MIB,
     Limits,
     ScriptRun,
     last_lines,
-    protect_from_children,
     run_script,
     script_environment,
 )

@@ -439,14 +439,22 @@ def test_a_script_cannot_read_the_lambdas_credentials_from_proc() -> None:
         shutil.rmtree(folder)
 
 
+def _copy_runner(folder: Path) -> None:
+    """The runner and its process guard, as the package ``adapters`` of their own, for another Python."""
+    (folder / "adapters").mkdir()
+    (folder / "adapters" / "__init__.py").write_text("")
+    for name in ("script_runner.py", "process_guard.py"):
+        shutil.copy(SRC / "adapters" / name, folder / "adapters" / name)
+
+
 def _check_proc_environ_protection(python: str, folder: Path) -> None:
-    shutil.copy(SRC / "adapters" / "script_runner.py", folder / "script_runner.py")
+    _copy_runner(folder)
     (folder / "probe.py").write_text(
         textwrap.dedent(
             """
             import os, subprocess, sys
             sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            from script_runner import protect_from_children
+            from adapters.process_guard import protect_from_children
             if sys.argv[1] == "protect":
                 protect_from_children()
             read = f"import sys; sys.stdout.buffer.write(open('/proc/{os.getpid()}/environ', 'rb').read())"
@@ -456,7 +464,7 @@ def _check_proc_environ_protection(python: str, folder: Path) -> None:
             """
         )
     )
-    for path in (folder, *folder.iterdir()):
+    for path in (folder, *folder.iterdir(), *(folder / "adapters").iterdir()):
         path.chmod(0o755)
 
     def probe(mode: str) -> str:
@@ -486,9 +494,9 @@ def test_a_script_of_an_unprivileged_function_cannot_write_its_code() -> None:
         pytest.skip("src/ is not a folder only root may write here")
     folder = Path(tempfile.mkdtemp(prefix="lettershop-probe-"))  # pytest's tmp_path is root-only
     try:
-        shutil.copy(SRC / "adapters" / "script_runner.py", folder / "script_runner.py")
+        _copy_runner(folder)
         (folder / "probe.py").write_text(WRITE_PROBE)
-        for path in (folder, *folder.iterdir()):
+        for path in (folder, *folder.iterdir(), *(folder / "adapters").iterdir()):
             path.chmod(0o755)
         done = subprocess.run(
             [python, "-I", str(folder / "probe.py"), str(SRC)],
@@ -517,7 +525,7 @@ def test_a_script_of_an_unprivileged_function_cannot_write_its_code() -> None:
 WRITE_PROBE = r'''
 import json, os, pathlib, shutil, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import script_runner
+from adapters import script_runner
 if sys.version_info < (3, 12):  # no rmtree(onexc=) in the system's Python; the folder holds no traps
     script_runner.remove_tree = lambda path: (shutil.rmtree(path), not path.exists())[1]
 src = pathlib.Path(sys.argv[1])

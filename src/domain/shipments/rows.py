@@ -15,7 +15,6 @@ from domain.shipments.products import DEFAULT_PRODUCT, Product
 from domain.shipments.tariff import MAX_WEIGHT_G, MIN_WEIGHT_G
 
 REQUIRED_COLUMNS = ("reference", "name", "street", "postcode", "city", "weight_g")
-OPTIONAL_COLUMNS = ("company", "house_number", "country", "product")
 KNOWN_COLUMNS = (
     "reference",
     "name",
