@@ -5,19 +5,34 @@
 * ``stack`` (function): the same stack, reset for this test — moto emptied and its resources
   re-created, SMTP mail forgotten. Use ``stack.new_mailbox()`` for a POP3 user of your own.
 * ``mailbox`` (function): a fresh ``(user, password)`` on the stack's Dovecot.
+* ``mail_corpus`` (session): the external real-world mail corpus (``tests/corpus.py``), or one skip.
 
-Nothing is skipped: when a server cannot start, every test that needs it errors with its log.
+Nothing of the stack is skipped: when a server cannot start, every test that needs it errors with its log.
 The stack is started lazily, so unit tests never pay for it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from devstack.stack import LocalStack
+from tests import corpus
+
+# Property-based tests: a bounded run in `make test`, as many examples as asked in `make fuzz`
+# (HYPOTHESIS_PROFILE=fuzz, LETTERSHOP_FUZZ_EXAMPLES).
+settings.register_profile("bounded", max_examples=200, deadline=None)
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("LETTERSHOP_FUZZ_EXAMPLES", "20000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bounded"))
 
 # Variables from the developer's shell that would send boto3 elsewhere than to moto.
 _FOREIGN_AWS_ENV = (
@@ -27,6 +42,19 @@ _FOREIGN_AWS_ENV = (
     "AWS_SECURITY_TOKEN",
     "AWS_REGION",
 )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    corpus.fold_skip(report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def mail_corpus() -> Path:
+    """The real-world mail corpus folder (tests/corpus.py): skipped, with one reason, when not set."""
+    return corpus.require()
 
 
 @pytest.fixture(scope="session")

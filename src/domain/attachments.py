@@ -70,15 +70,18 @@ def _children(part: _Part) -> list[_Part]:
     return [child for child in payload if isinstance(child, Message)] if isinstance(payload, list) else []
 
 
-def _boundary_trouble(message: _Part) -> int:
-    """How many parts could not be split at their boundary (iterative: nesting may be deep)."""
-    trouble = 0
+def _boundary_trouble(message: _Part) -> tuple[int, int]:
+    """How many parts could not be split at their boundary, and minus how many parts were found
+    (iterative: nesting may be deep). Less is better: at equal trouble, the reading that found more
+    parts lost fewer of them."""
+    trouble = parts = 0
     stack = [message]
     while stack:
         part = stack.pop()
+        parts += 1
         trouble += sum(isinstance(defect, _BOUNDARY_DEFECTS) for defect in part.defects)
         stack.extend(_children(part))
-    return trouble
+    return trouble, -parts
 
 
 def _parse(raw: bytes, label: str) -> tuple[_Part, list[str]]:
@@ -91,11 +94,11 @@ def _parse(raw: bytes, label: str) -> tuple[_Part, list[str]]:
     try:
         modern = BytesParser(policy=policy.default).parsebytes(raw)
         trouble = _boundary_trouble(modern)
-        if not trouble:
+        if not trouble[0]:
             return modern, []
-        note = f"{label}: read with compat32, policy.default could not find {trouble} boundary(ies)"
+        note = f"{label}: read with compat32, policy.default could not find {trouble[0]} boundary(ies)"
     except Exception as exc:  # the modern header parser raises lazily on some broken headers
-        trouble = 0
+        trouble = (0, 0)
         note = f"{label}: read with compat32 after {type(exc).__name__} in policy.default"
     try:
         legacy = BytesParser(policy=policy.compat32).parsebytes(raw)
@@ -135,12 +138,19 @@ def _lenient_base64(data: bytes) -> bytes:
 
 
 def _payload(part: _Part, headers: dict[str, str]) -> bytes:
-    try:
-        decoded = part.get_payload(decode=True)
-        if isinstance(decoded, bytes):
-            return decoded
-    except Exception:  # noqa: S110 - a header the modern policy cannot read; decode it ourselves below
-        pass
+    """The decoded content. The email package's own decoding is used only where it reads the
+    Content-Transfer-Encoding as we do: it takes ``base64 `` (a blank after it) for an unknown
+    encoding, and its quoted-printable decoder drops the rest of a file written with lone-CR line
+    breaks at its first soft break (it skips to the next LF)."""
+    encoding = headers.get("content-transfer-encoding", "").strip().lower()
+    raw_encoding = str(part.get("content-transfer-encoding", "") or "").lower()
+    if encoding != "quoted-printable" and raw_encoding == encoding:
+        try:
+            decoded = part.get_payload(decode=True)
+            if isinstance(decoded, bytes):
+                return decoded
+        except Exception:  # noqa: S110 - a header the modern policy cannot read; decode it ourselves below
+            pass
     try:
         payload = part.get_payload()
     except Exception:  # same as above, for the charset lookup get_payload does on 8-bit text
@@ -148,11 +158,10 @@ def _payload(part: _Part, headers: dict[str, str]) -> bytes:
     if not isinstance(payload, str):
         return b""
     data = payload.encode("utf-8", "surrogateescape")
-    encoding = headers.get("content-transfer-encoding", "").strip().lower()
     if encoding == "base64":
         return _lenient_base64(data)
     if encoding == "quoted-printable":
-        return quopri.decodestring(data)
+        return quopri.decodestring(data if b"\n" in data else data.replace(b"\r", b"\r\n"))
     return data
 
 

@@ -121,14 +121,16 @@ def split_extension(name: str) -> tuple[str, str]:
     return stem, f".{extension}"
 
 
-def _truncate(name: str) -> str:
-    if len(name.encode("utf-8")) <= _MAX_NAME_BYTES:
-        return name
+def _truncate(name: str, marker: str = "") -> str:
+    """``name`` with ``marker`` before its extension, the stem cut so the whole fits the byte limit."""
     stem, extension = split_extension(name)
-    budget = _MAX_NAME_BYTES - len(extension.encode("utf-8"))
+    tail = f"{marker}{extension}"
+    if len(f"{stem}{tail}".encode()) <= _MAX_NAME_BYTES:
+        return f"{stem}{tail}"
+    budget = _MAX_NAME_BYTES - len(tail.encode("utf-8"))
     while stem and len(stem.encode("utf-8")) > budget:
         stem = stem[:-1]
-    return f"{stem.rstrip(' .')}{extension}"
+    return f"{stem.rstrip(' .')}{tail}"
 
 
 def safe_filename(name: str | None, *, index: int, content_type: str = "") -> str:
@@ -148,13 +150,13 @@ def safe_filename(name: str | None, *, index: int, content_type: str = "") -> st
 
 
 def unique_filename(name: str, taken: set[str]) -> str:
-    """``orders.csv`` -> ``orders (2).csv`` when taken (case-insensitively); adds the result to ``taken``."""
-    candidate = name
-    if candidate.casefold() in taken:
-        stem, extension = split_extension(name)
-        number = 2
-        while f"{stem} ({number}){extension}".casefold() in taken:
-            number += 1
-        candidate = f"{stem} ({number}){extension}"
+    """``orders.csv`` -> ``orders (2).csv`` when taken (case-insensitively); adds the result to ``taken``.
+
+    The number goes before the extension, and the stem is cut so the name stays within the limit.
+    """
+    candidate, number = name, 1
+    while candidate.casefold() in taken:
+        number += 1
+        candidate = _truncate(name, f" ({number})")
     taken.add(candidate.casefold())
     return candidate

@@ -1,11 +1,12 @@
-"""Robustness against the 103 real-world and deliberately broken e-mails (shared/corpus/real-world-mail).
+"""Robustness against the 103 real-world and deliberately broken e-mails of the external corpus.
 
 Every message must end in exactly one defined outcome - rejected with a reason, or parsed - and
-nothing but RejectedMessage may ever come out of the domain code. The corpus sits beside the
-checkout (``/work/shared`` next to ``/work/main``; in CI the clone sits beside a copy of shared/).
-A missing corpus fails these tests; it never skips them.
+nothing but RejectedMessage may ever come out of the domain code. The corpus is found through
+``LETTERSHOP_MAIL_CORPUS`` (tests/corpus.py); without it these tests are skipped with one line, and
+tests/unit/test_mime_properties.py checks the same invariants on generated mail.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,31 +15,15 @@ from domain.attachments import ParsedMessage, parse_message
 from domain.errors import RejectedMessage
 from domain.inbound import automatic_reason, is_recognized, parse_headers, rejection_reason
 from domain.senders import sender_address
+from tests import corpus
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "real-world-mail"
 PATTERNS = ["*.csv", "*.txt"]
-NOT_MAIL = {"LICENSE", "README", "README.md"}
 
 
-def corpus_files() -> list[Path]:
-    """All ``*.eml`` files, plus files without an extension that hold something (the corpus has one
-    such file, ``sample_output_multipart``, and it is empty - not a message)."""
-    if not CORPUS.is_dir():
-        return [CORPUS / "corpus-folder-is-missing.eml"]  # makes every parametrised test fail, not skip
-    files = sorted(CORPUS.rglob("*.eml"))
-    files += sorted(
-        path
-        for path in CORPUS.rglob("*")
-        if path.is_file() and not path.suffix and path.name not in NOT_MAIL and path.stat().st_size > 0
-    )
-    return files
-
-
-FILES = corpus_files()
-
-
-def load(relative: str) -> bytes:
-    return (CORPUS / relative).read_bytes()
+@pytest.fixture
+def load(mail_corpus: Path) -> Callable[[str], bytes]:
+    """Reads one corpus message by its path relative to the corpus."""
+    return lambda relative: (mail_corpus / relative).read_bytes()
 
 
 def outcome(raw: bytes) -> tuple[str, str | ParsedMessage]:
@@ -59,16 +44,15 @@ def outcome(raw: bytes) -> tuple[str, str | ParsedMessage]:
         return "rejected", str(exc)
 
 
-def test_the_corpus_is_present_and_complete() -> None:
-    assert CORPUS.is_dir(), f"corpus folder missing: {CORPUS}"
-    assert len(FILES) >= 103  # the README counts 105 files; 103 of them are messages
+def test_the_corpus_is_complete(mail_corpus: Path) -> None:
+    assert len(corpus.messages(mail_corpus)) >= 103  # the README counts 105 files; 103 are messages
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda path: str(path.relative_to(CORPUS)))
+@pytest.mark.parametrize("relative", corpus.message_names())
 def test_given_a_real_world_mail_when_screened_and_parsed_then_exactly_one_defined_outcome(
-    path: Path,
+    relative: str, load: Callable[[str], bytes]
 ) -> None:
-    raw = path.read_bytes()
+    raw = load(relative)
 
     # Header screening never raises and always answers with the documented types
     headers = parse_headers(raw)
@@ -123,7 +107,9 @@ def test_given_a_real_world_mail_when_screened_and_parsed_then_exactly_one_defin
         "mime_emails/raw_email_with_mimepart_without_content_type.eml",
     ],
 )
-def test_given_a_bounce_when_screened_then_automatic_and_rejected(relative: str) -> None:
+def test_given_a_bounce_when_screened_then_automatic_and_rejected(
+    relative: str, load: Callable[[str], bytes]
+) -> None:
     raw = load(relative)
     assert automatic_reason(parse_headers(raw)) == "bounce (multipart/report)"
     assert outcome(raw) == ("rejected", "bounce (multipart/report)")
@@ -136,7 +122,9 @@ def test_given_a_bounce_when_screened_then_automatic_and_rejected(relative: str)
         ("error_emails/empty_in_reply_to.eml", "mailing list (List-Id: abuser@rg.com Mailing List)"),
     ],
 )
-def test_given_bulk_mail_when_screened_then_automatic(relative: str, reason: str) -> None:
+def test_given_bulk_mail_when_screened_then_automatic(
+    relative: str, reason: str, load: Callable[[str], bytes]
+) -> None:
     assert automatic_reason(parse_headers(load(relative))) == reason
 
 
@@ -168,21 +156,25 @@ def test_given_bulk_mail_when_screened_then_automatic(relative: str, reason: str
     ],
 )
 def test_given_mail_with_attachments_when_parsed_then_the_expected_names(
-    relative: str, import_files: list[str], others: list[str]
+    relative: str, import_files: list[str], others: list[str], load: Callable[[str], bytes]
 ) -> None:
     parsed = parse_message(load(relative), PATTERNS)
     assert [file.filename for file in parsed.import_files] == import_files
     assert list(parsed.other_attachments) == others
 
 
-def test_given_a_non_ascii_attachment_when_parsed_then_name_and_content_are_decoded() -> None:
+def test_given_a_non_ascii_attachment_when_parsed_then_name_and_content_are_decoded(
+    load: Callable[[str], bytes],
+) -> None:
     parsed = parse_message(load("attachment_emails/attachment_nonascii_filename.eml"), PATTERNS)
     assert parsed.import_files[0].content == b"Hi there.\r\n"
     japanese = parse_message(load("multi_charset/japanese_attachment.eml"), PATTERNS)
     assert japanese.import_files[0].content.startswith(b"this is a test\n")
 
 
-def test_given_an_rfc2231_name_in_a_charset_it_does_not_fit_when_parsed_then_readable_anyway() -> None:
+def test_given_an_rfc2231_name_in_a_charset_it_does_not_fit_when_parsed_then_readable_anyway(
+    load: Callable[[str], bytes],
+) -> None:
     # name*=iso-2022-jp'ja'01%20Quien%20Te%20Dij%8aat.%20Pitbull.mp3 - 0x8a is not ISO-2022-JP
     parsed = parse_message(load("attachment_emails/attachment_with_encoded_name.eml"), PATTERNS)
     (name,) = parsed.other_attachments
@@ -201,7 +193,9 @@ def test_given_an_rfc2231_name_in_a_charset_it_does_not_fit_when_parsed_then_rea
         ("attachment_emails/attachment_with_quoted_filename.eml", "Eelanalüüsi päring"),
     ],
 )
-def test_given_encoded_subjects_when_read_then_decoded(relative: str, subject: str) -> None:
+def test_given_encoded_subjects_when_read_then_decoded(
+    relative: str, subject: str, load: Callable[[str], bytes]
+) -> None:
     assert parse_headers(load(relative)).subject == subject
 
 
@@ -218,7 +212,7 @@ def test_given_encoded_subjects_when_read_then_decoded(relative: str, subject: s
     ],
 )
 def test_given_odd_from_headers_when_screened_then_one_address_or_rejected(
-    relative: str, expected: tuple[str | None, str | None]
+    relative: str, expected: tuple[str | None, str | None], load: Callable[[str], bytes]
 ) -> None:
     headers = parse_headers(load(relative))
     allowed = [expected[0]] if expected[0] else []
@@ -233,7 +227,9 @@ def test_given_odd_from_headers_when_screened_then_one_address_or_rejected(
         assert expected[1] in reason
 
 
-def test_given_a_message_without_any_valid_header_when_parsed_then_rejected_as_unparsable() -> None:
+def test_given_a_message_without_any_valid_header_when_parsed_then_rejected_as_unparsable(
+    load: Callable[[str], bytes],
+) -> None:
     # rfc2822/example13.eml uses the obsolete "Name  :" syntax; Python's parser sees no header either
     with pytest.raises(RejectedMessage, match="message cannot be parsed"):
         parse_message(load("rfc2822/example13.eml"), PATTERNS)

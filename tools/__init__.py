@@ -1,0 +1,1 @@
+"""Build tooling run by the Makefile (not part of the Lambda package)."""
