@@ -2,7 +2,7 @@
 
 Prints the handler's result as one JSON line (or ``{"raised": ...}``). For the crash tests,
 ``--kill-at STEP`` makes the process SIGKILL itself the first time the poll reaches that step —
-through the ``checkpoint`` parameter of ``poll_channel``, which the deployed handler never passes.
+through the ``checkpoint`` parameter of ``service.poll.poll``, which the deployed handler never passes.
 The environment (``LocalStack.env()``) is inherited from the caller.
 """
 
@@ -30,9 +30,7 @@ def main() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         # the handler calls the service through its module global: wrap that one name
-        vars(handlers.poll)["poll_channel"] = functools.partial(
-            vars(handlers.poll)["poll_channel"], checkpoint=checkpoint
-        )
+        vars(handlers.poll)["poll"] = functools.partial(vars(handlers.poll)["poll"], checkpoint=checkpoint)
     try:
         result = invoke_poll(
             {"channel_id": args.channel_id}, FakeLambdaContext(remaining_ms=args.remaining_ms)

@@ -1,7 +1,8 @@
 """Sample partner e-mails and import files, for the demo and the tests."""
 
+import re
 from collections.abc import Sequence
-from email import policy
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -56,3 +57,28 @@ def bounce_mail(to: str = "lettershop@operator.example") -> bytes:
         "Final-Recipient: rfc822; nobody@partner.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
         "--b1--\r\n"
     ).encode()
+
+
+def with_sender(raw: bytes, from_value: bytes) -> bytes:
+    """The message with its From header(s) replaced by one ``From: <from_value>`` (raw bytes, so
+    senders that ``EmailMessage`` would rewrite arrive exactly as written)."""
+    head, separator, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
+    newline = b"\r\n" if separator == b"\r\n\r\n" else b"\n"
+    without_from = re.sub(rb"(?im)^from[ \t]*:.*(?:\r?\n[ \t].*)*(?:\r?\n|$)", b"", head + newline)
+    return b"From: " + from_value + newline + without_from.rstrip(b"\r\n") + separator + body
+
+
+def out_of_office(reply: bytes, *, sender: str = "orders@partner.example") -> bytes:
+    """A partner's out-of-office answer to one of our replies, without any RFC 3834 header: the kind
+    of autoresponder that would ping-pong with us."""
+    answered = message_from_bytes(reply, policy=policy.default)
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = sender
+    message["To"] = str(answered["From"])
+    message["Subject"] = f"Out of office: {answered['Subject']}"
+    message["Date"] = "Fri, 27 Nov 2026 09:00:00 +0100"
+    message["Message-ID"] = make_msgid(domain="partner.example")
+    message["In-Reply-To"] = str(answered["Message-ID"])
+    message["References"] = str(answered["Message-ID"])
+    message.set_content("I am out of the office until Monday.")
+    return message.as_bytes()

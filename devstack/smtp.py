@@ -162,12 +162,14 @@ class SmtpServer(LocalServer):
         require_starttls: bool = True,
         auth_required: bool = True,
         implicit_tls: bool = False,
+        smtputf8: bool = False,
     ) -> None:
         self.tls = tls
         self.users: dict[str, str] = dict(users or {})
         self.require_starttls = require_starttls and not implicit_tls
         self.auth_required = auth_required
         self.implicit_tls = implicit_tls
+        self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531); aiosmtpd, like many relays, does not by default
         self.received: list[ReceivedMail] = []
         self.auth_attempts: list[tuple[str, bool]] = []
         self.refused: list[RefusedCommand] = []
@@ -187,6 +189,7 @@ class SmtpServer(LocalServer):
             "auth_required": self.auth_required,
             "server_hostname": "localhost",
             "ready_timeout": 10.0,
+            "enable_SMTPUTF8": self.smtputf8,
         }
         if self.implicit_tls:
             kwargs["ssl_context"] = context

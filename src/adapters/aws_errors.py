@@ -1,8 +1,9 @@
-"""botocore failures sorted into our errors: throttling and network trouble are worth another try."""
+"""botocore failures sorted into our errors: throttling and network trouble are worth another try;
+anything else (access denied, a missing table or bucket) is the deployment's failure, not a message's."""
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from domain.errors import LetterShopError, PermanentError, TransientError
+from domain.errors import ChannelFailure, LetterShopError, TransientError
 
 TRANSIENT_CODES = frozenset(
     {
@@ -25,6 +26,9 @@ TRANSIENT_CODES = frozenset(
 )
 
 
+DEPLOYMENT = "the stack (the function's role, its tables and buckets)"
+
+
 def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -36,7 +40,9 @@ def classify(error: Exception, what: str) -> LetterShopError:
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in TRANSIENT_CODES or status >= 500:
             return TransientError(f"{what}: {code or status} (will be retried)")
-        return PermanentError(f"{what}: {code}: {error.response.get('Error', {}).get('Message', '')}")
+        return ChannelFailure(
+            f"{what}: {code}: {error.response.get('Error', {}).get('Message', '')}", setting=DEPLOYMENT
+        )
     if isinstance(error, ConnectionError | HTTPClientError | BotoCoreError):
         return TransientError(f"{what}: {error}")
-    return PermanentError(f"{what}: {error}")
+    return ChannelFailure(f"{what}: {error}", setting=DEPLOYMENT)

@@ -12,10 +12,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
-from domain.errors import ConfigurationError, ConnectionLost, TransientError
+from adapters.network import unknown_host
+from domain.errors import ChannelFailure, ConnectionLost, TransientError
 from service.ports import MessageRef
 
 MAX_LINE = 64 * 1024
+TLS_SETTINGS = "pop3_security, pop3_port (or the server's certificate)"
 WriteBytes = Callable[[bytes], object]
 
 
@@ -61,8 +63,12 @@ class Pop3Mailbox:
         except ssl.SSLEOFError as error:
             raise TransientError(f"POP3 server {where} closed the connection during TLS: {error}") from error
         except ssl.SSLError as error:
-            raise ConfigurationError(f"POP3 server {where}: TLS failed: {error}") from error
+            raise ChannelFailure(f"POP3 server {where}: TLS failed: {error}", setting=TLS_SETTINGS) from error
         except OSError as error:
+            if unknown_host(error):
+                raise ChannelFailure(
+                    f"POP3 server {account.host} is not a known host name: {error}", setting="pop3_host"
+                ) from error
             raise TransientError(f"POP3 server {where} not reachable: {error}") from error
         if account.security == "starttls":
             self._start_tls(client, where)
@@ -75,13 +81,15 @@ class Pop3Mailbox:
             _close_quietly(client)
             if _closed(error):
                 raise TransientError(f"POP3 server {where} closed the connection: {_text(error)}") from error
-            raise ConfigurationError(f"POP3 server {where} refused STLS: {_text(error)}") from error
+            raise ChannelFailure(
+                f"POP3 server {where} refused STLS: {_text(error)}", setting="pop3_security"
+            ) from error
         except ssl.SSLEOFError as error:
             _close_quietly(client)
             raise TransientError(f"POP3 server {where} closed the connection during TLS: {error}") from error
         except ssl.SSLError as error:
             _close_quietly(client)
-            raise ConfigurationError(f"POP3 server {where}: TLS failed: {error}") from error
+            raise ChannelFailure(f"POP3 server {where}: TLS failed: {error}", setting=TLS_SETTINGS) from error
         except OSError as error:
             _close_quietly(client)
             raise TransientError(f"POP3 server {where} dropped the connection: {error}") from error
@@ -98,8 +106,9 @@ class Pop3Mailbox:
                 raise TransientError(
                     f"POP3 mailbox {account.username} at {where} is busy: {reply}"
                 ) from error
-            raise ConfigurationError(
-                f"POP3 login of {account.username} at {where} failed: {reply}"
+            raise ChannelFailure(
+                f"POP3 login of {account.username} at {where} failed: {reply}",
+                setting="pop3_username, pop3_password_secret",
             ) from error
         except OSError as error:
             _close_quietly(client)

@@ -27,6 +27,9 @@ from service.ports import ScriptCall
 from service.telemetry import NAMESPACE, logger
 
 STAGE_NAMES = {"pre": "prescript", "post": "postscript"}
+# Each LETTERSHOP_* value is cut to this many characters (docs/scripts.md): at most 4 KiB in UTF-8,
+# far below Linux's 128 KiB limit of one environment string.
+MAX_VARIABLE_CHARS = 1000
 
 
 class S3ScriptRunner:
@@ -102,8 +105,9 @@ class S3ScriptRunner:
 
 
 def _variables(call: ScriptCall) -> dict[str, str]:
-    """The ``LETTERSHOP_*`` values of §4 (``LETTERSHOP_FILE`` is added by the runner)."""
-    return {
+    """The ``LETTERSHOP_*`` values of §4 (``LETTERSHOP_FILE`` is added by the runner), each cut to
+    ``MAX_VARIABLE_CHARS`` and without NUL, so no header can make the script's start fail."""
+    values = {
         "LETTERSHOP_STAGE": call.stage,
         "LETTERSHOP_FILENAME": call.filename,
         "LETTERSHOP_CHANNEL_ID": call.channel_id,
@@ -111,6 +115,7 @@ def _variables(call: ScriptCall) -> dict[str, str]:
         "LETTERSHOP_SENDER": call.sender,
         "LETTERSHOP_SUBJECT": call.subject,
     }
+    return {name: value.replace("\x00", "")[:MAX_VARIABLE_CHARS] for name, value in values.items()}
 
 
 def _work_file_name(call: ScriptCall) -> str:

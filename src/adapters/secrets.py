@@ -10,37 +10,44 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, error_code
-from domain.errors import ConfigurationError
+from domain.errors import ChannelFailure
 
 CACHE_SECONDS = 300
 MISSING_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"})
 
 
-def password(secret_id: str) -> str:
-    """The password stored under ``secret_id``; ``ConfigurationError`` when it is missing or malformed."""
+def password(secret_id: str, *, setting: str) -> str:
+    """The password stored under ``secret_id`` (the channel attribute ``setting``); ``ChannelFailure``
+    naming that attribute when the secret is missing or malformed."""
     try:
         value = parameters.get_secret(secret_id, max_age=CACHE_SECONDS)
     except parameters.exceptions.GetParameterError as error:
         cause = error.__context__  # Powertools wraps the botocore error without "from"
         if isinstance(cause, ClientError) and error_code(cause) in MISSING_CODES:
-            raise ConfigurationError(f"secret {secret_id} cannot be read: {error_code(cause)}") from None
+            raise ChannelFailure(
+                f"secret {secret_id} cannot be read: {error_code(cause)}", setting=setting
+            ) from None
         if isinstance(cause, ClientError | BotoCoreError):
             raise classify(cause, f"reading secret {secret_id}") from None
-        raise ConfigurationError(f"secret {secret_id} cannot be read") from None
-    return _password_from(secret_id, value if isinstance(value, str) else bytes(value).decode())
+        raise ChannelFailure(f"secret {secret_id} cannot be read", setting=setting) from None
+    return _password_from(secret_id, value if isinstance(value, str) else bytes(value).decode(), setting)
 
 
-def _password_from(secret_id: str, value: str) -> str:
+def _password_from(secret_id: str, value: str, setting: str) -> str:
     stripped = value.strip()
     if stripped.startswith("{"):
         try:
             document = json.loads(stripped)
         except json.JSONDecodeError:
-            raise ConfigurationError(f"secret {secret_id} looks like JSON but is not valid JSON") from None
+            raise ChannelFailure(
+                f"secret {secret_id} looks like JSON but is not valid JSON", setting=setting
+            ) from None
         found = document.get("password") if isinstance(document, dict) else None
         if not isinstance(found, str) or not found:
-            raise ConfigurationError(f'secret {secret_id} is JSON without a "password" string') from None
+            raise ChannelFailure(
+                f'secret {secret_id} is JSON without a "password" string', setting=setting
+            ) from None
         return found
     if not value:
-        raise ConfigurationError(f"secret {secret_id} is empty")
+        raise ChannelFailure(f"secret {secret_id} is empty", setting=setting)
     return value

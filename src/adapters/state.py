@@ -1,4 +1,4 @@
-"""The state table: the message ledger and the per-channel poll lease (DESIGN §6).
+"""The state table: the message ledger, the per-channel poll lease and the error-reply counters (§6).
 
 Both are single items keyed by ``pk``; ``expires_at`` is the table's TTL attribute, so old ledger
 entries and abandoned leases disappear by themselves. The lease is taken with a conditional write
@@ -6,15 +6,17 @@ and is only ever released by its owner; a crashed poll's lease simply expires.
 """
 
 import time
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, error_code
-from domain.ledger import LedgerEntry, Stage
+from domain.ledger import Claim, LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome
 
 LEDGER_RETENTION_SECONDS = 90 * 24 * 3600
+REPLY_COUNTER_RETENTION_SECONDS = 2 * 3600
 
 
 class DynamoDbLedger:
@@ -32,37 +34,11 @@ class DynamoDbLedger:
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"reading the ledger in table {self._table}") from error
         item = answer.get("Item")
-        if item is None:
-            return None
-        return LedgerEntry(
-            channel_id=channel_id,
-            digest=digest,
-            stage=Stage(item["stage"]["S"]),
-            attempts=int(item["attempts"]["N"]),
-            last_error=item.get("last_error", {}).get("S"),
-            outcome=Outcome(item["outcome"]["S"]) if "outcome" in item else None,
-            reply_key=item.get("reply_key", {}).get("S"),
-        )
+        return None if item is None else _entry(channel_id, digest, item)
 
     def save(self, entry: LedgerEntry) -> None:
-        now = int(time.time())
-        item: dict[str, Any] = {
-            "pk": {"S": _ledger_key(entry.channel_id, entry.digest)},
-            "channel_id": {"S": entry.channel_id},
-            "sha256": {"S": entry.digest},
-            "stage": {"S": entry.stage.value},
-            "attempts": {"N": str(entry.attempts)},
-            "updated_at": {"N": str(now)},
-            "expires_at": {"N": str(now + LEDGER_RETENTION_SECONDS)},
-        }
-        if entry.last_error:
-            item["last_error"] = {"S": entry.last_error[:2000]}
-        if entry.outcome is not None:
-            item["outcome"] = {"S": entry.outcome.value}
-        if entry.reply_key:
-            item["reply_key"] = {"S": entry.reply_key}
         try:
-            self._client.put_item(TableName=self._table, Item=item)
+            self._client.put_item(TableName=self._table, Item=_item(entry, int(time.time())))
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"writing the ledger in table {self._table}") from error
 
@@ -131,6 +107,91 @@ class DynamoDbLease:
                 raise classify(error, f"releasing the poll lease of {channel_id}") from error
         except BotoCoreError as error:
             raise classify(error, f"releasing the poll lease of {channel_id}") from error
+
+
+class DynamoDbReplyLimiter:
+    """Implements ``service.ports.ReplyLimiter``: one counter item per channel, sender and hour."""
+
+    def __init__(self, table_name: str, client: Any) -> None:
+        self._table = table_name
+        self._client = client
+
+    def allow(self, channel_id: str, sender: str, hour: str, limit: int) -> bool:
+        expires = int(time.time()) + REPLY_COUNTER_RETENTION_SECONDS
+        what = f"counting error replies to {sender} in table {self._table}"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"replies#{channel_id}#{sender}#{hour}"}},
+                UpdateExpression="ADD #sent :one SET expires_at = :expires",
+                ConditionExpression="attribute_not_exists(#sent) OR #sent < :limit",
+                ExpressionAttributeNames={"#sent": "sent"},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(limit)},
+                    ":expires": {"N": str(expires)},
+                },
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise classify(error, what) from error
+        except BotoCoreError as error:
+            raise classify(error, what) from error
+        return True
+
+
+def _item(entry: LedgerEntry, now: int) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": {"S": _ledger_key(entry.channel_id, entry.digest)},
+        "channel_id": {"S": entry.channel_id},
+        "sha256": {"S": entry.digest},
+        "stage": {"S": entry.stage.value},
+        "attempts": {"N": str(entry.attempts)},
+        "updated_at": {"N": str(now)},
+        "expires_at": {"N": str(now + LEDGER_RETENTION_SECONDS)},
+    }
+    if entry.last_error:
+        item["last_error"] = {"S": entry.last_error[:2000]}
+    if entry.outcome is not None:
+        item["outcome"] = {"S": entry.outcome.value}
+    if entry.reply_key:
+        item["reply_key"] = {"S": entry.reply_key}
+    if entry.recipient:
+        item["recipient"] = {"S": entry.recipient}
+    if entry.serial_blocks:
+        item["serial_blocks"] = {
+            "M": {
+                key: {"M": {"first": {"N": str(block.first)}, "count": {"N": str(block.count)}}}
+                for key, block in entry.serial_blocks.items()
+            }
+        }
+    if entry.claim is not None:
+        item["claimed_by"] = {"S": entry.claim.poll_id}
+        item["claimed_at"] = {"S": entry.claim.since.isoformat()}
+    return item
+
+
+def _entry(channel_id: str, digest: str, item: dict[str, Any]) -> LedgerEntry:
+    blocks = {
+        key: SerialBlock(first=int(value["M"]["first"]["N"]), count=int(value["M"]["count"]["N"]))
+        for key, value in item.get("serial_blocks", {}).get("M", {}).items()
+    }
+    claim = None
+    if "claimed_by" in item:
+        claim = Claim(item["claimed_by"]["S"], datetime.fromisoformat(item["claimed_at"]["S"]))
+    return LedgerEntry(
+        channel_id=channel_id,
+        digest=digest,
+        stage=Stage(item["stage"]["S"]),
+        attempts=int(item["attempts"]["N"]),
+        last_error=item.get("last_error", {}).get("S"),
+        outcome=Outcome(item["outcome"]["S"]) if "outcome" in item else None,
+        reply_key=item.get("reply_key", {}).get("S"),
+        recipient=item.get("recipient", {}).get("S"),
+        serial_blocks=blocks,
+        claim=claim,
+    )
 
 
 def _ledger_key(channel_id: str, digest: str) -> str:

@@ -71,6 +71,8 @@ class Channel(BaseModel):
     # At most 120 s: a pre- and a postscript must fit into the poll function's 300 s with room to spare.
     script_timeout_seconds: Annotated[int, Field(ge=1, le=120)] = 60
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    # Error replies to one sender per hour; the rest are rejected, so no mail loop can grow (§6).
+    max_error_replies_per_hour: Annotated[int, Field(ge=0, le=1000)] = 3
     require_authenticated_sender: bool = False
     trusted_authserv_ids: list[NonEmpty] = Field(default_factory=list)
 

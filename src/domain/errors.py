@@ -1,12 +1,20 @@
-"""The one exception hierarchy of the e-mail channel.
+"""The one exception hierarchy of the e-mail channel: whose failure is it (DESIGN §6).
 
-Every failure of a message ends in exactly one outcome (DESIGN §6); the class of the error decides it:
+The classes are siblings, so no ``except`` clause has to come before another. What each one does to
+a message is decided in one place, ``service.failures.consequence_of``:
 
-* ``TransientError``  -> ``deferred``: the message stays on the server and is tried again.
-* ``PermanentError``  -> ``failed``: the partner gets an error reply, the message is archived and deleted.
-* ``RejectedMessage`` -> ``rejected``: no reply, the raw message is quarantined and deleted.
-
-``ConfigurationError`` is about the channel, not a message: the poll stops before touching the mailbox.
+* ``TransientError``     the message's attempt failed for now (network, throttling, "try later"):
+                         it is deferred, one attempt is counted, it is quarantined after ``max_attempts``.
+* ``ConnectionLost``     the POP3 session broke: nothing more can be done in it; the message waits,
+                         no attempt is counted, the poll ends in ``error``.
+* ``ChannelFailure``     the channel (or the deployment) is not usable: a refused login, a missing
+                         secret, TLS not offered, an unknown host, an access denied. The poll stops in
+                         ``error``; no message is charged an attempt; ``setting`` names what to fix.
+* ``UndeliverableReply`` the reply can never reach this sender (recipient refused for good, SMTPUTF8
+                         needed and not offered): that message is settled ``failed`` without a reply.
+* ``PermanentError``     an import file (or the whole message) cannot be processed as it is: the
+                         partner gets an error reply. Raised and caught inside ``service.decide``.
+* ``RejectedMessage``    a recognised message that is not answered: stranger, automatic, unparsable.
 """
 
 
@@ -18,8 +26,20 @@ class TransientError(LetterShopError):
     """Network trouble, throttling, a server that said "try later": worth another attempt."""
 
 
-class ConnectionLost(TransientError):
+class ConnectionLost(LetterShopError):
     """The mail server connection broke mid-session: nothing more can be done in this session."""
+
+
+class ChannelFailure(LetterShopError):
+    """The channel's configuration or the deployment is not usable; an operator must fix ``setting``."""
+
+    def __init__(self, message: str, *, setting: str = "") -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class UndeliverableReply(LetterShopError):
+    """The reply cannot be delivered to this recipient, now or later: the message's own problem."""
 
 
 class PermanentError(LetterShopError):
@@ -36,7 +56,3 @@ class ScriptFailed(PermanentError):
 
 class RejectedMessage(LetterShopError):
     """A recognised message that is not answered: stranger, automatic, too large, unparsable."""
-
-
-class ConfigurationError(LetterShopError):
-    """The channel or the deployment is not usable (invalid item, missing secret)."""

@@ -182,6 +182,11 @@ class Headers:
         return f"<{value}>" if len(value) <= 250 and _BARE_MSG_ID.match(value) else None
 
     @cached_property
+    def replied_to(self) -> tuple[str, ...]:
+        """Every ``<id>`` this message says it answers: its In-Reply-To and References headers."""
+        return tuple(_msg_ids(" ".join(self.get_all("In-Reply-To") + self.get_all("References"))))
+
+    @cached_property
     def references(self) -> str | None:
         """``References`` for a reply (RFC 5322 §3.6.4): the original References + its Message-ID.
 

@@ -1,78 +1,111 @@
 """The ledger of one recognised message: how far it got, so nothing is lost and nothing is answered twice.
 
-A message is known by channel + SHA-256 of its raw bytes. Its stage only moves forward:
+A message is known by channel + SHA-256 of its raw bytes. Its stage only ever moves forward:
 
-``pending``      seen, not settled; ``attempts`` counts transient failures and polls that died on it
-``in_progress``  a poll is working on it now; found so by a later poll, the earlier one died
-``answered``     outcome decided, reply (if any) and exports stored; the reply may not be sent yet
-``replied``      reply sent (or none due); only the deletion on the server is missing
-``done``         counted and deleted (the deletion commits at the next clean QUIT)
+``received``  seen; nothing decided yet (the serial blocks of its import files may be recorded)
+``answered``  outcome decided; the reply (if any), its recipient and the exports are stored
+``replied``   the reply was sent, or none is due: only the deletion on the server is missing
+``done``      deleted (the deletion commits at the poll's clean QUIT)
 
-A poll that finds a message ``answered`` re-sends the stored reply and never processes the file
-again; one that finds it ``replied`` or ``done`` only deletes it.
+Which poll works on the message, and since when, is the separate ``claim``. A claim left behind by
+another poll means that poll died on the message (killed, timed out, out of memory): the next claim
+counts that as an attempt. A failure that is not the message's own releases the claim without one.
 """
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 
 from domain.outcomes import Outcome
 
 
 class Stage(StrEnum):
-    PENDING = "pending"
-    IN_PROGRESS = "in_progress"
+    RECEIVED = "received"
     ANSWERED = "answered"
     REPLIED = "replied"
     DONE = "done"
 
 
+_ORDER = {stage: position for position, stage in enumerate(Stage)}
+
 CRASHED = "an earlier poll ended while handling this message (killed, timed out or out of memory)"
+
+
+class StageMovedBack(ValueError):
+    """A programming error: the stage of a ledger entry only ever moves forward."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The poll working on a message now, and since when."""
+
+    poll_id: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class SerialBlock:
+    """The S10 serials issued to one import file of a message: recorded before they are used."""
+
+    first: int
+    count: int
+
+    def serials(self, count: int) -> range | None:
+        """The first ``count`` serials of the block; None when the block is smaller than that."""
+        return range(self.first, self.first + count) if count <= self.count else None
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
     channel_id: str
     digest: str
-    stage: Stage = Stage.PENDING
+    stage: Stage = Stage.RECEIVED
     attempts: int = 0
     last_error: str | None = None
     outcome: Outcome | None = None
     reply_key: str | None = None
+    recipient: str | None = None
+    serial_blocks: Mapping[str, SerialBlock] = field(default_factory=dict)
+    claim: Claim | None = None
 
     @property
     def settled(self) -> bool:
         """The partner has been answered (or rightly not): only the deletion may be missing."""
-        return self.stage in (Stage.REPLIED, Stage.DONE)
-
-    def claimed(self) -> "LedgerEntry":
-        """Taken up by this poll; a claim left over from a dead poll counts as a failed attempt."""
-        if self.stage is Stage.IN_PROGRESS:
-            return replace(self, attempts=self.attempts + 1, last_error=CRASHED)
-        return replace(self, stage=Stage.IN_PROGRESS)
-
-    @property
-    def has_answer(self) -> bool:
-        """An outcome was decided and its reply stored: a retry sends that, never processes again."""
-        return self.outcome is not None
-
-    def failed(self, error: str) -> "LedgerEntry":
-        """A transient failure: one more attempt used; a stored answer is kept for the next try.
-
-        A settled entry never moves back: its partner has been answered already.
-        """
-        if self.settled:
-            return replace(self, last_error=error)
-        stage = Stage.ANSWERED if self.has_answer else Stage.PENDING
-        return replace(self, stage=stage, attempts=self.attempts + 1, last_error=error)
+        return _ORDER[self.stage] >= _ORDER[Stage.REPLIED]
 
     def exhausted(self, max_attempts: int) -> bool:
         return self.attempts >= max_attempts
 
-    def answered(self, outcome: Outcome, reply_key: str | None) -> "LedgerEntry":
-        return replace(self, stage=Stage.ANSWERED, outcome=outcome, reply_key=reply_key)
+    def claimed(self, poll_id: str, now: datetime) -> "LedgerEntry":
+        """Taken up by ``poll_id``; a claim another poll left behind counts as one failed attempt."""
+        if self.claim is not None and self.claim.poll_id != poll_id:
+            return replace(self, claim=Claim(poll_id, now), attempts=self.attempts + 1, last_error=CRASHED)
+        return replace(self, claim=Claim(poll_id, now))
 
-    def replied(self, outcome: Outcome | None = None) -> "LedgerEntry":
-        return replace(self, stage=Stage.REPLIED, outcome=outcome or self.outcome)
+    def released(self, error: str, *, attempt: bool) -> "LedgerEntry":
+        """Let go after a failure; ``attempt``: the failure was the message's and counts as one."""
+        return replace(self, claim=None, attempts=self.attempts + int(attempt), last_error=error)
+
+    def with_serial_block(self, key: str, block: SerialBlock) -> "LedgerEntry":
+        return replace(self, serial_blocks={**self.serial_blocks, key: block})
+
+    def answered(self, outcome: Outcome, *, reply_key: str | None, recipient: str | None) -> "LedgerEntry":
+        """The outcome is decided and its answer stored; a reply is stored with its one recipient."""
+        if (reply_key is None) != (recipient is None):
+            raise ValueError("a stored reply needs its recipient, and a recipient a stored reply")
+        return self._to(Stage.ANSWERED, outcome=outcome, reply_key=reply_key, recipient=recipient)
+
+    def replied(self, outcome: Outcome | None = None, *, error: str | None = None) -> "LedgerEntry":
+        """Settled: the reply went out, or none is due (``outcome`` overrides the stored one)."""
+        return self._to(
+            Stage.REPLIED, outcome=outcome or self.outcome, claim=None, last_error=error or self.last_error
+        )
 
     def done(self) -> "LedgerEntry":
-        return replace(self, stage=Stage.DONE)
+        return self._to(Stage.DONE, claim=None)
+
+    def _to(self, stage: Stage, **changes: object) -> "LedgerEntry":
+        if _ORDER[stage] < _ORDER[self.stage]:
+            raise StageMovedBack(f"ledger entry {self.digest}: {self.stage} cannot move back to {stage}")
+        return replace(self, stage=stage, **changes)  # type: ignore[arg-type]

@@ -28,12 +28,10 @@ class PollResult:
     deferred: int = 0
     deleted: int = 0
     error: str | None = None
+    setting: str | None = None  # the channel attribute(s) to fix, when the channel failed
 
     def count(self, outcome: Outcome) -> None:
         setattr(self, outcome.value, getattr(self, outcome.value) + 1)
 
     def as_dict(self) -> dict[str, object]:
-        result = asdict(self)
-        if self.error is None:
-            del result["error"]
-        return result
+        return {key: value for key, value in asdict(self).items() if key not in ("error", "setting") or value}

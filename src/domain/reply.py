@@ -12,8 +12,13 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from domain.headers import Headers
 from domain.shipments import ProcessedFile
 
+# Every Message-ID of ours carries this mark (``<...lettershop-reply@operator.example>``), so a
+# message that answers one of our replies is known as such (DESIGN §6, "No loops").
+REPLY_ID_MARK = "lettershop-reply"
+_OUR_ID = re.compile(rf"\.{REPLY_ID_MARK}@", re.IGNORECASE)
 _LINE_BREAKS = re.compile(r"[\r\n\t]+")
 _UNSAFE_NAME = re.compile(r"[^\w.\- ()]+")
 _SIGNATURE = "-- \nLetterShop e-mail channel. This message was written automatically; replies are not read."
@@ -64,6 +69,18 @@ def reply_with_error(context: ReplyContext, problem: str, reports: Sequence[File
         lines += ["", *(_describe(report) for report in reports)]
     lines += ["", "Please correct the file and send it again. Nothing from this message has been imported."]
     return _base(context, "\n".join(lines))
+
+
+def answers_our_reply(headers: Headers) -> bool:
+    """The message names one of our replies in In-Reply-To or References."""
+    return any(_OUR_ID.search(message_id) for message_id in headers.replied_to)
+
+
+def reply_bytes(message: EmailMessage) -> bytes:
+    """The reply as it is stored and sent: UTF-8 headers (RFC 6532) only for a non-ASCII recipient,
+    whose transport must then offer SMTPUTF8."""
+    recipient = str(message["To"])
+    return message.as_bytes(policy=policy.SMTP if recipient.isascii() else policy.SMTPUTF8)
 
 
 def safe_filename(name: str) -> str:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from email import policy
+from email import message_from_string, policy
 from email.errors import HeaderParseError
+from email.message import EmailMessage
 from email.utils import getaddresses
 
 from domain.errors import RejectedMessage
@@ -202,6 +203,31 @@ def sender_address(from_values: Sequence[str]) -> str:
     if second and (len(second) != 1 or second[0] != address.lower()):
         raise RejectedMessage(f"the From header is ambiguous: {_shown(value)}")
     return result
+
+
+def reply_address_problem(address: str, *, ascii_only: bool) -> str | None:
+    """Why a reply cannot be addressed to ``address`` exactly as screened, or None when it can.
+
+    The address is written into a ``To`` header the way a reply is serialised (RFC 6532 UTF-8 for a
+    non-ASCII address) and parsed again: anything that does not come back as the very same single
+    address (lost quotes, a group, a line break, an over-long or folded local part) is refused, so no
+    reply can ever reach another mailbox than the one that was screened. ``ascii_only``: the reply's
+    transport cannot carry a non-ASCII address at all (Amazon SES has no SMTPUTF8).
+    """
+    utf8 = not address.isascii()
+    if utf8 and ascii_only:
+        return f"the sender address {_shown(address)} is not ASCII, and the reply transport needs ASCII"
+    header = EmailMessage(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
+    try:
+        header["To"] = address
+        written = header.as_bytes()
+        parsed = message_from_string(written.decode("utf-8"), policy=policy.default)["To"]
+        again = [item.addr_spec for item in parsed.addresses]
+    except (HeaderParseError, ValueError, IndexError, TypeError, AttributeError, UnicodeError) as error:
+        return f"the sender address {_shown(address)} cannot be written into a reply: {error}"
+    if again != [address]:
+        return f"the sender address {_shown(address)} does not survive being written into a reply header"
+    return None
 
 
 def is_allowed(address: str, patterns: Sequence[str]) -> bool:

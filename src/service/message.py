@@ -1,9 +1,18 @@
-"""One recognised message from RETR to DELE, kept in the ledger at every step (DESIGN §6).
+"""One recognised message from RETR to DELE: a state machine kept in the ledger (DESIGN §6).
 
-The order is what makes "nothing lost, nothing twice" hold when the Lambda dies at any instruction:
-raw bytes archived (or quarantined) before anything else is decided; the answer — reply and export
-files — stored and recorded before it is sent; the reply recorded as sent before DELE; DELE only
-for settled messages. A later poll reads the ledger and continues where the dead one stopped.
+The ledger entry's stage only moves forward, one small step per stage::
+
+    received --answer--> answered --send--> replied --delete--> done
+
+* ``answer``: screen the sender, archive the raw message, process its import files (each file's
+  serial block recorded before use) and store the export files and the reply with its one recipient;
+  a rejected message is quarantined and goes straight to ``replied`` (nothing to send).
+* ``send``: send the stored reply, byte for byte, to the recorded recipient; record it as sent.
+* ``delete``: DELE; the outcome is counted once the server took the deletion.
+
+A later poll reads the entry and goes on from its stage: an answer is never computed twice, a reply
+never sent twice once recorded, shipment ids never issued twice for one file. Every failure goes to
+one place, ``_after``, which does what ``service.failures.consequence_of`` says.
 """
 
 import hashlib
@@ -12,18 +21,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import BinaryIO, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from domain.channel import Channel
-from domain.errors import ConfigurationError, ConnectionLost, PermanentError, TransientError
+from domain.errors import ConnectionLost, LetterShopError, TransientError
 from domain.inbound import Headers, is_recognized, parse_headers
-from domain.ledger import LedgerEntry, Stage
+from domain.ledger import LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome, PollResult
-from service.answer import Answer, Answering, screen
+from domain.shipments import SerialSource
+from service.decide import Decider, Decision, screen
+from service.failures import Consequence, consequence_of
 from service.ports import Archive, Ledger, MailboxSession, MessageRef, ReplySender
 from service.telemetry import logger, metrics
 
@@ -35,35 +44,47 @@ Checkpoint = Callable[[str], None]
 
 @dataclass
 class _Message:
+    """One message being settled; ``entry`` is its ledger entry as last saved (None before RETR)."""
+
     ref: MessageRef
     headers: Headers
     received: datetime
     raw: BinaryIO
     digest: str = ""
     entry: LedgerEntry | None = None
+    reply: bytes | None = None  # the stored reply, while this poll still holds it in memory
+
+    @property
+    def ledger_entry(self) -> LedgerEntry:
+        if self.entry is None:
+            raise RuntimeError("the message has no ledger entry before it was retrieved")
+        return self.entry
 
 
 @dataclass
-class MessageHandler:
-    """Handles the messages of one POP3 session of one channel."""
+class MessageSettler:
+    """Settles the messages of one POP3 session of one channel, one at a time."""
 
     channel: Channel
     session: MailboxSession
     archive: Archive
     ledger: Ledger
     replies: ReplySender
-    answering: Answering
+    serials: SerialSource
+    decider: Decider
     result: PollResult
+    poll_id: str
     now: Callable[[], datetime]
     checkpoint: Checkpoint
 
     def handle(self, ref: MessageRef) -> None:
-        """Bring one message one step closer to its single outcome; deferred ones stay on the server."""
+        """Bring one message to its single outcome, or leave it on the server for the next poll.
+
+        Raises ``ChannelFailure`` (the poll must stop) or ``ConnectionLost`` (the session is gone).
+        """
         channel = self.channel
         try:
             headers = parse_headers(self.session.headers(ref.number))
-        except ConnectionLost:
-            raise
         except TransientError as error:
             logger.warning("headers not readable; the message waits for the next poll: %s", error)
             return
@@ -79,37 +100,199 @@ class MessageHandler:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
             message = _Message(ref, headers, self.now(), cast(BinaryIO, spool))
             try:
-                outcome = self._settle(message)
-            except ConnectionLost:
-                self.result.count(Outcome.DEFERRED)
-                raise
-            except ConfigurationError:
-                raise
-            except TransientError as error:
-                outcome = self._defer(message, str(error))
-            except Exception as error:
-                logger.exception("unexpected error while handling the message")
-                outcome = self._defer(message, f"unexpected error: {error!r}")
-        if outcome is Outcome.DEFERRED:
-            self.result.count(outcome)
-            return
-        self._delete(message, outcome)
+                self._settle(message)
+            except Exception as error:  # every error goes to the one mapping
+                self._after(message, error)
 
-    def _delete(self, message: _Message, outcome: Outcome | None) -> None:
-        """DELE a settled message; its outcome counts once the server took the deletion."""
+    # ------------------------------------------------------------------ the steps
+
+    def _settle(self, message: _Message) -> None:
+        entry = self._retrieve(message)
+        if entry.settled:
+            logger.info("answered by an earlier poll; deleting it now", extra={"stage": entry.stage.value})
+            self._archive_again(message)
+        else:
+            entry = message.entry = self._save(entry.claimed(self.poll_id, self.now()))
+            if entry.exhausted(self.channel.max_attempts):
+                self._give_up(message, entry.last_error or "too many attempts")
+        if message.ledger_entry.stage is Stage.RECEIVED:
+            self._answer(message)
+        if message.ledger_entry.stage is Stage.ANSWERED:
+            self._send(message)
+        self._delete(message)
+
+    def _retrieve(self, message: _Message) -> LedgerEntry:
+        """RETR into the spool; the entry the ledger holds for these bytes, or a fresh one."""
         try:
-            self.session.delete(message.ref.number)
+            self.session.retrieve(message.ref.number, message.raw)
         except ConnectionLost:
+            self._count_retrieval_failure(message.ref)
             raise
-        except TransientError as error:
-            logger.warning("deletion refused; the next poll deletes it: %s", error)
+        message.raw.seek(0)
+        message.digest = hashlib.file_digest(message.raw, "sha256").hexdigest()  # type: ignore[arg-type]  # BinaryIO has readinto
+        logger.append_keys(message_sha256=message.digest)
+        self.checkpoint("retrieved")
+        known = self.ledger.get(self.channel.channel_id, message.digest)
+        message.entry = known or LedgerEntry(self.channel.channel_id, message.digest)
+        return message.entry
+
+    def _answer(self, message: _Message) -> None:
+        """received -> answered (or replied, for a rejected message): decide and store the answer."""
+        channel = self.channel
+        sender, reason = screen(channel, message.headers, message.ref.size)
+        if sender is None:
+            self._quarantine(message, reason or "rejected")
             return
-        if outcome is not None:
-            self.result.count(outcome)
+        self.archive.store_inbound(channel.channel_id, message.digest, message.raw, message.received)
+        self.checkpoint("archived")
+        message.raw.seek(0)
+        decision = self.decider.decide(
+            message.raw.read(),
+            sender,
+            message.received,
+            lambda key: _RecordedSerials(self.serials, message, key, record=self._save),
+        )
+        if decision.outcome is Outcome.REJECTED:
+            self._quarantine(message, decision.reason or "rejected")
+            return
+        reply_key = self._store(message, decision)
+        message.reply = decision.reply
+        recipient = sender if reply_key is not None else None
+        entry = message.ledger_entry.answered(decision.outcome, reply_key=reply_key, recipient=recipient)
+        message.entry = self._save(entry)
+        self.checkpoint("answered")
+        logger.info("message %s", decision.outcome.value, extra={"outcome": decision.outcome.value})
+
+    def _send(self, message: _Message) -> None:
+        """answered -> replied: the stored reply goes to the recorded recipient, and nowhere else."""
+        entry = message.ledger_entry
+        if entry.reply_key is not None and entry.recipient is not None:
+            if entry.attempts:
+                logger.info(
+                    "sending the answer stored by an earlier attempt", extra={"attempt": entry.attempts}
+                )
+            data = message.reply if message.reply is not None else self.archive.load(entry.reply_key)
+            self.replies.send(data, sender=self.channel.sender_address, recipient=entry.recipient)
+        self.checkpoint("sent")
+        message.entry = self._record_sent(entry.replied())
+        self.checkpoint("replied")
+
+    def _delete(self, message: _Message) -> None:
+        """replied -> done: DELE; the outcome counts once (a ``done`` entry was counted before)."""
+        entry = message.ledger_entry
+        self.session.delete(message.ref.number)
+        if entry.stage is Stage.REPLIED and entry.outcome is not None:
+            self.result.count(entry.outcome)
         self.result.deleted += 1
         self.checkpoint("deleted")
-        if message.entry is not None and message.entry.stage is not Stage.DONE:
-            self._save(message.entry.done(), quietly=True)
+        if entry.stage is not Stage.DONE:
+            message.entry = self._save(entry.done(), quietly=True)
+
+    # ------------------------------------------------------------- the one mapping
+
+    def _after(self, message: _Message, error: Exception) -> None:
+        """Do what the error means for this message (``service.failures``)."""
+        consequence = consequence_of(error)
+        entry = message.entry
+        if consequence in (Consequence.STOP, Consequence.DISCONNECT):
+            if entry is None or not entry.settled:
+                self._release(message, str(error))
+                self.result.count(Outcome.DEFERRED)
+            raise error
+        if consequence is Consequence.SETTLE and entry is not None:
+            logger.error(
+                "reply could not be delivered; the message is settled as failed: %s",
+                error,
+                extra={"recipient": entry.recipient},
+            )
+            metrics.add_metric(name="ReplyUndeliverable", unit=MetricUnit.Count, value=1)
+            message.entry = self._record_sent(entry.replied(Outcome.FAILED, error=str(error)))
+            self._delete_after_failure(message)
+            return
+        if entry is not None and entry.settled:
+            logger.warning("the deletion waits for the next poll: %s", error)
+            return
+        if not isinstance(error, TransientError):
+            logger.exception("unexpected error while handling the message")
+        self._defer(
+            message, str(error) if isinstance(error, TransientError) else f"unexpected error: {error!r}"
+        )
+
+    def _defer(self, message: _Message, error: str) -> None:
+        """Keep the message for the next poll (one attempt counted); after ``max_attempts`` quarantine it."""
+        logger.warning("message deferred: %s", error, extra={"outcome": "deferred"})
+        entry = message.entry
+        if entry is not None:
+            try:
+                entry = message.entry = self._save(entry.released(error, attempt=True))
+                if entry.exhausted(self.channel.max_attempts):
+                    self._give_up(message, error)
+                    self._delete_after_failure(message)
+                    return
+            except TransientError as still:
+                logger.warning("attempt not recorded: %s", still)
+        self.result.count(Outcome.DEFERRED)
+
+    def _delete_after_failure(self, message: _Message) -> None:
+        try:
+            self._delete(message)
+        except TransientError as error:
+            logger.warning("the deletion waits for the next poll: %s", error)
+
+    def _release(self, message: _Message, error: str) -> None:
+        """Not the message's failure: let go of it without counting an attempt."""
+        entry = message.entry
+        if entry is None or entry.claim is None:
+            return
+        try:
+            message.entry = self._save(entry.released(error, attempt=False))
+        except LetterShopError as still:
+            logger.warning("claim not released (the next poll counts it as an attempt): %s", still)
+
+    # --------------------------------------------------------------- the pieces
+
+    def _quarantine(self, message: _Message, reason: str) -> None:
+        """Rejected: the raw message and the reason go to the quarantine; settled, nothing to send."""
+        entry = message.ledger_entry
+        headers = message.headers
+        details = {
+            "channel_id": self.channel.channel_id,
+            "reason": reason,
+            "from": headers.get_all("From"),
+            "subject": headers.subject,
+            "message_id": headers.message_id,
+            "sha256": message.digest,
+            "received": message.received.isoformat(),
+            "attempts": entry.attempts,
+        }
+        key = self.archive.quarantine(
+            self.channel.channel_id, message.digest, message.raw, details, message.received
+        )
+        logger.warning("message rejected: %s", reason, extra={"outcome": "rejected", "quarantine": key})
+        message.entry = self._record_sent(entry.replied(Outcome.REJECTED))
+
+    def _give_up(self, message: _Message, error: str) -> None:
+        reason = f"gave up after {message.ledger_entry.attempts} attempts; last error: {error}"
+        self._quarantine(message, reason)
+        metrics.add_metric(name="MessageQuarantined", unit=MetricUnit.Count, value=1)
+
+    def _store(self, message: _Message, decision: Decision) -> str | None:
+        """The exports and the reply, stored before anything is sent; the reply's key (or None)."""
+        channel_id, digest, received = self.channel.channel_id, message.digest, message.received
+        for export in decision.exports:
+            self.archive.store_export(channel_id, digest, export.export_name, export.export_bytes, received)
+        if decision.reply is None:
+            return None
+        return self.archive.store_reply(channel_id, digest, decision.reply, received)
+
+    def _archive_again(self, message: _Message) -> None:
+        """Archive an answered message once more (it was, before its answer): never a reason to keep it."""
+        if message.ledger_entry.outcome not in (Outcome.PROCESSED, Outcome.FAILED):
+            return
+        try:
+            self.archive.store_inbound(self.channel.channel_id, message.digest, message.raw, message.received)
+        except TransientError as error:
+            logger.warning("archive not refreshed (it holds the message already): %s", error)
 
     def _unretrievable(self, ref: MessageRef) -> bool:
         """A message whose RETR broke the connection ``max_attempts`` times is skipped, so it no longer
@@ -138,133 +321,8 @@ class MessageHandler:
         except TransientError as error:
             logger.warning("retrieval failure not recorded: %s", error)
 
-    def _settle(self, message: _Message) -> Outcome | None:
-        """The outcome to count (``None``: counted by an earlier poll) once the message may be deleted."""
-        try:
-            self.session.retrieve(message.ref.number, message.raw)
-        except ConnectionLost:
-            self._count_retrieval_failure(message.ref)
-            raise
-        message.raw.seek(0)
-        message.digest = hashlib.file_digest(message.raw, "sha256").hexdigest()  # type: ignore[arg-type]  # BinaryIO has readinto
-        logger.append_keys(message_sha256=message.digest)
-        self.checkpoint("retrieved")
-        known = self.ledger.get(self.channel.channel_id, message.digest)
-        entry = known or LedgerEntry(self.channel.channel_id, message.digest)
-        message.entry = entry
-        if entry.settled:
-            logger.info("answered by an earlier poll; deleting it now", extra={"stage": entry.stage.value})
-            self._archive_again(message, entry)
-            return entry.outcome if entry.stage is Stage.REPLIED else None
-        entry = self._save(entry.claimed())
-        message.entry = entry
-        if entry.exhausted(self.channel.max_attempts):
-            return self._give_up(message, entry.last_error or "too many attempts")
-        if entry.has_answer:
-            logger.info(
-                "sending the answer stored by an earlier attempt", extra={"attempt": entry.attempts + 1}
-            )
-            if entry.reply_key:
-                self._send(_stored_reply(self.archive.load(entry.reply_key)))
-        else:
-            entry = self._answer(message, entry)
-        self.checkpoint("sent")
-        message.entry = self._record_sent(entry.replied())
-        self.checkpoint("replied")
-        return entry.outcome
-
-    def _archive_again(self, message: _Message, entry: LedgerEntry) -> None:
-        """Archive an answered message once more (it was, before its answer): never a reason to keep it."""
-        if entry.outcome not in (Outcome.PROCESSED, Outcome.FAILED):
-            return
-        try:
-            self.archive.store_inbound(self.channel.channel_id, message.digest, message.raw, message.received)
-        except TransientError as error:
-            logger.warning("archive not refreshed (it holds the message already): %s", error)
-
-    def _answer(self, message: _Message, entry: LedgerEntry) -> LedgerEntry:
-        """Decide a fresh message, keep the decision, then send the reply."""
-        channel = self.channel
-        sender, reason = screen(channel, message.headers, message.ref.size)
-        if sender is None:
-            return self._quarantine(message, entry, reason or "rejected")
-        self.archive.store_inbound(channel.channel_id, message.digest, message.raw, message.received)
-        self.checkpoint("archived")
-        message.raw.seek(0)
-        answer = self.answering.answer(message.raw.read(), sender, message.received)
-        if answer.outcome is Outcome.REJECTED:
-            return self._quarantine(message, entry, answer.reason or "rejected")
-        entry = message.entry = self._save(entry.answered(answer.outcome, self._store(message, answer)))
-        self.checkpoint("answered")
-        if answer.reply is not None:
-            self._send(answer.reply)
-        logger.info("message %s", answer.outcome.value, extra={"outcome": answer.outcome.value})
-        return entry
-
-    def _store(self, message: _Message, answer: Answer) -> str | None:
-        for export in answer.exports:
-            self.archive.store_export(
-                self.channel.channel_id,
-                message.digest,
-                export.export_name,
-                export.export_bytes,
-                message.received,
-            )
-        if answer.reply is None:
-            return None
-        return self.archive.store_reply(
-            self.channel.channel_id, message.digest, answer.reply.as_bytes(), message.received
-        )
-
-    def _send(self, reply: EmailMessage) -> None:
-        """Send a reply; a recipient refused for good is logged, the message stays archived."""
-        try:
-            self.replies.send(reply, sender=str(reply["From"]), recipient=str(reply["To"]))
-        except PermanentError as error:
-            logger.error("reply could not be delivered: %s", error, extra={"recipient": str(reply["To"])})
-
-    def _quarantine(self, message: _Message, entry: LedgerEntry, reason: str) -> LedgerEntry:
-        headers = message.headers
-        details = {
-            "channel_id": self.channel.channel_id,
-            "reason": reason,
-            "from": headers.get_all("From"),
-            "subject": headers.subject,
-            "message_id": headers.message_id,
-            "sha256": message.digest,
-            "received": message.received.isoformat(),
-            "attempts": entry.attempts,
-        }
-        key = self.archive.quarantine(
-            self.channel.channel_id, message.digest, message.raw, details, message.received
-        )
-        logger.warning("message rejected: %s", reason, extra={"outcome": "rejected", "quarantine": key})
-        return entry.answered(Outcome.REJECTED, None)
-
-    def _give_up(self, message: _Message, error: str) -> Outcome:
-        assert message.entry is not None  # noqa: S101  # set before any attempt is counted
-        reason = f"gave up after {message.entry.attempts} attempts; last error: {error}"
-        entry = self._quarantine(message, message.entry, reason)
-        metrics.add_metric(name="MessageQuarantined", unit=MetricUnit.Count, value=1)
-        message.entry = self._save(entry.replied())
-        return Outcome.REJECTED
-
-    def _defer(self, message: _Message, error: str) -> Outcome:
-        """Keep the message for the next poll; after ``max_attempts`` quarantine it instead."""
-        logger.warning("message deferred: %s", error, extra={"outcome": "deferred"})
-        if message.entry is None:
-            return Outcome.DEFERRED
-        try:
-            entry = self._save(message.entry.failed(error))
-            message.entry = entry
-            if entry.exhausted(self.channel.max_attempts):
-                return self._give_up(message, error)
-        except TransientError as still:
-            logger.warning("attempt not recorded: %s", still)
-        return Outcome.DEFERRED
-
     def _record_sent(self, entry: LedgerEntry) -> LedgerEntry:
-        """Record a reply that went out. It must not be deferred now, or the next poll sends it again."""
+        """Record a settled entry. It must not be deferred now, or the next poll sends it again."""
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 return self._save(entry)
@@ -284,5 +342,24 @@ class MessageHandler:
         return entry
 
 
-def _stored_reply(data: bytes) -> EmailMessage:
-    return message_from_bytes(data, policy=policy.SMTP)
+@dataclass
+class _RecordedSerials:
+    """The serials of one import file: its block is recorded in the ledger before processing uses it,
+    and every retry of the file reuses it (DESIGN §6, "shipment ids are issued once per file, ever")."""
+
+    serials: SerialSource
+    message: _Message
+    key: str
+    record: Callable[[LedgerEntry], LedgerEntry]
+
+    def allocate(self, count: int) -> range:
+        entry = self.message.ledger_entry
+        recorded = entry.serial_blocks.get(self.key)
+        reused = recorded.serials(count) if recorded is not None else None
+        if reused is not None:
+            logger.info("reusing the serial block recorded for this file", extra={"import_file": self.key})
+            return reused
+        fresh = self.serials.allocate(count)
+        block = SerialBlock(first=fresh.start, count=len(fresh))
+        self.message.entry = self.record(entry.with_serial_block(self.key, block))
+        return fresh

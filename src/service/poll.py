@@ -1,18 +1,31 @@
-"""One poll of one channel: take the lease, look at every message, end the session cleanly (DESIGN §1, §6)."""
+"""One poll of one channel: read the channel, take the lease, look at every message, end the session
+cleanly (DESIGN §1, §6). Every poll status is decided here: ``ok``, ``inactive``, ``locked``,
+``invalid_config`` (an invalid item, or none with that id) and ``error``.
+"""
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
-from domain.channel import Channel
-from domain.errors import ConfigurationError, ConnectionLost, TransientError
+from domain.channel import Channel, InvalidChannel, load_channel
+from domain.errors import ChannelFailure, ConnectionLost, LetterShopError, TransientError
 from domain.outcomes import PollResult
 from domain.shipments import SerialSource
-from service.answer import Answering, script_seconds
-from service.message import Checkpoint, MessageHandler
-from service.ports import Archive, Lease, Ledger, Mailbox, MessageRef, ReplySender, ScriptRunner
+from service.decide import Decider, script_seconds
+from service.message import Checkpoint, MessageSettler
+from service.ports import (
+    Archive,
+    Lease,
+    Ledger,
+    Mailbox,
+    MessageRef,
+    ReplyLimiter,
+    ReplySender,
+    ScriptRunner,
+)
 from service.telemetry import logger
 
 
@@ -27,10 +40,70 @@ class Ports:
     scripts: ScriptRunner
     ledger: Ledger
     lease: Lease
+    limiter: ReplyLimiter
+
+
+class Wiring(Protocol):
+    """Where a poll finds its channel item and the outside world (``handlers.bootstrap`` builds the
+    real one; unit tests pass fakes)."""
+
+    def channel_item(self, channel_id: str) -> Mapping[str, Any] | None: ...
+
+    def ports(self, channel: Channel) -> Ports:
+        """The adapters of one channel; reads its secrets (``ChannelFailure`` when one is missing)."""
+        ...
 
 
 def _no_checkpoint(step: str) -> None:
     """Production runs pass no checkpoint; the crash tests pass one that stops the process."""
+
+
+def poll(
+    channel_id: str,
+    wiring: Wiring,
+    *,
+    now: Callable[[], datetime],
+    time_left: Callable[[], float],
+    lease_seconds: float,
+    checkpoint: Checkpoint = _no_checkpoint,
+) -> PollResult:
+    """Poll the channel ``channel_id`` once, whatever state its item is in, and say what happened."""
+    try:
+        item = wiring.channel_item(channel_id)
+        if item is None:
+            logger.error("no channel item with this id; nothing polled")
+            return PollResult(
+                channel_id, status="invalid_config", error=f"channel {channel_id} does not exist"
+            )
+        channel = load_channel(item)
+        if not channel.active:
+            logger.info("channel is not active; mailbox not touched")
+            return PollResult(channel_id, status="inactive")
+        ports = wiring.ports(channel)
+        return poll_channel(
+            channel, ports, now=now, time_left=time_left, lease_seconds=lease_seconds, checkpoint=checkpoint
+        )
+    except InvalidChannel as error:
+        logger.error(
+            "channel configuration is invalid; mailbox not touched",
+            extra={"errors": [{"field": field, "reason": reason} for field, reason in error.errors]},
+        )
+        return PollResult(channel_id, status="invalid_config", error=str(error))
+    except ChannelFailure as error:
+        _log_channel_failure(error)
+        return PollResult(channel_id, status="error", error=str(error), setting=error.setting)
+    except LetterShopError as error:
+        logger.error("poll failed: %s", error)
+        return PollResult(channel_id, status="error", error=str(error))
+
+
+def _log_channel_failure(error: ChannelFailure) -> None:
+    logger.error(
+        "the channel failed; no message is charged for it, they wait until %s is fixed: %s",
+        error.setting or "the channel",
+        error,
+        extra={"setting": error.setting},
+    )
 
 
 def poll_channel(
@@ -54,7 +127,7 @@ def poll_channel(
         logger.warning("another poll of this channel is running; mailbox not touched")
         return PollResult(channel.channel_id, status="locked")
     try:
-        result = _poll(channel, ports, now, time_left, checkpoint)
+        result = _poll(channel, ports, owner, now=now, time_left=time_left, checkpoint=checkpoint)
     finally:
         try:
             ports.lease.release(channel.channel_id, owner)
@@ -67,6 +140,8 @@ def poll_channel(
 def _poll(
     channel: Channel,
     ports: Ports,
+    poll_id: str,
+    *,
     now: Callable[[], datetime],
     time_left: Callable[[], float],
     checkpoint: Checkpoint,
@@ -74,14 +149,16 @@ def _poll(
     result = PollResult(channel_id=channel.channel_id)
     try:
         with ports.mailbox.session() as session:
-            handler = MessageHandler(
+            settler = MessageSettler(
                 channel=channel,
                 session=session,
                 archive=ports.archive,
                 ledger=ports.ledger,
                 replies=ports.replies,
-                answering=Answering(channel, ports.serials, ports.scripts, time_left),
+                serials=ports.serials,
+                decider=Decider(channel, ports.scripts, ports.limiter, time_left),
                 result=result,
+                poll_id=poll_id,
                 now=now,
                 checkpoint=checkpoint,
             )
@@ -96,7 +173,7 @@ def _poll(
                     break
                 result.seen += 1
                 with _message_keys(ref):
-                    if not _handle_or_stop(handler, ref, result):
+                    if not _handle_or_stop(settler, ref, result):
                         break
             checkpoint("before_quit")
     except ConnectionLost as error:
@@ -105,14 +182,14 @@ def _poll(
     return result
 
 
-def _handle_or_stop(handler: MessageHandler, ref: MessageRef, result: PollResult) -> bool:
-    """Handle one message; ``False`` when the channel's configuration stops the poll (say, a refused
-    SMTP login). The messages settled so far keep their counts, and QUIT still commits them."""
+def _handle_or_stop(settler: MessageSettler, ref: MessageRef, result: PollResult) -> bool:
+    """Handle one message; ``False`` when the channel failed (say, a refused SMTP login): the poll
+    stops. The messages settled so far keep their counts, and QUIT still commits them."""
     try:
-        handler.handle(ref)
-    except ConfigurationError as error:
-        logger.error("poll stopped: %s", error)
-        result.status, result.error = "error", str(error)
+        settler.handle(ref)
+    except ChannelFailure as error:
+        _log_channel_failure(error)
+        result.status, result.error, result.setting = "error", str(error), error.setting
         return False
     return True
 

@@ -4,7 +4,6 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import BinaryIO, Literal, Protocol
 
 from domain.ledger import LedgerEntry
@@ -80,7 +79,15 @@ class Lease(Protocol):
 
 
 class ReplySender(Protocol):
-    def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None: ...
+    def send(self, data: bytes, *, sender: str, recipient: str) -> None:
+        """Send the stored reply ``data`` byte for byte to the one recorded ``recipient``."""
+        ...
+
+
+class ReplyLimiter(Protocol):
+    def allow(self, channel_id: str, sender: str, hour: str, limit: int) -> bool:
+        """Count one more error reply to ``sender`` in ``hour``; False when ``limit`` is reached."""
+        ...
 
 
 @dataclass(frozen=True)

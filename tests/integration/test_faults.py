@@ -209,7 +209,7 @@ def test_smtp_4xx_defers_and_the_next_poll_sends_the_stored_reply_once(
 
 
 @pytest.mark.parametrize("at", ["RCPT", "DATA"])
-def test_smtp_550_keeps_the_message_archived_and_deletes_it_without_reply(
+def test_smtp_550_settles_the_message_as_failed_archived_and_deleted_without_reply(
     stack: LocalStack, mailbox: tuple[str, str], json_logs: JsonLogs, at: str
 ) -> None:
     store_channel(stack, mailbox)
@@ -220,7 +220,7 @@ def test_smtp_550_keeps_the_message_archived_and_deletes_it_without_reply(
     result = invoke_poll(EVENT)
 
     assert result["status"] == "ok"
-    assert counts(result) == (1, 1, 1, 0, 0, 0, 1)
+    assert counts(result) == (1, 1, 0, 1, 0, 0, 1)
     assert [(r.at, r.code) for r in stack.smtp.refused] == [(at, 550)]
     assert stack.smtp.received == []
     [line] = [
@@ -233,7 +233,8 @@ def test_smtp_550_keeps_the_message_archived_and_deletes_it_without_reply(
     assert stack.dovecot.mailbox(mailbox[0]) == []
     entry = ledger(stack, raw)
     assert entry is not None
-    assert (entry["stage"], entry["outcome"], entry["attempts"]) == ("done", "processed", "0")
+    assert (entry["stage"], entry["outcome"], entry["attempts"]) == ("done", "failed", "0")
+    assert "550" in entry["last_error"]
 
     assert counts(invoke_poll(EVENT)) == (0, 0, 0, 0, 0, 0, 0)
     assert stack.smtp.received == []
@@ -597,7 +598,7 @@ def test_archive_unreachable_defers_without_reply_and_the_next_poll_answers_once
     assert stack.dovecot.mailbox(mailbox[0]) == [raw]
     entry = ledger(stack, raw)
     assert entry is not None
-    assert (entry["stage"], entry["attempts"]) == ("pending", "1")
+    assert (entry["stage"], entry["attempts"]) == ("received", "1")
     assert "not written" in entry["last_error"]
     assert "outcome" not in entry
 

@@ -9,12 +9,13 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from adapters.aws_errors import DEPLOYMENT
 from adapters.serials import DynamoDbSerialCounter
 from devstack import aws
 from devstack.aws import StackNames
 from devstack.moto import MotoServer
 from devstack.stack import LocalStack
-from domain.errors import PermanentError, TransientError
+from domain.errors import ChannelFailure, PermanentError, TransientError
 from domain.shipments import SerialSource
 
 pytestmark = pytest.mark.integration
@@ -119,11 +120,11 @@ def test_the_counter_never_passes_eight_digits(table: tuple[Any, str]) -> None:
     assert counter.allocate(9) == range(99_999_991, 100_000_000)
 
 
-def test_a_missing_table_is_a_permanent_error_naming_the_table(moto_endpoint: str) -> None:
+def test_a_missing_table_is_the_deployments_failure_naming_the_table(moto_endpoint: str) -> None:
     counter = DynamoDbSerialCounter("no-such-table", client=_client(moto_endpoint))
-    with pytest.raises(PermanentError, match="no-such-table") as caught:
+    with pytest.raises(ChannelFailure, match="no-such-table") as caught:
         counter.allocate(1)
-    assert not isinstance(caught.value, TransientError)
+    assert caught.value.setting == DEPLOYMENT
 
 
 def test_a_stopped_server_is_a_transient_error(tmp_path: Path) -> None:

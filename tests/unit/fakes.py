@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import BinaryIO
 
@@ -63,6 +64,7 @@ class FakeArchive:
     objects: dict[str, bytes] = field(default_factory=dict)
     reasons: dict[str, Mapping[str, object]] = field(default_factory=dict)
     unavailable: bool = False
+    unavailable_exports: bool = False
 
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str:
         if self.unavailable:
@@ -73,6 +75,8 @@ class FakeArchive:
         return key
 
     def store_export(self, channel_id: str, digest: str, name: str, data: bytes, received: datetime) -> str:
+        if self.unavailable_exports:
+            raise TransientError("archive bucket throttled")
         key = f"exports/{channel_id}/{digest}/{name}"
         self.objects[key] = data
         return key
@@ -100,9 +104,13 @@ class FakeArchive:
 
 @dataclass
 class SentReply:
-    message: EmailMessage
+    data: bytes
     sender: str
     recipient: str
+
+    @property
+    def message(self) -> EmailMessage:
+        return message_from_bytes(self.data, policy=policy.default)
 
 
 @dataclass
@@ -110,10 +118,24 @@ class FakeReplies:
     sent: list[SentReply] = field(default_factory=list)
     error: Exception | None = None
 
-    def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         if self.error is not None:
             raise self.error
-        self.sent.append(SentReply(message, sender, recipient))
+        self.sent.append(SentReply(data, sender, recipient))
+
+
+@dataclass
+class FakeLimiter:
+    """Counts error replies per (channel, sender, hour), as the state table's counter items do."""
+
+    counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def allow(self, channel_id: str, sender: str, hour: str, limit: int) -> bool:
+        key = (channel_id, sender, hour)
+        if self.counts.get(key, 0) >= limit:
+            return False
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return True
 
 
 @dataclass

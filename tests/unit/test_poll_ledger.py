@@ -2,12 +2,13 @@
 
 import hashlib
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from devstack.samples import partner_mail
 from domain.errors import TransientError
-from domain.ledger import CRASHED, LedgerEntry, Stage
+from domain.ledger import CRASHED, Claim, LedgerEntry, SerialBlock, Stage, StageMovedBack
 from domain.outcomes import Outcome
 from tests.unit.test_poll_service import World, make_channel
 
@@ -22,12 +23,12 @@ def test_each_step_is_recorded_before_the_next() -> None:
 
     world.poll()
 
-    assert [entry.stage for entry in world.ledger.history] == [
-        Stage.IN_PROGRESS,
-        Stage.ANSWERED,
-        Stage.REPLIED,
-        Stage.DONE,
-    ]
+    claimed, numbered, answered, replied, done = world.ledger.history
+    assert (claimed.stage, claimed.claim is not None, claimed.serial_blocks) == (Stage.RECEIVED, True, {})
+    assert (numbered.stage, numbered.serial_blocks) == (Stage.RECEIVED, {"0:orders.csv": SerialBlock(1, 2)})
+    assert (answered.stage, answered.recipient) == (Stage.ANSWERED, "orders@partner.example")
+    assert (replied.stage, replied.claim) == (Stage.REPLIED, None)
+    assert done.stage is Stage.DONE
     assert world.ledger.only().outcome is Outcome.PROCESSED
     assert world.ledger.only().reply_key in world.archive.objects
 
@@ -46,7 +47,8 @@ def test_reply_failing_transiently_is_resent_from_store_without_processing_again
     assert world.serials.calls == [2]  # shipment ids issued once
     [reply] = world.replies.sent
     stored = world.archive.objects[world.ledger.only().reply_key or ""]
-    assert reply.message.as_bytes() == stored
+    assert reply.data == stored
+    assert reply.recipient == world.ledger.only().recipient == "orders@partner.example"
     assert world.mailbox.messages == {}
 
 
@@ -98,7 +100,8 @@ def test_poll_that_died_on_a_message_counts_as_an_attempt() -> None:
     world = World()
     raw = partner_mail()
     world.mailbox.deliver("u1", raw)
-    world.ledger.save(LedgerEntry("acme", digest_of(raw), Stage.IN_PROGRESS, attempts=4))
+    dead = Claim("a poll that was killed", datetime(2026, 11, 27, 7, 55, tzinfo=UTC))
+    world.ledger.save(LedgerEntry("acme", digest_of(raw), Stage.RECEIVED, attempts=4, claim=dead))
 
     result = world.poll(make_channel(max_attempts=5))
 
@@ -112,7 +115,8 @@ def test_crash_after_answer_was_stored_resends_it() -> None:
     raw = partner_mail()
     world.mailbox.deliver("u1", raw)
     world.poll()  # answered, replied and deleted
-    answered = replace(world.ledger.only(), stage=Stage.IN_PROGRESS)
+    dead = Claim("a poll that was killed", datetime(2026, 11, 27, 7, 55, tzinfo=UTC))
+    answered = replace(world.ledger.only(), stage=Stage.ANSWERED, claim=dead)
     world.ledger.save(answered)
     world.mailbox.deliver("u1", raw)  # the QUIT never committed the deletion
 
@@ -120,7 +124,7 @@ def test_crash_after_answer_was_stored_resends_it() -> None:
 
     assert result["processed"] == 1
     assert len(world.replies.sent) == 2
-    assert world.replies.sent[0].message.as_bytes() == world.replies.sent[1].message.as_bytes()
+    assert world.replies.sent[0].data == world.replies.sent[1].data
     assert world.serials.calls == [2]
 
 
@@ -186,11 +190,12 @@ def test_settled_message_whose_archive_fails_stays_settled() -> None:
     assert world.ledger.only().stage is Stage.DONE
 
 
-def test_failed_never_moves_a_settled_entry_back() -> None:
+def test_the_stage_never_moves_back() -> None:
     entry = LedgerEntry("acme", "d", Stage.REPLIED, attempts=1, outcome=Outcome.PROCESSED)
 
-    assert entry.failed("s3 down").stage is Stage.REPLIED
-    assert entry.failed("s3 down").attempts == 1
+    assert entry.released("s3 down", attempt=True).stage is Stage.REPLIED
+    with pytest.raises(StageMovedBack):
+        entry.answered(Outcome.FAILED, reply_key=None, recipient=None)
 
 
 def test_a_message_that_always_breaks_retr_is_skipped_after_max_attempts() -> None:

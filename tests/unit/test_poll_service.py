@@ -8,12 +8,13 @@ import pytest
 
 from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
 from domain.channel import Channel, load_channel
-from domain.errors import PermanentError, TransientError
+from domain.errors import TransientError, UndeliverableReply
 from service.poll import Ports, poll_channel
 from tests.unit.fakes import (
     FakeArchive,
     FakeLease,
     FakeLedger,
+    FakeLimiter,
     FakeMailbox,
     FakeReplies,
     FakeScripts,
@@ -55,15 +56,25 @@ class World:
         self.scripts = FakeScripts()
         self.ledger = FakeLedger()
         self.lease = FakeLease()
+        self.limiter = FakeLimiter()
         self.time_left = 1000.0
 
-    def poll(self, channel: Channel | None = None) -> dict[str, object]:
-        ports = Ports(
-            self.mailbox, self.archive, self.replies, self.serials, self.scripts, self.ledger, self.lease
+    def ports(self) -> Ports:
+        return Ports(
+            mailbox=self.mailbox,
+            archive=self.archive,
+            replies=self.replies,
+            serials=self.serials,
+            scripts=self.scripts,
+            ledger=self.ledger,
+            lease=self.lease,
+            limiter=self.limiter,
         )
+
+    def poll(self, channel: Channel | None = None) -> dict[str, object]:
         result = poll_channel(
             channel or make_channel(),
-            ports,
+            self.ports(),
             now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),
             time_left=lambda: self.time_left,
             lease_seconds=360,
@@ -203,14 +214,15 @@ def test_transient_failure_keeps_message_for_next_poll(world: World) -> None:
     assert "u1" in world.mailbox.messages
 
 
-def test_reply_refused_for_good_still_archives_and_deletes(world: World) -> None:
+def test_reply_refused_for_good_settles_the_message_as_failed_and_deletes_it(world: World) -> None:
     world.mailbox.deliver("u1", partner_mail())
-    world.replies.error = PermanentError("550 no such user")
+    world.replies.error = UndeliverableReply("550 no such user")
 
     result = world.poll()
 
-    assert (result["processed"], result["deleted"]) == (1, 1)
+    assert (result["failed"], result["deleted"], result["status"]) == (1, 1, "ok")
     assert len(world.archive.keys("inbound/")) == 1
+    assert "550 no such user" in str(world.ledger.only().last_error)
 
 
 def test_poll_stops_at_message_limit_and_time_budget(world: World) -> None:
@@ -284,15 +296,7 @@ def test_a_file_whose_scripts_no_longer_fit_defers_the_message(world: World) -> 
 
     result = poll_channel(
         channel,
-        Ports(
-            world.mailbox,
-            world.archive,
-            world.replies,
-            world.serials,
-            world.scripts,
-            world.ledger,
-            world.lease,
-        ),
+        world.ports(),
         now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),
         time_left=lambda: next(budget),
         lease_seconds=360,

@@ -13,6 +13,7 @@ import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from adapters.script_runner import (
     script_environment,
 )
 from adapters.script_store import ScriptCache, script_key
-from adapters.scripts import S3ScriptRunner
+from adapters.scripts import MAX_VARIABLE_CHARS, S3ScriptRunner
 from domain.errors import ScriptFailed, TransientError
 from service.ports import ScriptCall
 
@@ -723,3 +724,20 @@ def test_attachment_names_are_not_used_as_paths(runner: S3ScriptRunner, s3: Fake
     result = runner.run(call(filename="../../etc/evil name.TXT"), b"x\n")
 
     assert result == b"import.txt|../../etc/evil name.TXT"
+
+
+def test_a_huge_subject_is_cut_so_the_script_still_starts(runner: S3ScriptRunner, s3: FakeS3) -> None:
+    # 128 KiB in one environment string makes execve fail with E2BIG on Linux
+    s3.put(
+        "standard/fix.py",
+        "import os, pathlib\n"
+        "names = ('LETTERSHOP_SUBJECT', 'LETTERSHOP_FILENAME', 'LETTERSHOP_SENDER')\n"
+        "values = [os.environ[n] for n in names]\n"
+        "pathlib.Path(os.environ['LETTERSHOP_FILE']).write_text(' '.join(str(len(v)) for v in values))\n",
+    )
+    huge = replace(call(), subject="S" * 128 * 1024, filename="f\x00" * 70_000 + ".csv", sender="a" * 5000)
+
+    assert (
+        runner.run(huge, b"a;b\n")
+        == f"{MAX_VARIABLE_CHARS} {MAX_VARIABLE_CHARS} {MAX_VARIABLE_CHARS}".encode()
+    )

@@ -1,13 +1,14 @@
 """What a fresh recognised message deserves: rejection, an error report or exports (DESIGN §4 to §6).
 
-Pure of storage: it reads the message, runs scripts and processing, and says what to do. Storing
-and sending is the caller's part, so that the answer can be kept before it is sent.
+It reads the message, runs scripts and processing, and says what to send to whom. Storing and
+sending is the caller's part, so that the answer can be kept before it is sent. The serials of each
+import file come from ``serials_for(file_key)``, which the caller records in the ledger, so a retry
+of the same file gets the same block.
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Literal
 
@@ -17,20 +18,32 @@ from domain.errors import PermanentError, RejectedMessage, ScriptFailed, Transie
 from domain.filenames import unique_filename
 from domain.inbound import Headers, rejection_reason
 from domain.outcomes import Outcome
-from domain.reply import FileReport, ReplyContext, reply_with_error, reply_with_exports
+from domain.reply import (
+    REPLY_ID_MARK,
+    FileReport,
+    ReplyContext,
+    answers_our_reply,
+    reply_bytes,
+    reply_with_error,
+    reply_with_exports,
+)
+from domain.senders import reply_address_problem
 from domain.shipments import ProcessedFile, SerialSource, process_import
-from service.ports import ScriptCall, ScriptRunner
+from service.ports import ReplyLimiter, ScriptCall, ScriptRunner
 from service.telemetry import logger
 
 
 @dataclass(frozen=True)
-class Answer:
-    """The decided outcome: a reason to reject, or a reply (with the export files it carries)."""
+class Decision:
+    """The decided outcome: a reason to reject, or the reply's bytes (with the export files it carries)."""
 
     outcome: Outcome
     reason: str | None = None
-    reply: EmailMessage | None = None
+    reply: bytes | None = None
     exports: Sequence[ProcessedFile] = ()
+
+
+SerialsFor = Callable[[str], SerialSource]
 
 
 def screen(channel: Channel, headers: Headers, size: int) -> tuple[str, None] | tuple[None, str]:
@@ -45,6 +58,9 @@ def screen(channel: Channel, headers: Headers, size: int) -> tuple[str, None] | 
     )
     if reason is not None or sender is None:
         return None, reason or "no sender address"
+    problem = reply_address_problem(sender, ascii_only=channel.reply_via == "ses")
+    if problem is not None:
+        return None, problem
     return sender, None
 
 
@@ -55,28 +71,46 @@ def script_seconds(channel: Channel) -> float:
 
 
 @dataclass(frozen=True)
-class Answering:
-    """Everything needed to answer messages of one channel."""
+class Decider:
+    """Decides what the fresh messages of one channel deserve."""
 
     channel: Channel
-    serials: SerialSource
     scripts: ScriptRunner
+    limiter: ReplyLimiter
     time_left: Callable[[], float]
 
-    def answer(self, raw: bytes, sender: str, received: datetime) -> Answer:
-        """Parse, run scripts, process; a message that cannot be parsed is rejected."""
+    def decide(self, raw: bytes, sender: str, received: datetime, serials_for: SerialsFor) -> Decision:
+        """Parse, run scripts, process; a message that cannot be parsed is rejected, and an error
+        reply beyond the channel's hourly limit for this sender is not sent (rejected instead)."""
+        decision = self._decide(raw, sender, received, serials_for)
+        if decision.outcome is Outcome.FAILED and not self._may_send_error_reply(sender, received):
+            limit = self.channel.max_error_replies_per_hour
+            reason = f"error replies to {sender} are limited to {limit} per hour; this one was not sent"
+            logger.warning("message rejected: %s", reason)
+            return Decision(Outcome.REJECTED, reason=reason)
+        return decision
+
+    def _may_send_error_reply(self, sender: str, received: datetime) -> bool:
+        limit = self.channel.max_error_replies_per_hour
+        hour = received.strftime("%Y-%m-%dT%H")
+        return limit > 0 and self.limiter.allow(self.channel.channel_id, sender, hour, limit)
+
+    def _decide(self, raw: bytes, sender: str, received: datetime, serials_for: SerialsFor) -> Decision:
         channel = self.channel
         try:
             parsed = parse_message(raw, channel.import_file_patterns)
         except RejectedMessage as error:
-            return Answer(Outcome.REJECTED, reason=str(error))
+            return Decision(Outcome.REJECTED, reason=str(error))
+        if not parsed.import_files and answers_our_reply(parsed.headers):
+            reason = "automatic: it answers one of our replies and carries no import file (no loop)"
+            return Decision(Outcome.REJECTED, reason=reason)
         context = ReplyContext(
             sender_address=channel.sender_address,
             recipient=sender,
             subject=parsed.headers.subject,
             message_id=parsed.headers.message_id,
             references=parsed.headers.references,
-            reply_message_id=make_msgid(domain=channel.sender_address.rpartition("@")[2]),
+            reply_message_id=make_msgid(REPLY_ID_MARK, domain=channel.sender_address.rpartition("@")[2]),
             date=received,
         )
         if parsed.defects:
@@ -86,23 +120,27 @@ class Answering:
             patterns = ", ".join(channel.import_file_patterns)
             problem = f"No import file was found (import files are named {patterns}; found: {found})."
             logger.warning("message failed: no import file", extra={"found": found})
-            return Answer(Outcome.FAILED, reply=reply_with_error(context, problem))
+            return Decision(Outcome.FAILED, reply=reply_bytes(reply_with_error(context, problem)))
 
         taken: set[str] = set()
-        reports = [
-            _unique_export(self._process(file.filename, file.content, sender, parsed), taken)
-            for file in parsed.import_files
-        ]
+        reports = []
+        for index, file in enumerate(parsed.import_files):
+            serials = serials_for(f"{index}:{file.filename}")
+            report = self._process(file.filename, file.content, sender, parsed, serials)
+            reports.append(_unique_export(report, taken))
         exports = [report.processed for report in reports if report.processed is not None]
         if not exports:
             logger.warning("message failed: no import file could be processed")
             problem = "None of the import files could be processed."
-            return Answer(Outcome.FAILED, reply=reply_with_error(context, problem, reports))
+            return Decision(Outcome.FAILED, reply=reply_bytes(reply_with_error(context, problem, reports)))
         files = [{"name": p.import_name, "accepted": p.accepted, "rejected": p.rejected} for p in exports]
         logger.info("message processed", extra={"files": files})
-        return Answer(Outcome.PROCESSED, reply=reply_with_exports(context, reports), exports=exports)
+        reply = reply_bytes(reply_with_exports(context, reports))
+        return Decision(Outcome.PROCESSED, reply=reply, exports=exports)
 
-    def _process(self, filename: str, content: bytes, sender: str, parsed: ParsedMessage) -> FileReport:
+    def _process(
+        self, filename: str, content: bytes, sender: str, parsed: ParsedMessage, serials: SerialSource
+    ) -> FileReport:
         """Prescript, processing, postscript (DESIGN §4, §5); a failure fails this file only."""
         channel = self.channel
 
@@ -125,7 +163,7 @@ class Answering:
         try:
             if channel.prescript:
                 content = script("pre", channel.prescript, filename, content)
-            processed = process_import(filename, content, self.serials)
+            processed = process_import(filename, content, serials)
             if channel.postscript:
                 export = script("post", channel.postscript, processed.export_name, processed.export_bytes)
                 processed = replace(processed, export_bytes=export)

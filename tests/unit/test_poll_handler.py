@@ -1,0 +1,128 @@
+"""The poll handler driven with fake wiring: every poll status comes from the service, the handler
+only parses the event, calls it and emits the metrics of its result."""
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from devstack.poll import FakeLambdaContext
+from devstack.samples import partner_mail
+from domain.channel import Channel
+from domain.errors import ChannelFailure
+from handlers.poll import PollFailed, handler
+from service.poll import Ports
+from settings import poll_settings
+from tests.unit.test_poll_service import World, make_channel
+
+
+class FakeWiring:
+    """Channel items by id, and the World's fakes as every channel's ports."""
+
+    def __init__(
+        self, world: World, items: Mapping[str, Mapping[str, Any]], secret_missing: bool = False
+    ) -> None:
+        self.world = world
+        self.items = items
+        self.secret_missing = secret_missing
+
+    def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
+        return self.items.get(channel_id)
+
+    def ports(self, channel: Channel) -> Ports:
+        if self.secret_missing:
+            raise ChannelFailure(
+                "secret lettershop/acme/pop3 cannot be read: ResourceNotFoundException",
+                setting="pop3_password_secret",
+            )
+        return self.world.ports()
+
+
+def item(**changes: Any) -> dict[str, Any]:
+    channel = make_channel(**changes)
+    return {key: value for key, value in channel.model_dump().items() if value is not None}
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("CHANNELS_TABLE", "STATE_TABLE", "SCRIPTS_BUCKET", "ARCHIVE_BUCKET"):
+        monkeypatch.setenv(f"LETTERSHOP_{name}", f"test-{name.lower()}")
+    poll_settings.cache_clear()
+    yield
+    poll_settings.cache_clear()
+
+
+def metrics_of(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    emitted: dict[str, Any] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith('{"_aws"'):
+            emitted.update(json.loads(line))
+    return emitted
+
+
+def invoke(wiring: FakeWiring, channel_id: str = "acme") -> dict[str, object]:
+    result: dict[str, object] = handler({"channel_id": channel_id}, FakeLambdaContext(), wiring=wiring)
+    return result
+
+
+def test_a_poll_through_the_handler_answers_and_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = invoke(FakeWiring(world, {"acme": item()}))
+
+    assert (result["status"], result["processed"], result["deleted"]) == ("ok", 1, 1)
+    emitted = metrics_of(capsys)
+    assert (emitted["MessagesProcessed"], emitted["channel_id"]) == ([1.0], "acme")
+    assert "PollErrors" not in emitted
+
+
+def test_no_such_channel_is_an_invalid_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    result = invoke(FakeWiring(World(), {}), "nobody")
+
+    assert result["status"] == "invalid_config"
+    assert result["error"] == "channel nobody does not exist"
+    assert metrics_of(capsys)["InvalidChannelConfig"] == [1.0]
+
+
+def test_an_invalid_item_is_reported_and_its_mailbox_not_touched(capsys: pytest.CaptureFixture[str]) -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+    broken = item() | {"pop3_security": "ssl", "smtp_host": None}
+
+    result = invoke(FakeWiring(world, {"acme": broken}))
+
+    assert result["status"] == "invalid_config"
+    assert "pop3_security" in str(result["error"])
+    assert world.mailbox.retrieved == []
+    assert metrics_of(capsys)["InvalidChannelConfig"] == [1.0]
+
+
+def test_an_inactive_channel_is_not_polled() -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = invoke(FakeWiring(world, {"acme": item(active=False)}))
+
+    assert result["status"] == "inactive"
+    assert world.mailbox.retrieved == []
+
+
+def test_a_channel_failure_raises_after_naming_the_setting(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(PollFailed, match="ResourceNotFoundException"):
+        invoke(FakeWiring(World(), {"acme": item()}, secret_missing=True))
+
+    [logged] = [record for record in caplog.records if record.getMessage() == "poll ended in error"]
+    assert logged.setting == "pop3_password_secret"  # type: ignore[attr-defined]
+    assert metrics_of(capsys)["PollErrors"] == [1.0]
+
+
+def test_a_locked_channel_counts_as_locked(capsys: pytest.CaptureFixture[str]) -> None:
+    world = World()
+    world.lease.holder = "another poll"
+
+    assert invoke(FakeWiring(world, {"acme": item()}))["status"] == "locked"
+    assert metrics_of(capsys)["PollLocked"] == [1.0]
