@@ -123,4 +123,4 @@ deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

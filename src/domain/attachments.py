@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy
 from email.errors import (
-    CloseBoundaryNotFoundDefect,
     MultipartInvariantViolationDefect,
     StartBoundaryNotFoundDefect,
 )
@@ -38,11 +37,9 @@ _TNEF_TYPES = {"application/ms-tnef", "application/vnd.ms-tnef"}
 _MAX_MIME_DEPTH = 30
 _MAX_MESSAGE_NESTING = 5
 _MAX_PARTS = 5_000
-_BOUNDARY_DEFECTS = (
-    StartBoundaryNotFoundDefect,
-    MultipartInvariantViolationDefect,
-    CloseBoundaryNotFoundDefect,
-)
+# Boundary defects that lose parts; a missing close delimiter (CloseBoundaryNotFoundDefect) loses
+# none - every part up to the end was read - so it does not count against a reading.
+_BOUNDARY_DEFECTS = (StartBoundaryNotFoundDefect, MultipartInvariantViolationDefect)
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 type _Part = Message[Any, Any]
@@ -71,7 +68,7 @@ def _children(part: _Part) -> list[_Part]:
 
 
 def _boundary_trouble(message: _Part) -> tuple[int, int]:
-    """How many parts could not be split at their boundary, and minus how many parts were found
+    """How many multiparts lost parts at their boundary, and minus how many parts were found
     (iterative: nesting may be deep). Less is better: at equal trouble, the reading that found more
     parts lost fewer of them."""
     trouble = parts = 0

@@ -124,6 +124,8 @@ def split_extension(name: str) -> tuple[str, str]:
 def _truncate(name: str, marker: str = "") -> str:
     """``name`` with ``marker`` before its extension, the stem cut so the whole fits the byte limit."""
     stem, extension = split_extension(name)
+    if marker:  # "orders .csv" -> "orders (2).csv", one space as safe_filename leaves it
+        stem = stem.rstrip(" .")
     tail = f"{marker}{extension}"
     if len(f"{stem}{tail}".encode()) <= _MAX_NAME_BYTES:
         return f"{stem}{tail}"

@@ -1,7 +1,7 @@
 """Whose failure is it (DESIGN §6): the one mapping from an error to what happens to the message.
 
 The error classes of ``domain.errors`` are siblings; this table, not the order of ``except`` clauses,
-decides. The message handler applies the consequence in one place (``MessageSettler._after``).
+decides. The message handler applies the consequence in one place (``MessageSettler._on_failure``).
 
 | error                   | consequence    | the message                                   | the poll    |
 |-------------------------|----------------|-----------------------------------------------|-------------|

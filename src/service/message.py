@@ -12,7 +12,7 @@ The ledger entry's stage only moves forward, one small step per stage::
 
 A later poll reads the entry and goes on from its stage: an answer is never computed twice, a reply
 never sent twice once recorded, shipment ids never issued twice for one file. Every failure goes to
-one place, ``_after``, which does what ``service.failures.consequence_of`` says.
+one place, ``_on_failure``, which does what ``service.failures.consequence_of`` says.
 """
 
 import hashlib
@@ -28,12 +28,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from domain.channel import Channel
 from domain.errors import ConnectionLost, LetterShopError, TransientError
 from domain.inbound import Headers, is_recognized, parse_headers
-from domain.ledger import LedgerEntry, SerialBlock, Stage
+from domain.ledger import LedgerEntry, Stage
 from domain.outcomes import Outcome, PollResult
 from domain.shipments import SerialSource
 from service.decide import Decider, Decision, screen
 from service.failures import Consequence, consequence_of
 from service.ports import Archive, Ledger, MailboxSession, MessageRef, ReplySender
+from service.retrieval import RetrievalFailures
+from service.serial_blocks import RecordedSerials
 from service.telemetry import logger, metrics
 
 SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
@@ -77,6 +79,9 @@ class MessageSettler:
     now: Callable[[], datetime]
     checkpoint: Checkpoint
 
+    def __post_init__(self) -> None:
+        self.retrievals = RetrievalFailures(self.ledger, self.channel)
+
     def handle(self, ref: MessageRef) -> None:
         """Bring one message to its single outcome, or leave it on the server for the next poll.
 
@@ -94,7 +99,7 @@ class MessageSettler:
             logger.debug("not a LetterShop message; left on the server untouched")
             return
         self.result.recognized += 1
-        if self._unretrievable(ref):
+        if self.retrievals.given_up(ref):
             self.result.count(Outcome.DEFERRED)
             return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
@@ -102,7 +107,7 @@ class MessageSettler:
             try:
                 self._settle(message)
             except Exception as error:  # every error goes to the one mapping
-                self._after(message, error)
+                self._on_failure(message, error)
 
     # ------------------------------------------------------------------ the steps
 
@@ -126,7 +131,7 @@ class MessageSettler:
         try:
             self.session.retrieve(message.ref.number, message.raw)
         except ConnectionLost:
-            self._count_retrieval_failure(message.ref)
+            self.retrievals.count_failure(message.ref)
             raise
         message.raw.seek(0)
         message.digest = hashlib.file_digest(message.raw, "sha256").hexdigest()  # type: ignore[arg-type]  # BinaryIO has readinto
@@ -150,7 +155,7 @@ class MessageSettler:
             message.raw.read(),
             sender,
             message.received,
-            lambda key: _RecordedSerials(self.serials, message, key, record=self._save),
+            lambda key: RecordedSerials(self.serials, key, message, record=self._save),
         )
         if decision.outcome is Outcome.REJECTED:
             self._quarantine(message, decision.reason or "rejected")
@@ -190,7 +195,7 @@ class MessageSettler:
 
     # ------------------------------------------------------------- the one mapping
 
-    def _after(self, message: _Message, error: Exception) -> None:
+    def _on_failure(self, message: _Message, error: Exception) -> None:
         """Do what the error means for this message (``service.failures``)."""
         consequence = consequence_of(error)
         entry = message.entry
@@ -294,33 +299,6 @@ class MessageSettler:
         except TransientError as error:
             logger.warning("archive not refreshed (it holds the message already): %s", error)
 
-    def _unretrievable(self, ref: MessageRef) -> bool:
-        """A message whose RETR broke the connection ``max_attempts`` times is skipped, so it no longer
-        stops every poll before the messages behind it; it stays on the server for the operator."""
-        if not ref.uid:
-            return False
-        try:
-            failures = self.ledger.retrieval_failures(self.channel.channel_id, ref.uid)
-        except TransientError:
-            return False
-        if failures < self.channel.max_attempts:
-            return False
-        logger.error(
-            "message cannot be retrieved (the connection broke %d times); skipped, left on the server",
-            failures,
-            extra={"uidl": ref.uid, "size": ref.size},
-        )
-        metrics.add_metric(name="MessageUnretrievable", unit=MetricUnit.Count, value=1)
-        return True
-
-    def _count_retrieval_failure(self, ref: MessageRef) -> None:
-        if not ref.uid:
-            return
-        try:
-            self.ledger.count_retrieval_failure(self.channel.channel_id, ref.uid)
-        except TransientError as error:
-            logger.warning("retrieval failure not recorded: %s", error)
-
     def _record_sent(self, entry: LedgerEntry) -> LedgerEntry:
         """Record a settled entry. It must not be deferred now, or the next poll sends it again."""
         for attempt in range(1, RECORD_ATTEMPTS + 1):
@@ -340,26 +318,3 @@ class MessageSettler:
                 raise
             logger.warning("ledger not updated (the next poll will repair it): %s", error)
         return entry
-
-
-@dataclass
-class _RecordedSerials:
-    """The serials of one import file: its block is recorded in the ledger before processing uses it,
-    and every retry of the file reuses it (DESIGN §6, "shipment ids are issued once per file, ever")."""
-
-    serials: SerialSource
-    message: _Message
-    key: str
-    record: Callable[[LedgerEntry], LedgerEntry]
-
-    def allocate(self, count: int) -> range:
-        entry = self.message.ledger_entry
-        recorded = entry.serial_blocks.get(self.key)
-        reused = recorded.serials(count) if recorded is not None else None
-        if reused is not None:
-            logger.info("reusing the serial block recorded for this file", extra={"import_file": self.key})
-            return reused
-        fresh = self.serials.allocate(count)
-        block = SerialBlock(first=fresh.start, count=len(fresh))
-        self.message.entry = self.record(entry.with_serial_block(self.key, block))
-        return fresh

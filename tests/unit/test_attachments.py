@@ -250,6 +250,22 @@ def test_given_taken_names_when_made_unique_then_numbered() -> None:
     ]
 
 
+def test_given_a_name_with_a_blank_before_its_extension_when_made_unique_then_still_a_safe_name() -> None:
+    # found by tests/unit/test_mime_properties.py: "0 .csv" became "0  (2).csv", two blanks
+    taken: set[str] = set()
+    names = [unique_filename(name, taken) for name in ["0 .csv", "0 .csv"]]
+    assert names == ["0 .csv", "0 (2).csv"]
+    assert all(safe_filename(name, index=1) == name for name in names)
+
+
+def test_given_a_long_name_taken_when_made_unique_then_the_number_fits_the_limit() -> None:
+    name = safe_filename("x" * 300 + ".csv", index=1)
+    second = unique_filename(name, {name.casefold()})
+    assert second.endswith(" (2).csv")
+    assert len(second.encode()) <= 200
+    assert safe_filename(second, index=1) == second
+
+
 # --- containers: forwarded messages ---------------------------------------------------------
 
 

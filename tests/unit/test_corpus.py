@@ -14,34 +14,14 @@ import pytest
 from domain.attachments import ParsedMessage, parse_message
 from domain.errors import RejectedMessage
 from domain.inbound import automatic_reason, is_recognized, parse_headers, rejection_reason
-from domain.senders import sender_address
 from tests import corpus
-
-PATTERNS = ["*.csv", "*.txt"]
+from tests.unit.outcomes import PATTERNS, outcome
 
 
 @pytest.fixture
 def load(mail_corpus: Path) -> Callable[[str], bytes]:
     """Reads one corpus message by its path relative to the corpus."""
     return lambda relative: (mail_corpus / relative).read_bytes()
-
-
-def outcome(raw: bytes) -> tuple[str, str | ParsedMessage]:
-    """What the poll would do with a recognised message from an allowed sender: rejected or parsed."""
-    headers = parse_headers(raw)
-    try:
-        allowed = [sender_address(headers.get_all("From"))]
-    except RejectedMessage:
-        allowed = []
-    _, reason = rejection_reason(
-        headers, allowed_senders=allowed, require_authenticated_sender=False, trusted_authserv_ids=[]
-    )
-    if reason is not None:
-        return "rejected", reason
-    try:
-        return "parsed", parse_message(raw, PATTERNS)
-    except RejectedMessage as exc:
-        return "rejected", str(exc)
 
 
 def test_the_corpus_is_complete(mail_corpus: Path) -> None:
