@@ -21,7 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticUndefined
 
-from domain.senders import normalize_sender_pattern
+from domain.errors import RejectedMessage
+from domain.senders import normalize_sender_pattern, sender_address
 
 ChannelId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -30,6 +31,7 @@ Positive = Annotated[int, Field(ge=1)]
 
 DEFAULT_POP3_PORTS = {"tls": 995, "starttls": 110, "none": 110}
 MAX_SCRIPT_NAME = 100
+MAX_MESSAGE_BYTES = 400 * 1024 * 1024
 
 
 class Channel(BaseModel):
@@ -66,13 +68,17 @@ class Channel(BaseModel):
     allowed_senders: list[str] = Field(default_factory=list)
     poll_interval_minutes: Annotated[int, Field(ge=1, le=1440)] = 5
     max_messages_per_poll: Annotated[int, Field(ge=1, le=1000)] = 50
-    max_message_bytes: Positive = 26_214_400
+    # At most 400 MB: the function has 512 MB of /tmp, and the raw message is spooled there.
+    max_message_bytes: Annotated[int, Field(ge=1, le=MAX_MESSAGE_BYTES)] = 26_214_400
     import_file_patterns: list[NonEmpty] = Field(default_factory=lambda: ["*.csv", "*.txt"], min_length=1)
     # At most 120 s: a pre- and a postscript must fit into the poll function's 300 s with room to spare.
     script_timeout_seconds: Annotated[int, Field(ge=1, le=120)] = 60
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
     # Error replies to one sender per hour; the rest are rejected, so no mail loop can grow (§6).
     max_error_replies_per_hour: Annotated[int, Field(ge=0, le=1000)] = 3
+    # Caps checked before any shipment id is allocated (DESIGN §3).
+    max_import_files: Annotated[int, Field(ge=1, le=100)] = 10
+    max_rows_per_file: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
     require_authenticated_sender: bool = False
     trusted_authserv_ids: list[NonEmpty] = Field(default_factory=list)
 
@@ -84,9 +90,18 @@ class Channel(BaseModel):
     @field_validator("sender_address")
     @classmethod
     def _check_sender_address(cls, value: str) -> str:
-        local, at, domain = value.rpartition("@")
-        if not at or not local or "." not in domain or any(c.isspace() or c in '<>,;"' for c in value):
-            raise ValueError(f"'{value}' is not a plain e-mail address such as lettershop@example.com")
+        """One plain address, read by the same parser as a partner's From (``x@.``, ``a@b@c.d``,
+        ``Name <a@b.example>`` are refused)."""
+        problem = f"'{value}' is not one plain e-mail address such as lettershop@example.com"
+        if any(c.isspace() or c in '<>,;"()' for c in value):
+            raise ValueError(problem)
+        try:
+            parsed = sender_address([value])
+        except RejectedMessage as error:
+            reason = str(error).replace("the From header", "it").replace("the From address", "it")
+            raise ValueError(f"{problem}: {reason}") from None
+        if "." not in parsed.rpartition("@")[2]:
+            raise ValueError(f"{problem}: its domain has no dot")
         return value
 
     @field_validator("prescript", "postscript")

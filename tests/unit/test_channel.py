@@ -132,3 +132,26 @@ def test_authenticated_sender_needs_trusted_servers() -> None:
 @pytest.mark.parametrize("partner_id", ["a/b", "..", "Acme AG"])
 def test_partner_id_names_a_script_folder_safely(partner_id: str) -> None:
     assert "partner_id" in errors_of(**{**MINIMAL, "partner_id": partner_id})
+
+
+@pytest.mark.parametrize("address", ["x@.", "a@b@c.d", "a@@b.example", "Orders <a@b.example>", "a@localhost"])
+def test_sender_address_is_one_plain_address_read_by_the_senders_parser(address: str) -> None:
+    assert (
+        "not one plain e-mail address"
+        in errors_of(**(MINIMAL | {"sender_address": address}))["sender_address"]
+    )
+
+
+def test_max_message_bytes_is_at_most_400_mb() -> None:
+    assert load_channel(MINIMAL | {"max_message_bytes": Decimal(400 * 1024 * 1024)}).max_message_bytes
+    assert (
+        "less than or equal"
+        in errors_of(**(MINIMAL | {"max_message_bytes": Decimal(10**15)}))["max_message_bytes"]
+    )
+
+
+def test_the_caps_of_a_message_have_their_defaults_and_bounds() -> None:
+    channel = load_channel(MINIMAL)
+    assert (channel.max_import_files, channel.max_rows_per_file) == (10, 100_000)
+    errors = errors_of(**(MINIMAL | {"max_import_files": 101, "max_rows_per_file": 0}))
+    assert set(errors) == {"max_import_files", "max_rows_per_file"}
