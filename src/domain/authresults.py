@@ -4,9 +4,11 @@ Only the topmost header whose authserv-id is in the channel's ``trusted_authserv
 own receiving server adds its header on top (and should strip copies carrying its id), so anything
 lower down - possibly written by the sender - is ignored.
 
-Alignment is *relaxed* and done by domain suffix, without a public-suffix list: two domains align
-when they are equal or one is a subdomain of the other, and the shorter one has at least two labels
-(``d=com`` never aligns with anything).
+``dmarc=pass`` counts only with a ``header.from`` property whose domain is the sender's domain (both
+normalised): a bare ``dmarc=pass`` does not say whose From it checked, so it vouches for nobody.
+For ``dkim=pass`` and ``spf=pass``, alignment is *relaxed* and done by domain suffix, without a
+public-suffix list: two domains align when they are equal or one is a subdomain of the other, and the
+shorter one has at least two labels (``d=com`` never aligns with anything).
 """
 
 from __future__ import annotations
@@ -135,8 +137,9 @@ def _passes(result: AuthResult, sender_domain: str) -> bool:
     if result.result != "pass":
         return False
     if result.method == "dmarc":
+        # DMARC's verdict is about one From domain: without header.from it vouches for nobody.
         header_from = result.properties.get("header.from")
-        return header_from is None or _domain(header_from) == sender_domain
+        return header_from is not None and _domain(header_from) == sender_domain
     if result.method == "dkim":
         signer = result.properties.get("header.d") or result.properties.get("header.i")
         return signer is not None and aligned(_domain(signer), sender_domain)
@@ -147,8 +150,13 @@ def _passes(result: AuthResult, sender_domain: str) -> bool:
 
 
 def _describe(result: AuthResult, sender_domain: str) -> str:
-    if result.result == "pass" and result.method in {"dkim", "spf", "dmarc"}:
-        key = {"dkim": "header.d", "spf": "smtp.mailfrom", "dmarc": "header.from"}[result.method]
+    if result.result == "pass" and result.method == "dmarc":
+        header_from = result.properties.get("header.from")
+        if header_from is None:
+            return f"{result} (no header.from, so not for {sender_domain})"
+        return f"{result} (header.from={header_from} is not {sender_domain})"
+    if result.result == "pass" and result.method in {"dkim", "spf"}:
+        key = {"dkim": "header.d", "spf": "smtp.mailfrom"}[result.method]
         return f"{result} ({key}={result.properties.get(key, '?')} not aligned with {sender_domain})"
     return str(result)
 

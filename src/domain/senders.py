@@ -6,6 +6,12 @@ Three kinds of ``allowed_senders`` entries, all stored normalised (lower case, I
 * ``example.com``      - any address of exactly that domain (not its subdomains);
 * ``*.example.com``    - any address of a subdomain of example.com (not example.com itself).
 
+Domains - of the sender and of every entry - are normalised by IDNA2008 with UTS #46 mapping,
+*non-transitional* (``idna`` package): case and width are folded and the ideographic and full-width
+stops are dots, but ``ß``, ``ς``, ZWJ and ZWNJ stay what they are, so ``straße.example``
+(``xn--strae-oqa.example``) is never ``strasse.example``. Python's own ``"idna"`` codec (IDNA 2003)
+would fold them, so it is not used.
+
 The sender is the single address in the single ``From`` header. Everything that is not exactly one
 plain address is refused, because a second parser (a mail client, a person) might read it differently.
 """
@@ -19,45 +25,121 @@ from email import message_from_string, policy
 from email.errors import HeaderParseError
 from email.message import EmailMessage
 from email.utils import getaddresses
+from functools import lru_cache
+
+import idna
 
 from domain.errors import RejectedMessage
 
 _LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+_ACE_PREFIX = "xn--"
+_RTL_CLASSES = frozenset({"R", "AL", "AN"})
 # Characters that never belong in an unquoted local part we are willing to configure or accept.
 _LOCAL_PART_FORBIDDEN = re.compile(r'[\s\x00-\x1f\x7f<>()\[\]\\,;:@"*]')
 _MAX_DOMAIN_LENGTH = 253
 _MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit
 _MAX_FROM_LENGTH = 2000
 _MAX_SHOWN = 120
+_LDH_PROBLEM = "may only contain letters, digits and inner hyphens in each label"
+_TOO_LONG = f"is longer than {_MAX_DOMAIN_LENGTH} characters"
+
+
+class InvalidDomain(ValueError):
+    """A domain that is no host name. ``str()`` names the domain; ``why`` is the bare reason."""
+
+    def __init__(self, domain: str, why: str) -> None:
+        super().__init__(f"the domain {domain!r} {why}" if domain else f"the domain {why}")
+        self.why = why
+
+
+def _idna_problem(error: ValueError) -> str:
+    """Why ``idna`` refused a name, for the operator (its messages name the offending codepoint)."""
+    code = error.code if isinstance(error, idna.IDNAError) else None
+    if code in {"input_too_long", "domain_too_long"}:
+        return _TOO_LONG
+    if code == "label_too_long":
+        return "has a label longer than 63 characters in its IDNA ASCII form"
+    return f"is not a valid international domain name (IDNA2008): {_cut(str(error) or 'invalid')}"
+
+
+def _uts46_mapped(text: str, domain: str) -> str:
+    """UTS #46 mapping, non-transitional: lower case, NFC, width folded, ``ß``/``ς``/ZWJ/ZWNJ kept.
+
+    ``std3_rules=False`` leaves ASCII punctuation to the LDH check, which says what is wrong with it
+    in the same words as for an all-ASCII domain.
+    """
+    try:
+        return idna.uts46_remap(text, std3_rules=False, transitional=False)
+    except ValueError as error:  # idna.IDNAError is a UnicodeError, a ValueError
+        raise InvalidDomain(domain, _idna_problem(error)) from error
+
+
+def _label_forms(label: str, domain: str) -> tuple[str, str]:
+    """``(A-label, U-label)`` of one mapped label; InvalidDomain when it is not IDNA2008-valid.
+
+    An ASCII label must be LDH; one that starts with ``xn--`` must also be a real A-label: valid
+    Punycode, canonical (RFC 5891 §5.3), of a valid U-label - no fake ``xn--`` spelling slips through.
+    """
+    if label.isascii():
+        if not _LDH_LABEL.match(label):
+            raise InvalidDomain(domain, _LDH_PROBLEM)
+        if not label.startswith(_ACE_PREFIX):
+            return label, label
+        try:
+            return label, idna.ulabel(label)
+        except ValueError as error:
+            raise InvalidDomain(domain, _idna_problem(error)) from error
+    try:
+        ascii_label = idna.alabel(label).decode("ascii")
+    except ValueError as error:
+        raise InvalidDomain(domain, _idna_problem(error)) from error
+    if not _LDH_LABEL.match(ascii_label):  # alabel checks the length; this is a second guard
+        raise InvalidDomain(domain, _LDH_PROBLEM)
+    return ascii_label, label
+
+
+def _check_bidi_domain(unicode_labels: Sequence[str], domain: str) -> None:
+    """RFC 5893: in a domain with a right-to-left label, every label must satisfy the Bidi Rule."""
+    if not any(unicodedata.bidirectional(ch) in _RTL_CLASSES for label in unicode_labels for ch in label):
+        return
+    for label in unicode_labels:
+        try:
+            idna.check_bidi(label, check_ltr=True)
+        except ValueError as error:
+            raise InvalidDomain(domain, _idna_problem(error)) from error
 
 
 def normalize_domain(domain: str) -> str:
-    """``Bücher.Example.`` -> ``xn--bcher-kva.example``; raises ValueError for anything not a host name."""
-    text = unicodedata.normalize("NFC", domain.strip()).translate(_IDNA_DOTS)
+    """``Bücher.Example.`` -> ``xn--bcher-kva.example``; raises ValueError for anything not a host name.
+
+    IDNA2008 with UTS #46 non-transitional mapping: ``Straße.example`` -> ``xn--strae-oqa.example``
+    (not ``strasse.example``); an all-ASCII domain is only lower-cased (and its ``xn--`` labels
+    checked). The ValueError is an InvalidDomain naming the domain and what is wrong with it.
+    """
+    text = domain.strip().translate(_IDNA_DOTS)
+    text = text.lower() if text.isascii() else _uts46_mapped(text, domain)
     text = text.removesuffix(".")
     if not text:
-        raise ValueError("the domain is empty")
-    labels = []
+        raise InvalidDomain("", "is empty")
+    ascii_labels: list[str] = []
+    unicode_labels: list[str] = []
     for label in text.split("."):
         if not label:
-            raise ValueError(f"the domain {domain!r} has an empty label")
-        if label.isascii():
-            ascii_label = label.lower()
-        else:
-            try:
-                ascii_label = label.encode("idna").decode("ascii").lower()
-            except UnicodeError as exc:
-                raise ValueError(f"the domain {domain!r} is not a valid international domain name") from exc
-        if not _LDH_LABEL.match(ascii_label):
-            raise ValueError(
-                f"the domain {domain!r} may only contain letters, digits and inner hyphens in each label"
-            )
-        labels.append(ascii_label)
-    result = ".".join(labels)
+            raise InvalidDomain(domain, "has an empty label")
+        ascii_label, unicode_label = _label_forms(label, domain)
+        ascii_labels.append(ascii_label)
+        unicode_labels.append(unicode_label)
+    _check_bidi_domain(unicode_labels, domain)
+    result = ".".join(ascii_labels)
     if len(result) > _MAX_DOMAIN_LENGTH:
-        raise ValueError(f"the domain {domain!r} is longer than {_MAX_DOMAIN_LENGTH} characters")
+        raise InvalidDomain(domain, _TOO_LONG)
     return result
+
+
+def _normalized_local_part(local: str) -> str:
+    """NFC, lower case: the one form of a local part, in patterns and senders alike."""
+    return unicodedata.normalize("NFC", local).lower()
 
 
 def _normalize_local_part(local: str, original: str) -> str:
@@ -67,7 +149,7 @@ def _normalize_local_part(local: str, original: str) -> str:
         raise ValueError(f"{original!r}: to allow a whole domain, enter just the domain ('example.com')")
     if _LOCAL_PART_FORBIDDEN.search(local):
         raise ValueError(f"{original!r} contains a character that is not allowed in an e-mail address")
-    return unicodedata.normalize("NFC", local).lower()
+    return _normalized_local_part(local)
 
 
 def normalize_sender_pattern(entry: str) -> str:
@@ -150,9 +232,14 @@ def _second_opinion(value: str) -> list[str] | None:
         return None
 
 
+def _cut(value: str) -> str:
+    """A text cut to a readable length."""
+    return value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "..."
+
+
 def _shown(value: str) -> str:
     """A header value quoted for a reason text, cut to a readable length."""
-    return repr(value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "...")
+    return repr(_cut(value))
 
 
 def _normalized_address(address: str, value: str) -> str:
@@ -168,9 +255,11 @@ def _normalized_address(address: str, value: str) -> str:
         raise RejectedMessage(f"the From address has no domain: {_shown(value)}")
     try:
         normalized_domain = normalize_domain(domain)
-    except ValueError as exc:
-        raise RejectedMessage(f"the From address has an invalid domain: {_shown(value)}") from exc
-    result = f"{unicodedata.normalize('NFC', local).lower()}@{normalized_domain}"
+    except InvalidDomain as exc:
+        raise RejectedMessage(
+            f"the From address has an invalid domain: {_shown(value)} (it {_cut(exc.why)})"
+        ) from exc
+    result = f"{_normalized_local_part(local)}@{normalized_domain}"
     if len(result) > _MAX_ADDRESS_LENGTH:
         raise RejectedMessage(f"the From address is longer than {_MAX_ADDRESS_LENGTH} characters")
     return result
@@ -230,15 +319,54 @@ def reply_address_problem(address: str, *, ascii_only: bool) -> str | None:
     return None
 
 
+def _matching_form(address: str) -> tuple[str, str] | None:
+    """``(address, domain)`` of an address normalised like ``sender_address`` does; None if none."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local:
+        return None
+    try:
+        normalized_domain = normalize_domain(domain)
+    except ValueError:
+        return None
+    return f"{_normalized_local_part(local)}@{normalized_domain}", normalized_domain
+
+
+@lru_cache(maxsize=4096)
+def _normalized_pattern(entry: str) -> str | None:
+    """``normalize_sender_pattern``, or None when the entry is refused."""
+    try:
+        return normalize_sender_pattern(entry)
+    except ValueError:
+        return None
+
+
+def _matching_pattern(pattern: str) -> str | None:
+    """A pattern in the form it is compared in; None when it cannot match anything.
+
+    An address pattern is normalised exactly like the sender's address (``_matching_form``), so an
+    address matches itself whatever it holds; the stricter rules for configured entries are the
+    channel model's business. A domain or wildcard goes through ``normalize_sender_pattern``.
+    """
+    if "@" in pattern:
+        matching = _matching_form(pattern)
+        return None if matching is None else matching[0]
+    return _normalized_pattern(pattern)
+
+
 def is_allowed(address: str, patterns: Sequence[str]) -> bool:
-    """Whether a normalised sender address matches one of the normalised patterns. Empty = nobody."""
-    address = address.strip().lower()
-    _, at, domain = address.rpartition("@")
-    if not at or not domain:
+    """Whether a sender address matches one of the patterns. Empty = nobody.
+
+    Both sides are compared in their normalised forms (``normalize_sender_pattern``, the sender's
+    domain by ``normalize_domain``), so ``Straße.example`` matches ``xn--strae-oqa.example`` and never
+    ``strasse.example``, whichever side was normalised already. Invalid patterns match nothing.
+    """
+    matching = _matching_form(address)
+    if matching is None:
         return False
+    address, domain = matching
     for raw_pattern in patterns:
-        pattern = raw_pattern.strip().lower()
-        if not pattern:
+        pattern = _matching_pattern(raw_pattern)
+        if pattern is None:
             continue
         if "@" in pattern:
             if address == pattern:
@@ -249,3 +377,27 @@ def is_allowed(address: str, patterns: Sequence[str]) -> bool:
         elif domain == pattern:
             return True
     return False
+
+
+def normalization_notes(entries: object) -> list[tuple[str, str]]:
+    """``(entry as typed, normalised form)`` of the raw ``allowed_senders`` entries whose normalised
+    form differs in more than case and surrounding whitespace - ``Bücher.example`` ->
+    ``xn--bcher-kva.example``, ``partner.example.`` -> ``partner.example`` - for the operator's log.
+
+    ``entries`` is the item's raw value, a list or a (DynamoDB string) set; anything else, entries that
+    are no strings and entries that cannot be normalised are passed over (the channel model reports
+    those). A set is read in sorted order, a list in its own; each note appears once.
+    """
+    if isinstance(entries, (set, frozenset)):
+        typed = sorted(entry for entry in entries if isinstance(entry, str))
+    elif isinstance(entries, (list, tuple)):
+        typed = [entry for entry in entries if isinstance(entry, str)]
+    else:
+        return []
+    notes: dict[tuple[str, str], None] = {}
+    for entry in typed:
+        shown = entry.strip()
+        normalized = _normalized_pattern(entry)
+        if normalized is not None and normalized != shown.lower():
+            notes[shown, normalized] = None
+    return list(notes)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import ChannelFailure, ConnectionLost, LetterShopError, TransientError
 from domain.outcomes import PollResult
+from domain.senders import normalization_notes
 from domain.shipments import SerialSource
 from service.decide import Decider, script_seconds
 from service.message import Checkpoint, MessageSettler
@@ -76,6 +77,13 @@ def poll(
                 channel_id, status="invalid_config", error=f"channel {channel_id} does not exist"
             )
         channel = load_channel(item)
+        notes = normalization_notes(item.get("allowed_senders"))
+        if notes:
+            logger.info(
+                "allowed_senders entries are used in their normalised form: %s",
+                ", ".join(f"{typed!r} -> {normalised!r}" for typed, normalised in notes),
+                extra={"allowed_senders_normalised": dict(notes)},
+            )
         if not channel.active:
             logger.info("channel is not active; mailbox not touched")
             return PollResult(channel_id, status="inactive")

@@ -23,6 +23,16 @@ from domain.senders import is_allowed, normalize_domain, normalize_sender_patter
         ("xn--bcher-kva.example", "xn--bcher-kva.example"),
         ("example.com.", "example.com"),
         ("first.last+tag@sub.example.org", "first.last+tag@sub.example.org"),
+        # IDNA2008 / UTS #46 non-transitional: ß is kept, not folded to "ss" (DESIGN §3)
+        ("Straße.example", "xn--strae-oqa.example"),
+        ("strasse.example", "strasse.example"),
+        ("*.straße.example", "*.xn--strae-oqa.example"),
+        ("Orders@STRAẞE.example", "orders@xn--strae-oqa.example"),  # capital sharp s maps to ß
+        ("xn--strae-oqa.example", "xn--strae-oqa.example"),
+        # mapping still applies: case, full-width and ideographic full stops, full-width letters
+        ("B\N{FULLWIDTH FULL STOP}Example", "b.example"),
+        ("bücher\N{IDEOGRAPHIC FULL STOP}example", "xn--bcher-kva.example"),
+        ("\N{FULLWIDTH LATIN CAPITAL LETTER P}artner.example", "partner.example"),
     ],
 )
 def test_given_a_valid_entry_when_normalised_then_lower_case_and_idna(entry: str, expected: str) -> None:
@@ -52,6 +62,13 @@ def test_given_a_valid_entry_when_normalised_then_lower_case_and_idna(entry: str
         ("<user@example.com>", "not allowed in an e-mail address"),
         ('"quoted"@example.com', "not allowed in an e-mail address"),
         ("user@[192.0.2.1]", "letters, digits"),
+        (
+            "\N{SNOWMAN}.example",
+            "'\N{SNOWMAN}.example': the domain '\N{SNOWMAN}.example' is not a valid international",
+        ),
+        ("orders@\N{SNOWMAN}.example", "not a valid international domain name (IDNA2008)"),
+        ("*.a\N{ZERO WIDTH JOINER}b.example", "not a valid international domain name (IDNA2008)"),
+        ("xn--zz.example", "not a valid international domain name (IDNA2008)"),
     ],
 )
 def test_given_an_invalid_entry_when_normalised_then_value_error_says_why(entry: str, message: str) -> None:
@@ -78,6 +95,9 @@ def test_given_a_domain_of_264_characters_when_normalised_then_refused() -> None
         ("Müller <müller@bücher.example>", "müller@xn--bcher-kva.example"),
         ("<orders@partner.ch>", "orders@partner.ch"),
         ("orders@partner.ch.", "orders@partner.ch"),
+        ("Straße <info@Straße.example>", "info@xn--strae-oqa.example"),
+        ("info@strasse.example", "info@strasse.example"),
+        ("info@Bücher\N{FULLWIDTH FULL STOP}Example", "info@xn--bcher-kva.example"),
     ],
 )
 def test_given_one_plain_address_when_parsed_then_lower_case_idna(value: str, expected: str) -> None:
@@ -114,6 +134,8 @@ def test_given_a_display_name_holding_an_address_when_parsed_then_the_real_addre
         (["Big Bug bb@bug.com"], "spaces"),
         (["user@[192.0.2.1]"], "cannot be parsed"),
         (["user@exa_mple.com"], "invalid domain"),
+        (["user@\N{SNOWMAN}.example"], "not a valid international domain name (IDNA2008)"),
+        (["user@xn---bbk.example"], "not the canonical Punycode encoding"),
     ],
 )
 def test_given_not_exactly_one_plain_address_when_parsed_then_rejected(
@@ -176,3 +198,39 @@ def test_given_a_long_unparsable_from_when_rejected_then_the_reason_quotes_only_
     with pytest.raises(RejectedMessage) as caught:
         sender_address(["x" * 500 + " <a@example.com> <b@example.com>"])
     assert len(str(caught.value)) < 200
+
+
+# --- IDNA2008: distinct domains stay distinct in the allow-list ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("sender", "entry", "allowed"),
+    [
+        ("info@straße.example", "straße.example", True),
+        ("info@Straße.example", "xn--strae-oqa.example", True),
+        ("info@xn--strae-oqa.example", "Straße.example", True),
+        ("info@strasse.example", "straße.example", False),
+        ("info@straße.example", "strasse.example", False),
+        ("info@mail.straße.example", "*.straße.example", True),
+        ("info@mail.strasse.example", "*.straße.example", False),
+        ("orders@straße.example", "Orders@Straße.example", True),
+        ("orders@strasse.example", "orders@straße.example", False),
+    ],
+)
+def test_given_sharp_s_when_matching_then_strasse_is_another_domain(
+    sender: str, entry: str, allowed: bool
+) -> None:
+    # Given a From address and an allow-list entry, each as the channel stores it
+    address = sender_address([sender])
+    pattern = normalize_sender_pattern(entry)
+    # When matched - also when the raw entry is given - then ß and ss never meet
+    assert is_allowed(address, [pattern]) is allowed
+    assert is_allowed(address, [entry]) is allowed
+    assert is_allowed(sender, [entry]) is allowed
+
+
+def test_given_unnormalised_patterns_when_matching_then_both_sides_are_normalised_alike() -> None:
+    assert is_allowed("Orders@Bücher\N{FULLWIDTH FULL STOP}Example", ["  ORDERS@bücher.example "])
+    assert is_allowed("a@x.example", ["x.example."])
+    assert not is_allowed("@x.example", ["x.example"])  # no local part: no address
+    assert not is_allowed("a@\N{SNOWMAN}.example", ["\N{SNOWMAN}.example"])  # invalid on both sides
