@@ -2,9 +2,11 @@
 
 Every leaf part with a name is an attachment; those whose safe name matches one of the channel's
 ``import_file_patterns`` (case-insensitive globs) are import files, the others are listed by name for
-the error reply. Forwarded messages (``message/rfc822``, also when base64-encoded) and Outlook
-``winmail.dat`` (TNEF) are containers: we look inside them instead of treating them as attachments.
-A part without a name (a body, a nameless ``text/csv``) is never an import file.
+the error reply. Forwarded messages (``message/rfc822``, also when base64- or quoted-printable-encoded)
+and Outlook ``winmail.dat`` (TNEF) are containers: we look inside them instead of treating them as
+attachments. A part without a name (a body, a nameless ``text/csv``), or with a name of which nothing
+is left once made safe (only dots, separators, control or bidi characters), is never an import file:
+it is listed as an unnamed attachment.
 
 The structure comes from ``email`` with ``policy.default`` (``compat32`` when that one gives up); the
 headers of each part are read by our own tolerant code, so a broken header never raises later.
@@ -23,13 +25,13 @@ from email.errors import (
     MultipartInvariantViolationDefect,
     StartBoundaryNotFoundDefect,
 )
-from email.message import Message
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.errors import RejectedMessage
-from domain.filenames import attachment_name, safe_filename, unique_filename
+from domain.filenames import attachment_name, clean_filename, unique_filename
 from domain.headers import Headers, decode_header_bytes, parse_headers
 from domain.tnef import SIGNATURE, TnefError, TnefFile, read_tnef
 
@@ -41,8 +43,14 @@ _MAX_PARTS = 5_000
 # none - every part up to the end was read - so it does not count against a reading.
 _BOUNDARY_DEFECTS = (StartBoundaryNotFoundDefect, MultipartInvariantViolationDefect)
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_MIME_TYPE = re.compile(r"[a-z0-9!#$&.+^_`{|}~-]+/[a-z0-9!#$&.+^_`{|}~-]+")
 
 type _Part = Message[Any, Any]
+
+if TYPE_CHECKING:
+    _Compat32Message = Message[str, str]
+else:
+    _Compat32Message = Message  # not subscriptable at run time
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ def _parse(raw: bytes, label: str) -> tuple[_Part, list[str]]:
     """
     modern: _Part | None = None
     try:
-        modern = BytesParser(policy=policy.default).parsebytes(raw)
+        modern = BytesParser(_ModernPart, policy=policy.default).parsebytes(raw)
         trouble = _boundary_trouble(modern)
         if not trouble[0]:
             return modern, []
@@ -98,7 +106,7 @@ def _parse(raw: bytes, label: str) -> tuple[_Part, list[str]]:
         trouble = (0, 0)
         note = f"{label}: read with compat32 after {type(exc).__name__} in policy.default"
     try:
-        legacy = BytesParser(policy=policy.compat32).parsebytes(raw)
+        legacy = BytesParser(_LegacyPart, policy=policy.compat32).parsebytes(raw)
         if modern is None or _boundary_trouble(legacy) < trouble:
             return legacy, [note]
     except Exception as exc:  # e.g. RecursionError on absurdly deep nesting
@@ -123,6 +131,34 @@ def _headers_of(part: _Part) -> dict[str, str]:
 def _content_type(headers: dict[str, str]) -> str:
     kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return kind if "/" in kind else "text/plain"
+
+
+def _quoted_printable_message(part: _Part) -> bool:
+    """A ``message/rfc822`` part in quoted-printable (not allowed by RFC 2046, sent anyway)."""
+    headers = _headers_of(part)
+    encoding = headers.get("content-transfer-encoding", "").strip().lower()
+    return _content_type(headers) == "message/rfc822" and encoding == "quoted-printable"
+
+
+class _LegacyPart(_Compat32Message):
+    """compat32's part, except that a quoted-printable ``message/rfc822`` stays one leaf.
+
+    The parser reads every ``message/*`` body as a message, whatever its transfer encoding. Read so,
+    a quoted-printable one loses its soft line breaks and ``=3D`` escapes into header fields that end
+    too early; kept whole, its raw body can be decoded and then parsed (``_Collector.part``).
+    """
+
+    def get_content_maintype(self) -> str:
+        maintype = super().get_content_maintype()
+        return "application" if maintype == "message" and _quoted_printable_message(self) else maintype
+
+
+class _ModernPart(EmailMessage):
+    """policy.default's part, with the same exception as ``_LegacyPart``."""
+
+    def get_content_maintype(self) -> str:
+        maintype = super().get_content_maintype()
+        return "application" if maintype == "message" and _quoted_printable_message(self) else maintype
 
 
 def _lenient_base64(data: bytes) -> bytes:
@@ -175,15 +211,14 @@ class _Collector:
         self.others: list[str] = []
         self.defects: list[str] = []
         self.taken: set[str] = set()
-        self.count = 0
         self.parts = 0
 
     def add(self, name: str | None, content: bytes, content_type: str = "") -> None:
-        self.count += 1
-        if name is None:
-            self.others.append(f"(unnamed {content_type} attachment)")
+        safe = clean_filename(name)
+        if not safe:  # no name, or nothing left of it: never an import file, whatever the patterns
+            kind = f"{content_type} " if _MIME_TYPE.fullmatch(content_type) else ""  # no control characters
+            self.others.append(f"(unnamed {kind}attachment)")
             return
-        safe = safe_filename(name, index=self.count, content_type=content_type)
         if any(fnmatchcase(safe.casefold(), pattern) for pattern in self.patterns):
             self.import_files.append(ImportFile(unique_filename(safe, self.taken), content))
         else:
@@ -194,10 +229,10 @@ class _Collector:
             if file.embedded and nesting < _MAX_MESSAGE_NESTING:
                 self.add_tnef(file.embedded, label, nesting + 1)
             elif file.content or file.name:
-                self.add(file.name, file.content)  # no name: "attachment-<n>.bin"
+                self.add(file.name, file.content)  # no name: "(unnamed attachment)"
 
     def message(self, raw: bytes, label: str, nesting: int) -> None:
-        """Walk a nested message given as bytes (a base64-encoded message/rfc822)."""
+        """Walk a nested message given as bytes (a base64- or quoted-printable-encoded message/rfc822)."""
         if nesting > _MAX_MESSAGE_NESTING:
             self.defects.append(f"{label}: messages nested too deep, not searched")
             return
@@ -230,6 +265,10 @@ class _Collector:
         if kind == "message/rfc822" and encoding == "base64" and children:
             # Not allowed by RFC 2046, sent anyway: the parser took the base64 text for a body.
             self.message(_lenient_base64(_payload(children[0], {})), where, nesting + 1)
+            return
+        if kind == "message/rfc822" and encoding == "quoted-printable" and not part.is_multipart():
+            # Not allowed by RFC 2046 either; the parser kept it whole (_LegacyPart, _ModernPart).
+            self.message(_payload(part, headers), where, nesting + 1)
             return
         if part.is_multipart():
             prefix = "part " if where == "message" else f"{where}."

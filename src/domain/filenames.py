@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import unquote_to_bytes
 
 from domain.headers import decode_charset, decode_words
@@ -121,22 +121,30 @@ def split_extension(name: str) -> tuple[str, str]:
     return stem, f".{extension}"
 
 
-def _truncate(name: str, marker: str = "") -> str:
-    """``name`` with ``marker`` before its extension, the stem cut so the whole fits the byte limit."""
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def fit_name(
+    name: str, *, marker: str = "", limit: int = _MAX_NAME_BYTES, size: Callable[[str], int] = utf8_size
+) -> str:
+    """``name`` with ``marker`` before its extension, the stem cut so that ``size`` of the whole is at
+    most ``limit`` (UTF-8 bytes by default); the extension is always kept."""
     stem, extension = split_extension(name)
     if marker:  # "orders .csv" -> "orders (2).csv", one space as safe_filename leaves it
         stem = stem.rstrip(" .")
     tail = f"{marker}{extension}"
-    if len(f"{stem}{tail}".encode()) <= _MAX_NAME_BYTES:
+    if size(f"{stem}{tail}") <= limit:
         return f"{stem}{tail}"
-    budget = _MAX_NAME_BYTES - len(tail.encode("utf-8"))
-    while stem and len(stem.encode("utf-8")) > budget:
+    budget = limit - size(tail)
+    while stem and size(stem) > budget:
         stem = stem[:-1]
     return f"{stem.rstrip(' .')}{tail}"
 
 
-def safe_filename(name: str | None, *, index: int, content_type: str = "") -> str:
-    """A base name that is safe to show, log and pass on; ``attachment-<index><ext>`` when nothing is left."""
+def clean_filename(name: str | None) -> str:
+    """The safe base name left of ``name``; "" when nothing is left (only control, format or bidi
+    characters, separators, dots and blanks) - such a name names no file."""
     text = unicodedata.normalize("NFC", name or "")
     text = "".join(
         " " if unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"} else ch
@@ -145,20 +153,28 @@ def safe_filename(name: str | None, *, index: int, content_type: str = "") -> st
     )
     components = [part for part in _SEPARATORS.split(text) if part.strip(" .")]
     base = _RESERVED.sub("_", components[-1]) if components else ""
-    base = _truncate(" ".join(base.split()).strip(" ."))
-    if not base:
-        base = f"attachment-{index}{_EXTENSIONS.get(content_type, '.bin')}"
-    return base
+    return fit_name(" ".join(base.split()).strip(" ."))
 
 
-def unique_filename(name: str, taken: set[str]) -> str:
+def safe_filename(name: str | None, *, index: int, content_type: str = "") -> str:
+    """A base name that is safe to show, log and pass on; ``attachment-<index><ext>`` when nothing is left.
+
+    The generated name is only a label: whether an attachment is an import file is decided on
+    ``clean_filename``, never on a generated name (attachments.py).
+    """
+    return clean_filename(name) or f"attachment-{index}{_EXTENSIONS.get(content_type, '.bin')}"
+
+
+def unique_filename(
+    name: str, taken: set[str], *, limit: int = _MAX_NAME_BYTES, size: Callable[[str], int] = utf8_size
+) -> str:
     """``orders.csv`` -> ``orders (2).csv`` when taken (case-insensitively); adds the result to ``taken``.
 
-    The number goes before the extension, and the stem is cut so the name stays within the limit.
+    The number goes before the extension, and the stem is cut so the name stays within ``limit``.
     """
     candidate, number = name, 1
     while candidate.casefold() in taken:
         number += 1
-        candidate = _truncate(name, f" ({number})")
+        candidate = fit_name(name, marker=f" ({number})", limit=limit, size=size)
     taken.add(candidate.casefold())
     return candidate

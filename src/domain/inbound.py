@@ -28,10 +28,8 @@ __all__ = [
     "rejection_reason",
 ]
 
-_EMPTY_PATH = re.compile(r"^<\s*>$")
-_COMMENT = re.compile(r"\([^()]*\)")
 _MAILER_DAEMON = re.compile(r"(?:^|[\s<\"])mailer-daemon(?:@|>|\s|$)", re.IGNORECASE)
-_BULK_PRECEDENCE = {"bulk", "junk", "list"}
+_BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _AUTORESPONDER_HEADERS = ("X-Autoreply", "X-Autorespond")
 
 
@@ -54,10 +52,45 @@ def is_recognized(subject: str, *, exclusive_account: bool, keyword: str | None)
     return wanted in _comparable(clean_text(decode_words(subject)))
 
 
+def _without_comments(value: str) -> tuple[str, bool]:
+    """``value`` with its RFC 5322 comments replaced by a blank - nested ``(a (b))``, quoted pairs
+    ``(a \\) b)``, not inside a quoted string - and whether every comment was closed (an unclosed
+    one runs to the end of the value)."""
+    out: list[str] = []
+    depth = 0
+    quoted = escaped = False
+    for ch in value:
+        if escaped:
+            escaped = False
+            if not depth:
+                out.append(ch)
+        elif ch == "\\" and (depth or quoted):
+            escaped = True
+            if not depth:
+                out.append(ch)
+        elif depth:
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if not depth:
+                out.append(" ")
+        elif ch == '"':
+            quoted = not quoted
+            out.append(ch)
+        elif ch == "(" and not quoted:
+            depth = 1
+        else:
+            out.append(ch)
+    return "".join(out), depth == 0
+
+
 def _token(value: str) -> str:
     """First token of a structured value, comments removed: ``auto-replied; x=y (c)`` -> ``auto-replied``."""
-    without_comments = _COMMENT.sub(" ", value)
-    return without_comments.split(";", 1)[0].strip().lower()
+    return _without_comments(value)[0].split(";", 1)[0].strip().lower()
+
+
+def _is_empty_path(value: str) -> bool:
+    """``<>`` as RFC 5321/5322 write the null return path: blanks and comments around and inside the
+    angle brackets are allowed (``<> (bounce)``, ``< >``, ``(x) <(y)>``)."""
+    return "".join(_without_comments(value)[0].split()) == "<>"
 
 
 def _bounce(headers: Headers) -> str | None:
@@ -71,7 +104,7 @@ def _bounce(headers: Headers) -> str | None:
 
 def _auto_submitted(headers: Headers) -> str | None:
     for value in headers.get_all("Auto-Submitted"):
-        if _token(value) != "no":
+        if _token(value) != "no" or not _without_comments(value)[1]:  # "no (unclosed": in doubt, automatic
             return f"Auto-Submitted: {clean_text(value)[:80]}"
     return None
 
@@ -100,15 +133,15 @@ def automatic_reason(headers: Headers, *, return_path_empty: bool | None = None)
     """Why a message is automatic (bounce, auto-reply, bulk) and must never be answered; None if not.
 
     Automatic: top-level ``multipart/report``; From MAILER-DAEMON; an empty return path
-    (``return_path_empty=True`` from the caller, or a ``Return-Path: <>`` header - the header is
-    checked in any case); ``Auto-Submitted`` with any value but ``no`` (RFC 3834);
-    ``Precedence: bulk``, ``junk`` or ``list``; an ``X-Autoreply`` or ``X-Autorespond`` header; a
-    ``List-Id`` header (mailing list, RFC 2919).
+    (``return_path_empty=True`` from the caller, or a ``Return-Path: <>`` header, blanks and comments
+    allowed around and inside the brackets - the header is checked in any case); ``Auto-Submitted``
+    with any value but ``no`` (RFC 3834); ``Precedence: bulk``, ``junk``, ``list`` or ``auto_reply``;
+    an ``X-Autoreply`` or ``X-Autorespond`` header; a ``List-Id`` header (mailing list, RFC 2919).
     """
     bounce = _bounce(headers)
     if bounce is not None:
         return bounce
-    if return_path_empty or any(_EMPTY_PATH.match(value) for value in headers.get_all("Return-Path")):
+    if return_path_empty or any(_is_empty_path(value) for value in headers.get_all("Return-Path")):
         return "empty return path (Return-Path: <>)"
     for check in (_auto_submitted, _bulk, _autoresponder, _mailing_list):
         reason = check(headers)

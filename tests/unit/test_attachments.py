@@ -1,5 +1,6 @@
 """Import-file extraction from full raw messages: names, nesting, TNEF, robustness (DESIGN §3)."""
 
+import quopri
 import struct
 from email.message import EmailMessage
 
@@ -7,7 +8,7 @@ import pytest
 
 from domain.attachments import ImportFile, ParsedMessage, parse_message
 from domain.errors import RejectedMessage
-from domain.filenames import safe_filename, unique_filename
+from domain.filenames import clean_filename, safe_filename, unique_filename
 from domain.inbound import parse_headers
 from domain.tnef import TnefError, read_tnef
 
@@ -193,7 +194,6 @@ def test_given_a_single_part_message_that_is_the_file_when_parsed_then_found() -
             ["Content-Type: text/csv", "Content-Disposition: attachment; filename*=UTF-8''Bu%CC%88cher.csv"],
             "Bücher.csv",
         ),
-        (["Content-Type: text/csv", 'Content-Disposition: attachment; filename="../"'], "attachment-1.csv"),
     ],
 )
 def test_given_an_encoded_or_hostile_name_when_parsed_then_decoded_and_safe(
@@ -269,22 +269,35 @@ def test_given_a_long_name_taken_when_made_unique_then_the_number_fits_the_limit
 # --- containers: forwarded messages ---------------------------------------------------------
 
 
-def forwarded(inner: bytes, *, base64: bool = False) -> bytes:
+def forwarded(
+    inner: bytes, *, base64: bool = False, quoted_printable: bool = False, boundary: str = "x"
+) -> bytes:
     outer = EmailMessage()
     outer["From"] = "orders@partner.ch"
     outer["Subject"] = "Fwd: import"
     outer.set_content("see below")
-    if base64:
+    if base64 or quoted_printable:
         import base64 as b64
 
-        encoded = b64.encodebytes(inner)
+        encoded = quopri.encodestring(inner) if quoted_printable else b64.encodebytes(inner)
+        encoding = b"quoted-printable" if quoted_printable else b"base64"
+        b = boundary.encode()  # QP leaves the inner boundaries readable: nested forwards need their own
         part = (
-            b"--x\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n"
-            b'Content-Disposition: attachment; filename="fwd.eml"\r\n\r\n' + encoded + b"\r\n--x--\r\n"
+            b"--"
+            + b
+            + b"\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: "
+            + encoding
+            + b"\r\n"
+            b'Content-Disposition: attachment; filename="fwd.eml"\r\n\r\n'
+            + encoded
+            + b"\r\n--"
+            + b
+            + b"--\r\n"
         )
         return (
-            b'From: orders@partner.ch\r\nSubject: Fwd\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n'
-            b"--x\r\nContent-Type: text/plain\r\n\r\nsee below\r\n" + part
+            b"From: orders@partner.ch\r\nSubject: Fwd\r\n"
+            b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n'
+            b"--" + b + b"\r\nContent-Type: text/plain\r\n\r\nsee below\r\n" + part
         )
     outer.add_attachment(inner, maintype="message", subtype="rfc822", filename="forwarded.eml")
     return outer.as_bytes()
@@ -484,3 +497,142 @@ def test_given_an_outlook_message_attached_inside_winmail_dat_when_parsed_then_i
     # Then the file inside the inner message is an import file, the container is not listed
     assert parsed.import_files == (ImportFile("inner.csv", CSV),)
     assert parsed.other_attachments == ()
+
+
+# --- issue 10: names of which nothing is left; quoted-printable forwarded messages ------------
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'attachment; filename="../"',
+        'attachment; filename=".."',
+        'attachment; filename=" . . "',
+        "attachment; filename*=UTF-8''%2F%5C%2E%2F",  # separators and a dot
+        "attachment; filename*=UTF-8''%01%02%1B%7F",  # control characters
+        "attachment; filename*=UTF-8''%E2%80%AE%E2%80%8F%E2%80%8B",  # bidi override, RLM, zero-width space
+        "attachment; filename*=UTF-8''%E2%80%AE..%0D%0A",  # all of them
+    ],
+)
+@pytest.mark.parametrize("patterns", [PATTERNS, ["attachment-*"], ["*"]])
+def test_given_a_name_of_which_nothing_is_left_when_parsed_then_never_an_import_file(
+    disposition: str, patterns: list[str]
+) -> None:
+    # Given a CSV whose name cleans to nothing (safe_filename would call it "attachment-1.csv")
+    raw = raw_message("Content-Type: text/csv", f"Content-Disposition: {disposition}")
+    # When parsed with patterns the generated name would match
+    parsed = parse_message(raw, patterns)
+    # Then it is no import file, and it is listed (the "no import file" reply names what was found)
+    assert parsed.import_files == ()
+    assert parsed.other_attachments == ("(unnamed text/csv attachment)",)
+
+
+def test_given_a_real_file_named_like_a_generated_name_when_parsed_then_still_an_import_file() -> None:
+    raw = message_with(("attachment-1.csv", CSV, "text/csv"), ("attachment-2.txt", b"x", "text/plain"))
+    parsed = parse_message(raw, PATTERNS)
+    assert parsed.import_files == (ImportFile("attachment-1.csv", CSV), ImportFile("attachment-2.txt", b"x"))
+    assert parsed.other_attachments == ()
+
+
+def test_given_a_nameless_and_a_real_csv_when_parsed_then_only_the_real_one_is_an_import_file() -> None:
+    raw = (
+        b'From: orders@partner.ch\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b'--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename="./"\r\n\r\nx;y\r\n'
+        b'--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename="orders.csv"\r\n\r\n'
+        b"a;b\r\n--b--\r\n"
+    )
+    parsed = parse_message(raw, PATTERNS)
+    assert parsed.import_files == (ImportFile("orders.csv", b"a;b"),)
+    assert parsed.other_attachments == ("(unnamed text/csv attachment)",)
+
+
+def test_given_a_tnef_file_without_a_name_when_parsed_then_never_an_import_file() -> None:
+    parsed = parse_message(with_winmail(tnef((b"", CSV, None), (b"orders.csv", CSV, None))), ["*"])
+    assert parsed.import_files == (ImportFile("orders.csv", CSV),)
+    assert parsed.other_attachments == ("(unnamed attachment)",)
+
+
+@pytest.mark.parametrize(
+    ("name", "cleaned"),
+    [
+        ("../", ""),
+        ("\u202e\u200f", ""),
+        (" .\x00. ", ""),
+        (None, ""),
+        ("orders.csv", "orders.csv"),
+        ("attachment-1.csv", "attachment-1.csv"),
+        ("../x/.orders.csv ", "orders.csv"),
+    ],
+)
+def test_given_a_name_when_cleaned_then_empty_only_when_nothing_is_left(
+    name: str | None, cleaned: str
+) -> None:
+    assert clean_filename(name) == cleaned
+    assert safe_filename(name, index=7, content_type="text/csv") == (cleaned or "attachment-7.csv")
+
+
+def test_given_a_quoted_printable_forwarded_message_when_parsed_then_the_csv_is_found() -> None:
+    # Given a forward whose boundary ("===...==") and UTF-8 content QP turns into =3D and =C3=BC
+    content = "reference;name\r\nA1;Müller\r\n".encode()
+    inner = message_with(("orders.csv", content, "text/csv"), ("terms.pdf", b"%PDF", "application/pdf"))
+    raw = forwarded(inner, quoted_printable=True)
+    assert b"=3D" in raw
+    # When parsed, then the forward is decoded and searched like a base64-encoded one
+    parsed = parse_message(raw, PATTERNS)
+    assert parsed.import_files == (ImportFile("orders.csv", content),)
+    assert parsed.other_attachments == ("terms.pdf",)  # the fwd.eml container itself is not listed
+
+
+def test_given_a_quoted_printable_forward_with_soft_breaks_in_its_headers_when_parsed_then_found() -> None:
+    # Given a CRLF forward whose long Content-Disposition line QP cuts with a soft line break
+    name = "Bestellungen-" + "x" * 80 + "-Bücher.csv"
+    inner = (
+        b"From: orders@partner.ch\r\nSubject: orders\r\n"
+        b'Content-Type: multipart/mixed; boundary="==inner=="\r\n\r\n'
+        b"--==inner==\r\nContent-Type: text/csv\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''" + name.replace("ü", "%C3%BC").encode() + b"\r\n"
+        b"\r\n" + CSV + b"\r\n--==inner==--\r\n"
+    )
+    encoded = quopri.encodestring(inner)
+    assert b"=\r\n" in encoded or b"=\n" in encoded
+    raw = (
+        b'From: orders@partner.ch\r\nSubject: Fwd\r\nContent-Type: multipart/mixed; boundary="x"\r\n\r\n'
+        b"--x\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: Quoted-Printable \r\n\r\n"
+        + encoded
+        + b"\r\n--x--\r\n"
+    )
+    # When parsed, then the file is found with its whole name and exact content
+    assert parse_message(raw, PATTERNS).import_files == (ImportFile(name, CSV),)
+
+
+def test_given_a_top_level_quoted_printable_message_rfc822_when_parsed_then_the_csv_is_found() -> None:
+    inner = message_with(("orders.csv", CSV, "text/csv"))
+    raw = (
+        b"From: orders@partner.ch\r\nSubject: LetterShop\r\nContent-Type: message/rfc822\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + quopri.encodestring(inner)
+    )
+    assert names(parse_message(raw, PATTERNS)) == ["orders.csv"]
+
+
+@pytest.mark.parametrize("encoding", ["quoted_printable", "base64"])
+@pytest.mark.parametrize(("levels", "found"), [(5, ["deep.csv"]), (6, [])])
+def test_given_encoded_forwards_nested_deeply_when_parsed_then_the_same_nesting_limit_applies(
+    encoding: str, levels: int, found: list[str]
+) -> None:
+    raw = message_with(("deep.csv", CSV, "text/csv"))
+    for level in range(levels):
+        raw = forwarded(raw, **{encoding: True}, boundary=f"x{level}")
+    parsed = parse_message(raw, PATTERNS)
+    assert names(parsed) == found
+    assert any("nested too deep" in defect for defect in parsed.defects) == (not found)
+
+
+@pytest.mark.parametrize("content_type", [b"image/\x00", b"image/\x1b$B", b"text/csv\x7f"])
+@pytest.mark.parametrize("disposition", [b"attachment", b"attachment; filename=.."])
+def test_given_an_unnamed_attachment_with_a_broken_content_type_when_listed_then_no_control_characters(
+    content_type: bytes, disposition: bytes
+) -> None:
+    # found by tests/unit/test_mime_properties.py: "(unnamed image/\x00 attachment)"
+    raw = b"From: a@partner.ch\nContent-Disposition: " + disposition + b"\nContent-Type: " + content_type
+    parsed = parse_message(raw + b"\n\nbody", PATTERNS)
+    assert parsed.other_attachments == ("(unnamed attachment)",)

@@ -280,11 +280,13 @@ def test_given_a_forged_lower_header_when_checked_then_only_the_topmost_trusted_
 
 
 def test_given_an_untrusted_header_on_top_when_checked_then_the_first_trusted_one_below_counts() -> None:
-    assert auth("internal.relay; dmarc=fail", "mx.lettershop.example; dmarc=pass") is None
+    below = "mx.lettershop.example; dmarc=pass header.from=partner.ch"
+    assert auth("internal.relay; dmarc=fail", below) is None
 
 
 def test_given_the_authserv_id_in_another_case_when_checked_then_trusted() -> None:
-    assert auth("MX.LetterShop.Example 1; dmarc=pass", trusted=[" mx.lettershop.example "]) is None
+    value = "MX.LetterShop.Example 1; dmarc=pass header.from=partner.ch"
+    assert auth(value, trusted=[" mx.lettershop.example "]) is None
 
 
 @pytest.mark.parametrize(
@@ -305,8 +307,18 @@ def test_given_the_authserv_id_in_another_case_when_checked_then_trusted() -> No
         ("spf=pass smtp.mailfrom=bounces.partner.ch", "partner.ch", True),
         ("spf=pass smtp.mailfrom=bounces@mailer.example", "partner.ch", False),
         ("spf=pass smtp.helo=partner.ch", "partner.ch", False),
-        ("dmarc=pass", "partner.ch", True),
+        ("dmarc=pass", "partner.ch", False),  # no header.from: whose From did it check?
+        ("dmarc=pass header.from=partner.ch", "partner.ch", True),
+        ("dmarc=pass header.from=PARTNER.CH.", "partner.ch", True),
+        ('dmarc=pass header.from="partner.ch"', "partner.ch", True),
+        ("dmarc=pass header.from=mail.partner.ch", "partner.ch", False),  # DMARC names one domain
+        ("dmarc=pass header.from=partner.ch", "mail.partner.ch", False),
+        ("dmarc=pass header.from=", "partner.ch", False),
         ("dmarc=none header.from=partner.ch", "partner.ch", False),
+        ("dmarc=pass header.from=straße.example", "xn--strae-oqa.example", True),
+        ("dmarc=pass header.from=xn--strae-oqa.example", "Straße.example", True),
+        ("dmarc=pass header.from=strasse.example", "straße.example", False),  # ß is not ss
+        ("dmarc=pass header.from=straße.example", "strasse.example", False),
         ("dkim=pass header.d=xn--bcher-kva.example", "bücher.example", True),
         ("arc=pass", "partner.ch", False),
         ("none", "partner.ch", False),
@@ -317,6 +329,27 @@ def test_given_results_when_checking_alignment_then_relaxed_by_suffix(
 ) -> None:
     reason = auth(f"mx.lettershop.example; {result}", domain=domain)
     assert (reason is None) is authenticated
+
+
+def test_given_dmarc_pass_without_header_from_when_checked_then_refused_with_the_reason() -> None:
+    # Given our trusted server reports a bare dmarc=pass (it does not say for which From domain)
+    reason = auth("mx.lettershop.example; dmarc=pass; spf=none")
+    # Then it vouches for nobody, and the reason says why
+    assert reason == (
+        "not authenticated: dmarc=pass (no header.from, so not for partner.ch), spf=none "
+        "(by mx.lettershop.example)"
+    )
+
+
+def test_given_dmarc_pass_for_another_from_domain_when_checked_then_the_reason_names_both() -> None:
+    reason = auth("mx.lettershop.example; dmarc=pass header.from=evil.com")
+    assert reason == (
+        "not authenticated: dmarc=pass (header.from=evil.com is not partner.ch) (by mx.lettershop.example)"
+    )
+
+
+def test_given_a_bare_dmarc_pass_beside_an_aligned_dkim_pass_when_checked_then_dkim_authenticates() -> None:
+    assert auth("mx.lettershop.example; dmarc=pass; dkim=pass header.d=partner.ch") is None
 
 
 def test_given_an_unaligned_pass_when_checked_then_the_reason_says_so() -> None:
@@ -398,7 +431,106 @@ def test_given_authentication_required_when_screened_then_checked_last() -> None
         "From: orders@partner.ch",
         require_auth=True,
     )
+    bare_dmarc = screen(
+        "Authentication-Results: mx.lettershop.example; dmarc=pass",
+        "From: orders@partner.ch",
+        require_auth=True,
+    )
     stranger = screen("From: x@evil.com", require_auth=True)
+    assert bare_dmarc == (
+        "orders@partner.ch",
+        "not authenticated: dmarc=pass (no header.from, so not for partner.ch) (by mx.lettershop.example)",
+    )
     assert unauthenticated == ("orders@partner.ch", "no Authentication-Results from a trusted server")
     assert authenticated == ("orders@partner.ch", None)
     assert stranger[1] == "sender x@evil.com is not in the allowed addresses and domains"
+
+
+# --- issue 10: empty return path with comments, Precedence: auto_reply ------------------------
+
+
+@pytest.mark.parametrize(
+    "raw_line",
+    [
+        b"Return-Path: <> (comment)",
+        b"Return-Path:<>",
+        b"Return-Path: < >",
+        b"Return-Path: <>(bounce)",
+        b"Return-Path: (MAILER-DAEMON) <>",
+        b"Return-Path: <(nothing)>",
+        b"Return-Path: <> (nested (comment) here)",
+        b"Return-Path: <> (escaped \\) paren)",
+        b"Return-Path: <>\t(tab)",
+        b"Return-Path:\r\n\t<> (folded)",
+        b"return-path: <> (any case)",
+    ],
+)
+def test_given_an_empty_return_path_spelled_with_comments_or_blanks_when_screened_then_automatic(
+    raw_line: bytes,
+) -> None:
+    parsed = parse_headers(b"From: orders@partner.ch\r\n" + raw_line + b"\r\n\r\n")
+    assert automatic_reason(parsed) == "empty return path (Return-Path: <>)"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Return-Path: <orders@partner.ch> (comment)",
+        "Return-Path: (<>) <orders@partner.ch>",
+        'Return-Path: <"(x)"@partner.ch>',
+        "Return-Path: <> orders@partner.ch",
+        "Return-Path: <<>>",
+        "Return-Path:",
+    ],
+)
+def test_given_a_return_path_that_is_not_empty_when_screened_then_not_automatic(line: str) -> None:
+    assert automatic_reason(headers("From: orders@partner.ch", line)) is None
+
+
+def test_given_an_empty_return_path_with_a_comment_from_an_allowed_sender_when_screened_then_rejected() -> (
+    None
+):
+    assert screen("From: orders@partner.ch", "Return-Path: <> (bounce)") == (
+        "orders@partner.ch",
+        "empty return path (Return-Path: <>)",
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Precedence: auto_reply",
+        "Precedence: AUTO_REPLY",
+        "Precedence: auto_reply (vacation)",
+        "Precedence: (set by the responder) auto_reply",
+    ],
+)
+def test_given_precedence_auto_reply_when_screened_then_automatic(line: str) -> None:
+    assert automatic_reason(headers("From: orders@partner.ch", line)) == "Precedence: auto_reply"
+
+
+def test_given_precedence_bulk_with_a_nested_comment_when_screened_then_automatic() -> None:
+    assert automatic_reason(headers("From: a@example.com", "Precedence: bulk (news (weekly))")) == (
+        "Precedence: bulk"
+    )
+
+
+def test_given_precedence_auto_reply_from_an_allowed_sender_when_screened_then_rejected() -> None:
+    assert screen("From: orders@partner.ch", "Precedence: auto_reply") == (
+        "orders@partner.ch",
+        "Precedence: auto_reply",
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "automatic"),
+    [
+        ("Auto-Submitted: no (set by the client)", False),
+        ("Auto-Submitted: no (nested (comment))", False),
+        ("Auto-Submitted: no (never closed", True),  # in doubt, automatic - as before comments nested
+    ],
+)
+def test_given_auto_submitted_no_with_comments_when_screened_then_only_a_clean_no_is_not_automatic(
+    line: str, automatic: bool
+) -> None:
+    assert (automatic_reason(headers("From: a@example.com", line)) is not None) == automatic

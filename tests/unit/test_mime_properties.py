@@ -532,6 +532,28 @@ def other_attachment(draw: Draw, style: Style, wild: bool) -> Part:
     return Part(tuple(draw(st.permutations(fields))), body, surprises=kind == "wild")
 
 
+nothing_left_params = st.sampled_from(
+    [
+        b'filename="../"',
+        b'filename=".."',
+        b'filename=" . . "',
+        b"filename*=utf-8''%2F%5C%2E",
+        b"filename*=utf-8''%01%1B%7F",
+        b"filename*=utf-8''%E2%80%AE%E2%80%8F%E2%80%8B",
+        b'filename="=?utf-8?Q?=2E=2E=2F?="',
+    ]
+)
+
+
+def nameless_csv(draw: Draw, style: Style) -> Part:
+    """A CSV whose name cleans to nothing: listed as unnamed, never an import file (nothing planted)."""
+    fields = [
+        b"Content-Type: " + draw(st.sampled_from([b"text/csv", b"text/plain"])),
+        disposition(draw, style, [draw(nothing_left_params)]),
+    ]
+    return Part(tuple(draw(st.permutations(fields))), draw(text_content()))
+
+
 def winmail(draw: Draw, style: Style, wild: bool) -> Part:
     """An Outlook winmail.dat: a valid TNEF stream with planted files, or (wild) a mangled one."""
     mangled = wild and draw(st.booleans())
@@ -571,10 +593,12 @@ def broken_file(draw: Draw, style: Style) -> Part:
 
 
 def leaf(draw: Draw, style: Style, wild: bool) -> Part:
-    kinds = ["planted", "planted", "text", "other", "winmail"] + (["broken"] if wild else [])
+    kinds = ["planted", "planted", "text", "other", "winmail", "nameless csv"] + (["broken"] if wild else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "planted":
         return planted_file(draw, style)
+    if kind == "nameless csv":
+        return nameless_csv(draw, style)
     if kind == "text":
         return text_body(draw, style, wild)
     if kind == "other":
@@ -698,10 +722,11 @@ def multipart_body(
 
 
 def forwarded(draw: Draw, style: Style, depth: int, path: str, wild: bool) -> Part:
-    """A message/rfc822 part: as is, or base64-encoded (not allowed by RFC 2046, sent anyway)."""
+    """A message/rfc822 part: as is, or base64- or quoted-printable-encoded (not allowed by RFC 2046,
+    sent anyway)."""
     inner = message(draw, style, depth + 1, path, wild)
     cte = draw(
-        st.sampled_from(["", "7bit", "8bit", "base64"] + (["quoted-printable", "x-bogus"] if wild else []))
+        st.sampled_from(["", "7bit", "8bit", "base64", "quoted-printable"] + (["x-bogus"] if wild else []))
     )
     inner_raw = inner.render(style)
     fields = [b"Content-Type: message/rfc822" + draw(st.sampled_from([b"", b'; name="fwd.eml"']))]
@@ -709,8 +734,8 @@ def forwarded(draw: Draw, style: Style, depth: int, path: str, wild: bool) -> Pa
         fields.append(disposition(draw, style, draw(st.sampled_from([[], [b'filename="Fwd: orders.eml"']]))))
     if cte:
         fields.append(b"Content-Transfer-Encoding: " + cte.encode())
-    body = encode(draw, style, inner_raw, cte) if cte == "base64" else inner_raw
-    intact = cte in {"", "7bit", "8bit", "base64"}
+    body = encode(draw, style, inner_raw, cte) if cte in {"base64", "quoted-printable"} else inner_raw
+    intact = cte in {"", "7bit", "8bit", "base64", "quoted-printable"}
     return Part(
         tuple(fields),
         body,
