@@ -4,6 +4,10 @@ It reads the message, runs scripts and processing, and says what to send to whom
 sending is the caller's part, so that the answer can be kept before it is sent. The serials of each
 import file come from ``serials_for(file_key)``, which the caller records in the ledger, so a retry
 of the same file gets the same block.
+
+Caps (DESIGN §3) come first: a message with more import files than ``max_import_files`` fails as a
+whole before any file is looked at, and a file with more data rows than ``max_rows_per_file`` fails
+alone (``process_import(max_rows=...)``); neither spends a serial.
 """
 
 from collections.abc import Callable, Sequence
@@ -15,7 +19,6 @@ from typing import Literal
 from domain.attachments import ParsedMessage, parse_message
 from domain.channel import Channel
 from domain.errors import PermanentError, RejectedMessage, ScriptFailed, TransientError
-from domain.filenames import unique_filename
 from domain.inbound import Headers, rejection_reason
 from domain.outcomes import Outcome
 from domain.reply import (
@@ -26,9 +29,11 @@ from domain.reply import (
     reply_bytes,
     reply_with_error,
     reply_with_exports,
+    safe_filename,
 )
 from domain.senders import reply_address_problem
 from domain.shipments import ProcessedFile, SerialSource, process_import
+from domain.shipments.partner_text import shorten
 from service.ports import ReplyLimiter, ScriptCall, ScriptRunner
 from service.telemetry import logger
 
@@ -116,10 +121,20 @@ class Decider:
         if parsed.defects:
             logger.info("message parsed with defects", extra={"defects": list(parsed.defects)})
         if not parsed.import_files:
-            found = ", ".join(parsed.other_attachments) or "no attachments"
+            found = ", ".join(shorten(name) for name in parsed.other_attachments) or "no attachments"
             patterns = ", ".join(channel.import_file_patterns)
             problem = f"No import file was found (import files are named {patterns}; found: {found})."
             logger.warning("message failed: no import file", extra={"found": found})
+            return Decision(Outcome.FAILED, reply=reply_bytes(reply_with_error(context, problem)))
+
+        count, cap = len(parsed.import_files), channel.max_import_files
+        if count > cap:
+            problem = (
+                f"This message carries {count} import files; at most {cap} are taken from one message "
+                "(max_import_files). None of them has been processed: send them in several messages."
+            )
+            extra = {"import_files": count, "max_import_files": cap}
+            logger.warning("message failed: too many import files", extra=extra)
             return Decision(Outcome.FAILED, reply=reply_bytes(reply_with_error(context, problem)))
 
         taken: set[str] = set()
@@ -163,7 +178,7 @@ class Decider:
         try:
             if channel.prescript:
                 content = script("pre", channel.prescript, filename, content)
-            processed = process_import(filename, content, serials)
+            processed = process_import(filename, content, serials, max_rows=channel.max_rows_per_file)
             if channel.postscript:
                 export = script("post", channel.postscript, processed.export_name, processed.export_bytes)
                 processed = replace(processed, export_bytes=export)
@@ -176,8 +191,12 @@ class Decider:
 
 def _unique_export(report: FileReport, taken: set[str]) -> FileReport:
     """``orders.csv`` and ``orders.txt`` both export ``orders_export.csv``: the second becomes
-    ``orders_export (2).csv``, so neither attachment nor archived export overwrites the other."""
+    ``orders_export (2).csv``, so neither attachment nor archived export overwrites the other.
+
+    The name is the attachment's name (``reply.safe_filename``: at most 120 characters, extension
+    kept), decided here once, so archive, summary and attachment agree and two long names that only
+    differ beyond the cut stay two files."""
     if report.processed is None:
         return report
-    name = unique_filename(report.processed.export_name, taken)
+    name = safe_filename(report.processed.export_name, taken)
     return replace(report, processed=replace(report.processed, export_name=name))

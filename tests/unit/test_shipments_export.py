@@ -4,8 +4,17 @@ from decimal import Decimal
 
 import pytest
 
-from domain.shipments import EXPORT_COLUMNS, ProcessedFile, export_name, is_valid_s10, process_import
-from tests.unit.test_shipments_support import FakeSerials, csv_bytes, export_rows, row
+from domain.shipments import (
+    EXPORT_COLUMNS,
+    ProcessedFile,
+    RowResult,
+    Status,
+    export_name,
+    is_valid_s10,
+    process_import,
+)
+from domain.shipments.partner_text import FORMULA_STARTS
+from tests.unit.test_shipments_support import COLUMNS, FakeSerials, csv_bytes, export_rows, row
 
 
 def _mixed_file() -> bytes:
@@ -128,14 +137,79 @@ def test_a_serial_source_returning_the_wrong_block_is_not_trusted() -> None:
         process_import("orders.csv", csv_bytes([row(), row(reference="R-2")]), _BrokenSerials())
 
 
-def test_a_reference_that_looks_like_a_formula_is_echoed_verbatim() -> None:
-    # Given references a spreadsheet would treat as formulas (documented decision: kept as they are)
-    references = ["=HYPERLINK(1)", "+41", "-7", "@SUM(1)"]
+@pytest.mark.parametrize(
+    ("reference", "start"),
+    [
+        ("=cmd|' /C calc'!A0", "'='"),
+        ("=HYPERLINK(1)", "'='"),
+        ("+41", "'+'"),
+        ("-7", "'-'"),
+        ("@SUM(1)", "'@'"),
+        (" \t=1+1", "'='"),  # cells are trimmed first: what would be echoed is checked
+    ],
+)
+def test_a_reference_that_starts_like_a_formula_is_rejected_and_never_echoed(
+    reference: str, start: str
+) -> None:
+    # Given a valid row whose reference a spreadsheet would run as a formula
+    serials = FakeSerials()
+    # When the file is processed
+    processed = process_import("orders.csv", csv_bytes([row(reference=reference)]), serials)
+    # Then the row is rejected, gets no id, its reference cell stays empty and the message quotes it
+    [exported] = export_rows(processed)
+    shown = reference.strip()
+    assert exported == {
+        "reference": "",
+        "status": "REJECTED",
+        "shipment_id": "",
+        "product": "B-POST",
+        "weight_g": "100",
+        "postage_chf": "",
+        "message": f"reference '{shown}' must not start with {start} (it could run as a spreadsheet formula)",
+    }
+    assert serials.calls == []
+    assert processed.summary().splitlines()[1] == (
+        f"  row 2 (reference {shown}): reference '{shown}' must not start with {start} "
+        "(it could run as a spreadsheet formula)"
+    )
+
+
+def test_formula_characters_inside_a_reference_are_fine() -> None:
+    references = ["R-1", "A+B", "x=y", "mail@partner"]
     data = csv_bytes([row(reference=reference) for reference in references])
-    # When the file is processed / Then the partner gets exactly its own references back
-    assert [
-        r["reference"] for r in export_rows(process_import("orders.csv", data, FakeSerials()))
-    ] == references
+    exported = export_rows(process_import("orders.csv", data, FakeSerials()))
+    assert [(r["reference"], r["status"]) for r in exported] == [(ref, "ACCEPTED") for ref in references]
+
+
+def test_no_export_cell_starts_with_a_formula_character_whatever_the_partner_sends() -> None:
+    # Given rows whose every cell starts with a formula character
+    hostile = {column: f"{start}1+1" for column, start in zip(COLUMNS, "=+-@=+-@=+", strict=True)}
+    rows = [hostile, row(reference="@x", postcode="=1"), row(reference="ok", weight_g="-5", product="+A")]
+    # When the file is processed
+    processed = process_import("orders.csv", csv_bytes(rows), FakeSerials())
+    # Then every row is rejected and no cell of the export starts with a formula character
+    exported = export_rows(processed)
+    assert [r["status"] for r in exported] == ["REJECTED"] * 3
+    cells = [cell for record in exported for cell in record.values()]
+    assert [cell for cell in cells if cell.startswith(FORMULA_STARTS)] == []
+    assert exported[2]["message"] == (
+        "product '+A' is not one of A-POST, B-POST, REGISTERED; weight_g '-5' is not a whole number of grams"
+    )
+
+
+def test_a_cell_that_would_start_a_formula_is_still_written_as_data() -> None:
+    # The last guard of export_cells: no message of ours starts so, but none may slip through.
+    result = RowResult(
+        line=2,
+        reference="R-1",
+        status=Status.REJECTED,
+        shipment_id="",
+        product=None,
+        weight_g=None,
+        postage_chf=None,
+        problems=("=not ours",),
+    )
+    assert result.export_cells() == ["R-1", "REJECTED", "", "", "", "", "'=not ours"]
 
 
 def test_export_cells_with_delimiters_or_quotes_are_quoted() -> None:
@@ -218,3 +292,20 @@ def test_processed_file_can_be_built_directly_and_hides_its_bytes_in_repr() -> N
     )
     assert processed.summary() == "a.csv: 3 rows, 2 accepted, 1 rejected, total postage CHF 12.30"
     assert "secret" not in repr(processed)
+
+
+def test_partner_text_in_the_summary_is_shortened_to_40_characters() -> None:
+    # Given a long file name and a long (too long) reference
+    name = "Bestellungen " + "x" * 60 + ".csv"
+    reference = "R" * 50
+    processed = process_import(name, csv_bytes([row(reference=reference)]), FakeSerials())
+    # When the summary is written / Then both are cut at 40 characters, then "…"
+    first, reason = processed.summary().splitlines()
+    assert first.startswith(f"{name[:40]}…: 1 row, 0 accepted, 1 rejected")
+    assert reason == f"  row 2 (reference {'R' * 40}…): reference is longer than 35 characters (50)"
+
+
+@pytest.mark.parametrize("name", ["=cmd|' calc'!A0.csv", "+41.csv", "-rf.csv", "@SUM.csv"])
+def test_a_file_name_that_starts_like_a_formula_does_not_start_the_summary_line(name: str) -> None:
+    processed = process_import(name, csv_bytes([row()]), FakeSerials())
+    assert processed.summary() == f"'{name}': 1 row, 1 accepted, 0 rejected, total postage CHF 1.00"

@@ -175,3 +175,97 @@ def test_a_file_that_cannot_be_read_is_an_invalid_import_file(data: bytes, messa
     assert str(caught.value).startswith(message)
     assert isinstance(caught.value, PermanentError)
     assert serials.calls == []
+
+
+# --- a quote that is never closed, and the row cap ----------------------------------------------------
+
+UNCLOSED = 'line {line}: a quote (") opens a cell there and is never closed'
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        # 5 rows in: csv would read rows 1 and 2 only, row 2's name swallowing rows 3 to 5
+        (
+            f'{REQUIRED}\r\nR-1;Hans;Weg;8001;Bern;10\r\nR-2;"Hans Weg;8001;Bern;10\r\n'
+            "R-3;Eva;Weg;8001;Bern;10\r\nR-4;Eva;Weg;8001;Bern;10\r\nR-5;Eva;Weg;8001;Bern;10\r\n",
+            3,
+        ),
+        # a properly closed two-line cell before the unclosed one: the opening line is named
+        (f'{REQUIRED}\r\nR-1;"Hans\r\nMuster";Weg;8001;Bern;10\r\nR-2;Eva;"Weg;8001;Bern;10\r\n', 4),
+        # a doubled quote inside the open cell does not close it
+        (f'{REQUIRED}\nR-1;Hans;Weg;8001;Bern;10\nR-2;"Eva ""the"" Muster;Weg;8001;Bern;10\n', 3),
+        # a lone quote on the last line, which would otherwise be dropped as a blank line
+        (f'{REQUIRED}\r\nR-1;Hans;Weg;8001;Bern;10\r\n"\r\n', 3),
+        # comma-separated, unclosed in the last cell
+        (
+            'reference,name,street,postcode,city,weight_g\nR-1,Hans,Weg,8001,Bern,"10\nR-2,Eva,Weg,8001,Bern,10\n',
+            2,
+        ),
+        # the header itself never ends
+        ('"reference;name;street;postcode;city;weight_g\r\nR-1;Hans;Weg;8001;Bern;10\r\n', 1),
+        # lone CR line ends count as lines too
+        (f'{REQUIRED}\rR-1;Hans;Weg;8001;Bern;10\rR-2;Eva;Weg;8001;Bern;"10\rR-3;Eva;Weg;8001;Bern;10\r', 3),
+    ],
+    ids=["five-rows", "after-a-two-line-cell", "doubled-quote-inside", "lone-quote", "comma", "header", "cr"],
+)
+def test_a_quote_that_is_never_closed_fails_the_file_naming_the_line(text: str, line: int) -> None:
+    # Given a file in which a quote opens a cell and is never closed
+    serials = FakeSerials()
+    # When it is processed / Then the file fails with the line where the quote opened, no id issued
+    with pytest.raises(InvalidImportFile) as caught:
+        process_import("orders.csv", text.encode(), serials)
+    assert str(caught.value).startswith(f"orders.csv: {UNCLOSED.format(line=line)}")
+    assert "no row of this file was imported" in str(caught.value)
+    assert serials.calls == []
+
+
+def test_an_unclosed_quote_beyond_the_csv_field_limit_is_named_the_same_way() -> None:
+    # Given an unclosed quote followed by more text than csv's field limit (131072 characters)
+    rows = "".join(f"R-{n};Eva;Weg;8001;Bern;10\r\n" for n in range(2, 8000))
+    text = f'{REQUIRED}\r\nR-1;"Hans;Weg;8001;Bern;10\r\n{rows}'
+    with pytest.raises(InvalidImportFile, match=r"line 2: a quote \(\"\) opens a cell there and is never"):
+        process_import("orders.csv", text.encode(), FakeSerials())
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        'R-2;Ha"ns;Weg;8001;Bern;10',  # a quote inside a cell is an ordinary character
+        'R-2;"Eva"x;Weg;8001;Bern;10',  # text after a closing quote belongs to the cell
+        'R-2;"Eva ""E"" Muster";Weg;8001;Bern;10',  # doubled quotes in a quoted cell
+        'R-2;Eva;Weg,"x;8001;Bern;10',  # a quote after a comma in a semicolon file opens nothing
+    ],
+)
+def test_other_quotes_keep_every_row(cells: str) -> None:
+    text = f"{REQUIRED}\r\nR-1;Hans;Weg;8001;Bern;10\r\n{cells}\r\nR-3;Eva;Weg;8001;Bern;10\r\n"
+    processed = process_import("orders.csv", text.encode(), FakeSerials())
+    assert [r["reference"] for r in export_rows(processed)] == ["R-1", "R-2", "R-3"]
+
+
+def test_a_file_with_more_rows_than_the_cap_fails_before_any_serial_is_allocated() -> None:
+    # Given three data rows (blank lines do not count) and a cap of two
+    text = csv_text([row(reference=f"R-{n}") for n in range(3)]) + "\r\n;;;\r\n"
+    serials = FakeSerials()
+    # When the file is processed / Then it fails, naming the count and the cap, and no id is issued
+    with pytest.raises(InvalidImportFile) as caught:
+        process_import("orders.csv", text.encode(), serials, max_rows=2)
+    assert str(caught.value) == (
+        "orders.csv: the file has 3 data rows; at most 2 are taken from one file (max_rows_per_file). "
+        "No shipment id was issued for it: split it into files of at most 2 rows and send them again"
+    )
+    assert serials.calls == []
+
+
+def test_a_file_with_exactly_the_cap_of_rows_is_processed() -> None:
+    text = csv_text([row(reference=f"R-{n}") for n in range(3)]) + "\r\n\r\n"
+    serials = FakeSerials()
+    processed = process_import("orders.csv", text.encode(), serials, max_rows=3)
+    assert (processed.accepted, serials.calls) == (3, [3])
+
+
+def test_a_file_error_names_a_long_file_shortened() -> None:
+    name = "x" * 60 + ".csv"
+    with pytest.raises(InvalidImportFile) as caught:
+        process_import(name, b"", FakeSerials())
+    assert str(caught.value) == f"{'x' * 40}…: the file is empty"

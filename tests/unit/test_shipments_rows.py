@@ -152,7 +152,7 @@ def test_invalid_product_and_weight_cells_stay_empty_in_the_export() -> None:
 
 def test_long_or_unprintable_values_are_shortened_in_messages() -> None:
     exported = _outcome(weight_g="a\tb" + "c" * 40)
-    shown = "a?b" + "c" * 17 + "..."  # 20 characters, then an ellipsis
+    shown = "a?b" + "c" * 37 + "…"  # 40 characters, then an ellipsis (DESIGN §6)
     assert exported["message"] == f"weight_g '{shown}' is not a whole number of grams"
 
 

@@ -6,13 +6,22 @@ as the import) before it is sent back, and appends two columns: ``partner`` (LET
 and ``order_subject`` (LETTERSHOP_SUBJECT), so the partner can match the answer to the order.
 
 Runs as ``python3 -I stamp_export.py`` with LETTERSHOP_FILE naming the file to rewrite in place.
-Standard library only.
+Standard library only. The subject is the partner's text: a value that a spreadsheet would run as a
+formula (it starts with = + - @, TAB or CR) is written with a leading ' so it stays data.
 """
 
 import csv
 import io
 import os
 import sys
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_data(value: str) -> str:
+    """A cell value that no spreadsheet runs as a formula."""
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
 
 
 def main() -> int:
@@ -30,7 +39,7 @@ def main() -> int:
         return 2
 
     partner = os.environ.get("LETTERSHOP_PARTNER_ID", "")
-    subject = os.environ.get("LETTERSHOP_SUBJECT", "")
+    subject = as_data(os.environ.get("LETTERSHOP_SUBJECT", ""))
     out = io.StringIO(newline="")
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
     writer.writerow([*rows[0], "partner", "order_subject"])

@@ -14,13 +14,17 @@ Decisions worth knowing:
 * A reference is compared exactly (after trimming). Any later row that repeats the reference of an
   earlier row, valid or not, is rejected as a duplicate; the first one stands on its own merits.
 * A header with no data rows is a valid, empty import: the export holds only its header line.
-* CSV/formula injection: the export goes back only to the partner who sent the import. The
-  ``reference`` cell is echoed verbatim, even when it starts with ``=``, ``+``, ``-`` or ``@``,
-  because the partner matches export rows to its own records by it; changing it (e.g. prefixing a
-  quote) would break that matching. Every other export cell is produced by this module: ``product``
-  and ``weight_g`` carry only validated values (empty when invalid) and ``message`` always starts
-  with a column name, so no other cell can start with a formula character. A partner that wants
-  references neutralised can do it in its postscript (DESIGN §4).
+* Caps: a file with more data rows than ``max_rows`` (the channel's ``max_rows_per_file``) is an
+  ``InvalidImportFile`` that names the cap; rows are counted after reading, before ``allocate``, so
+  no serial is spent on it. A quote that opens a cell and is never closed fails the file too, naming
+  the line (``csv_io``): the rows after it would be lost, and a partner fixes and re-sends a file
+  safely only when none of its rows was issued an id.
+* Cells are data, never formulas (DESIGN §6). A reference that starts with ``=``, ``+``, ``-``,
+  ``@``, a tab or a carriage return is a row error, and the reference cell of such a rejected row
+  stays empty (its message quotes the value, shortened, inside the sentence). Every other cell is
+  produced here: ``product`` and ``weight_g`` carry only validated values (empty when invalid) and
+  ``message`` always starts with a column name; ``export_cells`` still guards every cell
+  (``partner_text.as_data``). Partner text in the summary is shortened to 40 characters, then ``…``.
 """
 
 from collections.abc import Iterator
@@ -32,6 +36,7 @@ from typing import Protocol
 from domain.errors import InvalidImportFile
 from domain.shipments import csv_io
 from domain.shipments.countries import ISO_3166_ALPHA2
+from domain.shipments.partner_text import as_data, leading, shorten, starts_like_formula
 from domain.shipments.products import Product
 from domain.shipments.rows import KNOWN_COLUMNS, REQUIRED_COLUMNS, CheckedRow, check_row, show
 from domain.shipments.s10 import SERIAL_MAX, SERIAL_MIN, s10_id
@@ -75,9 +80,9 @@ class RowResult:
         return "; ".join(self.problems)
 
     def export_cells(self) -> list[str]:
-        """The row's cells in ``EXPORT_COLUMNS`` order."""
-        return [
-            self.reference,
+        """The row's cells in ``EXPORT_COLUMNS`` order; none starts with a formula character."""
+        cells = [
+            "" if starts_like_formula(self.reference) else self.reference,
             self.status.value,
             self.shipment_id,
             self.product.value if self.product else "",
@@ -85,10 +90,11 @@ class RowResult:
             "" if self.postage_chf is None else f"{self.postage_chf:.2f}",
             self.message,
         ]
+        return [as_data(cell) for cell in cells]
 
     def describe(self) -> str:
-        """``row 4 (reference R-4): <message>`` for the reply body."""
-        reference = "".join(char if char.isprintable() else "?" for char in self.reference)
+        """``row 4 (reference R-4): <message>`` for the reply body (the reference shortened)."""
+        reference = shorten(self.reference)
         where = f"row {self.line} (reference {reference})" if reference else f"row {self.line}"
         return f"{where}: {self.message}"
 
@@ -108,7 +114,7 @@ class ProcessedFile:
     def summary(self, max_reasons: int = SUMMARY_REASONS) -> str:
         """A few human lines for the reply body: counts, total postage, the first rejection reasons."""
         total = self.accepted + self.rejected
-        name = self.import_name or "import file"
+        name = leading(self.import_name) if self.import_name else "import file"
         lines = [
             f"{name}: {total} {'row' if total == 1 else 'rows'}, {self.accepted} accepted, "
             f"{self.rejected} rejected, total postage CHF {self.total_postage_chf:.2f}"
@@ -129,14 +135,22 @@ def process_import(
     *,
     issuer_country: str = "CH",
     tariff: Tariff | None = None,
+    max_rows: int | None = None,
 ) -> ProcessedFile:
-    """Process one import file; ``InvalidImportFile`` when it has no usable header or is not text."""
+    """Process one import file; ``InvalidImportFile`` when it has no usable header, is not text,
+    has a quote that is never closed, or has more than ``max_rows`` data rows (None: no cap)."""
     if issuer_country not in ISO_3166_ALPHA2:
         raise ValueError(f"issuer_country must be an ISO 3166-1 alpha-2 code, got {issuer_country!r}")
     prices = tariff or default_tariff()
-    name = filename or "import file"
+    name = shorten(filename) if filename else "import file"  # as the file is named in messages
     text, text_format = csv_io.decode(name, data)
     delimiter, header, records = _read_table(name, text)
+    if max_rows is not None and len(records) > max_rows:
+        raise InvalidImportFile(
+            f"{name}: the file has {len(records)} data rows; at most {max_rows} are taken from one file "
+            f"(max_rows_per_file). No shipment id was issued for it: split it into files of at most "
+            f"{max_rows} rows and send them again"
+        )
 
     checked = _check_rows(header, records)
     valid_count = sum(1 for _, row in checked if row.is_valid)
@@ -195,20 +209,28 @@ def export_name(filename: str) -> str:
 
 def _read_table(name: str, text: str) -> tuple[str, list[str], list[csv_io.Record]]:
     """The delimiter, the normalised header and the data records; the header must be valid."""
-    attempts: list[tuple[str, list[str], list[csv_io.Record]]] = []
+    attempts: list[tuple[str, list[str], csv_io.Table]] = []
     for delimiter in csv_io.candidate_delimiters(text):
-        records = csv_io.read_records(name, text, delimiter)
+        table = csv_io.read_records(name, text, delimiter)
+        records = table.records
         if not records:
+            if table.unclosed_quote_line is not None:
+                raise InvalidImportFile(csv_io.unclosed_quote_problem(name, table.unclosed_quote_line))
             raise InvalidImportFile(f"{name}: the file is empty")
         header = [cell.strip().lstrip("\ufeff").lower() for cell in records[0].cells]
         if all(column in header for column in REQUIRED_COLUMNS):
+            if table.unclosed_quote_line is not None:
+                raise InvalidImportFile(csv_io.unclosed_quote_problem(name, table.unclosed_quote_line))
             duplicates = sorted({c for c in header if c in KNOWN_COLUMNS and header.count(c) > 1})
             if duplicates:
                 raise InvalidImportFile(f"{name}: the header repeats columns: {', '.join(duplicates)}")
             return delimiter, header, records[1:]
-        attempts.append((delimiter, header, records))
+        attempts.append((delimiter, header, table))
     # Neither delimiter gives a complete header: explain it with the one that recognises more columns.
-    _, header, _ = max(attempts, key=lambda attempt: sum(c in KNOWN_COLUMNS for c in attempt[1]))
+    _, header, table = max(attempts, key=lambda attempt: sum(c in KNOWN_COLUMNS for c in attempt[1]))
+    if table.unclosed_quote_line is not None and len(table.records) == 1:
+        # The header itself never ends: its quote swallowed the whole file.
+        raise InvalidImportFile(csv_io.unclosed_quote_problem(name, table.unclosed_quote_line))
     if not any(column in KNOWN_COLUMNS for column in header):
         raise InvalidImportFile(
             f"{name}: the first line is not a valid header; it must name the columns "

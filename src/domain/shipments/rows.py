@@ -2,8 +2,11 @@
 
 Every cell is trimmed before it is checked. An empty cell in an optional column means the same as
 a missing column: ``country`` becomes ``CH``, ``product`` becomes ``B-POST``. A row is checked
-completely: every problem is reported, not just the first. Messages are plain ASCII so they survive
-a Windows-1252 export, and quote the offending value (shortened, control characters replaced).
+completely: every problem is reported, not just the first. Messages are in plain ASCII words, always
+start with a column name, and quote the offending value inside the sentence (``partner_text.quoted``:
+at most 40 characters, then ``…``, control characters replaced), so no message cell starts with a
+formula character. A reference that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return is a row error (DESIGN §6): it would be echoed into the export, where a spreadsheet could run it.
 """
 
 import re
@@ -11,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from domain.shipments.countries import ISO_3166_ALPHA2
+from domain.shipments.partner_text import formula_start_name, quoted, starts_like_formula
 from domain.shipments.products import DEFAULT_PRODUCT, Product
 from domain.shipments.tariff import MAX_WEIGHT_G, MIN_WEIGHT_G
 
@@ -44,7 +48,6 @@ _POSTCODE_RULES: dict[str, tuple[re.Pattern[str], str]] = {
 }
 _OTHER_POSTCODE = (re.compile(r"[A-Z0-9 -]{3,10}"), "3 to 10 letters, digits, blanks or hyphens")
 _WEIGHT = re.compile(r"[0-9]{1,9}")
-_SHOWN_CHARS = 20
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ def check_row(cells: Mapping[str, str]) -> CheckedRow:
     problems: list[str] = []
     for column, (required, limit) in _TEXT_LIMITS.items():
         problems.extend(_check_text(column, values[column], required=required, limit=limit))
+    if starts_like_formula(values["reference"]):
+        problems.append(
+            f"reference {show(values['reference'])} must not start with "
+            f"{formula_start_name(values['reference'])} (it could run as a spreadsheet formula)"
+        )
 
     country = values["country"].upper() or DEFAULT_COUNTRY
     if country not in ISO_3166_ALPHA2:
@@ -142,7 +150,4 @@ def _check_weight(value: str) -> tuple[int | None, str | None]:
 
 def show(value: str) -> str:
     """A cell value fit for a one-line message: quoted, control characters replaced, shortened."""
-    printable = "".join(char if char.isprintable() else "?" for char in value)
-    if len(printable) > _SHOWN_CHARS:
-        printable = printable[:_SHOWN_CHARS] + "..."
-    return f"'{printable}'"
+    return quoted(value)
