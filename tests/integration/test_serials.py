@@ -1,5 +1,6 @@
 """The S10 serial counter against the real moto server, in the state table built from the template."""
 
+import json
 import random
 import threading
 from pathlib import Path
@@ -10,13 +11,14 @@ import pytest
 from botocore.config import Config
 
 from adapters.aws_errors import DEPLOYMENT
-from adapters.serials import DynamoDbSerialCounter
+from adapters.serials import SERIAL_MAX, WARN_FROM, DynamoDbSerialCounter, range_is_low
 from devstack import aws
 from devstack.aws import StackNames
 from devstack.moto import MotoServer
 from devstack.stack import LocalStack
 from domain.errors import ChannelFailure, PermanentError, TransientError
 from domain.shipments import SerialSource
+from tests.integration.conftest import JsonLogs
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +120,100 @@ def test_the_counter_never_passes_eight_digits(table: tuple[Any, str]) -> None:
     with pytest.raises(PermanentError, match="exhausted"):
         counter.allocate(10)
     assert counter.allocate(9) == range(99_999_991, 100_000_000)
+
+
+def test_the_range_is_low_from_ninety_percent_on() -> None:
+    assert WARN_FROM - 1 < SERIAL_MAX * 0.9 <= WARN_FROM  # the first serial at or past 90 %
+    assert not range_is_low(WARN_FROM - 1)
+    assert range_is_low(WARN_FROM)
+    assert range_is_low(SERIAL_MAX)
+
+
+def _set_counter(client: Any, name: str, value: int) -> None:
+    client.put_item(TableName=name, Item={"pk": {"S": "counter#s10"}, "value": {"N": str(value)}})
+
+
+def _range_low_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(out) for out in capsys.readouterr().out.splitlines() if '"SerialRangeLow"' in out]
+
+
+def _range_low_lines(json_logs: JsonLogs) -> list[dict[str, Any]]:
+    return [line for line in json_logs.lines() if line["message"].startswith("S10 serial range at least 90%")]
+
+
+def test_an_allocation_reaching_ninety_percent_warns_with_the_serials_left(
+    table: tuple[Any, str], json_logs: JsonLogs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a counter 5 serials short of 90 % of the range
+    client, name = table
+    _set_counter(client, name, WARN_FROM - 6)
+    counter = DynamoDbSerialCounter(name, client=client)
+    capsys.readouterr()
+    # When a file takes 5 serials, then another takes 1
+    assert counter.allocate(5) == range(WARN_FROM - 5, WARN_FROM)
+    before = (_range_low_metrics(capsys), _range_low_lines(json_logs))
+    assert counter.allocate(1) == range(WARN_FROM, WARN_FROM + 1)
+    # Then the first stays quiet; the second, which reaches the mark, is counted once for the
+    # stack, without a channel, and logged with the counter and the serials left
+    assert before == ([], [])
+    [metric] = _range_low_metrics(capsys)
+    assert metric["SerialRangeLow"] == [1.0]
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LetterShop"
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert (metric["service"], metric["counter"]) == ("lettershop-email-channel", "counter#s10")
+    assert metric["serials_left"] == SERIAL_MAX - WARN_FROM == 9_999_999
+    [line] = _range_low_lines(json_logs)
+    assert line["level"] == "WARNING"
+    assert (line["counter"], line["table"]) == ("counter#s10", name)
+    assert (line["highest_serial"], line["serials_left"]) == (WARN_FROM, 9_999_999)
+    assert "9999999 serials left" in line["message"]
+
+
+def test_every_allocation_past_the_mark_warns_again(
+    table: tuple[Any, str], json_logs: JsonLogs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, name = table
+    _set_counter(client, name, 95_000_000)
+    counter = DynamoDbSerialCounter(name, client=client)
+    capsys.readouterr()
+
+    counter.allocate(100)
+    counter.allocate(1)
+
+    metrics = _range_low_metrics(capsys)
+    assert [m["serials_left"] for m in metrics] == [4_999_899, 4_999_898]
+    assert [line["serials_left"] for line in _range_low_lines(json_logs)] == [4_999_899, 4_999_898]
+
+
+def test_a_fresh_counter_never_warns(
+    table: tuple[Any, str], json_logs: JsonLogs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, name = table
+    counter = DynamoDbSerialCounter(name, client=client)
+    capsys.readouterr()
+
+    counter.allocate(1000)
+
+    assert _range_low_metrics(capsys) == []
+    assert _range_low_lines(json_logs) == []
+    assert not [line for line in json_logs.lines() if line["level"] == "WARNING"]
+
+
+def test_an_exhausted_counter_warns_too(
+    table: tuple[Any, str], json_logs: JsonLogs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a counter with 9 serials left
+    client, name = table
+    _set_counter(client, name, 99_999_990)
+    counter = DynamoDbSerialCounter(name, client=client)
+    capsys.readouterr()
+    # When a file needs 10 / Then it fails, and the alarm's metric counts it with the 9 left
+    with pytest.raises(PermanentError, match="exhausted"):
+        counter.allocate(10)
+    [metric] = _range_low_metrics(capsys)
+    assert metric["serials_left"] == 9
+    [line] = _range_low_lines(json_logs)
+    assert line["highest_serial"] == 99_999_990
 
 
 def test_a_missing_table_is_the_deployments_failure_naming_the_table(moto_endpoint: str) -> None:

@@ -54,6 +54,7 @@ CUSTOM_METRIC_ALARMS = {
     "MessageUnretrievable",
     "InvalidChannelConfig",
     "ScriptFailed",
+    "SerialRangeLow",
 }
 OUTCOME_METRICS = (
     "MessagesProcessed",
@@ -448,6 +449,19 @@ def test_alarms_cover_poll_failures_quarantine_config_scripts_and_dead_letters(c
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
+def test_serial_range_alarm_tells_the_operator_to_plan_a_new_range(cfn: dict[str, Any]) -> None:
+    alarm = cfn["Resources"]["SerialRangeLowAlarm"]["Properties"]
+    [query] = alarm["Metrics"]
+    description = alarm["AlarmDescription"]
+
+    assert "SELECT SUM(SerialRangeLow)" in query["Expression"]["Fn::Sub"]
+    assert query["Period"] * alarm["EvaluationPeriods"] <= 3 * 3600  # Metrics Insights alarms' limit
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert "OKActions" not in alarm  # the range never comes back: no "all clear" mail
+    for words in ("90%", "shared by every channel", "never repeat", "never be reset", "new issuer"):
+        assert words in description, words
+
+
 def test_alarm_topic_mails_the_alarm_email_when_given(cfn: dict[str, Any]) -> None:
     subscription = cfn["Resources"]["AlarmEmailSubscription"]
 
@@ -473,6 +487,14 @@ def test_dashboard_shows_every_outcome_per_channel(cfn: dict[str, Any]) -> None:
             e.startswith("SEARCH('{LetterShop,channel_id,service}") and f'MetricName="{metric}"' in e
             for e in expressions
         ), metric
+
+
+def test_dashboard_shows_the_state_of_every_alarm(cfn: dict[str, Any]) -> None:
+    body = cfn["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+
+    shown = set(re.findall(r"\$\{([A-Za-z]+)\.Arn\}", body))
+
+    assert shown >= set(resources_of(cfn, "AWS::CloudWatch::Alarm"))
 
 
 def test_outputs_name_tables_buckets_functions_and_dashboard(cfn: dict[str, Any]) -> None:
