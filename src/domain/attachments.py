@@ -26,19 +26,17 @@ from email.errors import (
     StartBoundaryNotFoundDefect,
 )
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
+from domain.bounds import BoundExceeded, PartBudget, check_header_fields, parse_bounded
 from domain.errors import RejectedMessage
 from domain.filenames import attachment_name, clean_filename, unique_filename
-from domain.headers import Headers, decode_header_bytes, parse_headers
+from domain.headers import Headers, decode_header_bytes, field_sizes, parse_headers
 from domain.tnef import SIGNATURE, TnefError, TnefFile, read_tnef
 
 _TNEF_TYPES = {"application/ms-tnef", "application/vnd.ms-tnef"}
-_MAX_MIME_DEPTH = 30
 _MAX_MESSAGE_NESTING = 5
-_MAX_PARTS = 5_000
 # Boundary defects that lose parts; a missing close delimiter (CloseBoundaryNotFoundDefect) loses
 # none - every part up to the end was read - so it does not count against a reading.
 _BOUNDARY_DEFECTS = (StartBoundaryNotFoundDefect, MultipartInvariantViolationDefect)
@@ -89,29 +87,39 @@ def _boundary_trouble(message: _Part) -> tuple[int, int]:
     return trouble, -parts
 
 
-def _parse(raw: bytes, label: str) -> tuple[_Part, list[str]]:
+def _parse(raw: bytes, label: str, budget: PartBudget) -> tuple[_Part, list[str]]:
     """Parse with policy.default; with compat32 when that raises or cannot find boundaries.
 
     compat32 reads unquoted boundaries containing ``=`` (Outlook's ``----=_NextPart_...``), which the
     modern parameter parser cuts short; and it never parses headers lazily, so it never raises on one.
+    Both readings stop at the parse bounds (``domain.bounds``); the parts of the reading taken are
+    spent from ``budget``.
     """
     modern: _Part | None = None
+    modern_parts = 0
     try:
-        modern = BytesParser(_ModernPart, policy=policy.default).parsebytes(raw)
+        modern, modern_parts = parse_bounded(raw, _ModernPart, policy.default, budget)
         trouble = _boundary_trouble(modern)
         if not trouble[0]:
+            budget.used += modern_parts
             return modern, []
         note = f"{label}: read with compat32, policy.default could not find {trouble[0]} boundary(ies)"
+    except BoundExceeded:
+        raise
     except Exception as exc:  # the modern header parser raises lazily on some broken headers
         trouble = (0, 0)
         note = f"{label}: read with compat32 after {type(exc).__name__} in policy.default"
     try:
-        legacy = BytesParser(_LegacyPart, policy=policy.compat32).parsebytes(raw)
+        legacy, legacy_parts = parse_bounded(raw, _LegacyPart, policy.compat32, budget)
         if modern is None or _boundary_trouble(legacy) < trouble:
+            budget.used += legacy_parts
             return legacy, [note]
-    except Exception as exc:  # e.g. RecursionError on absurdly deep nesting
+    except BoundExceeded:
+        raise
+    except Exception as exc:
         if modern is None:
             raise RejectedMessage(f"message cannot be parsed: {type(exc).__name__}: {exc}") from exc
+    budget.used += modern_parts
     return modern, []
 
 
@@ -211,7 +219,7 @@ class _Collector:
         self.others: list[str] = []
         self.defects: list[str] = []
         self.taken: set[str] = set()
-        self.parts = 0
+        self.budget = PartBudget()  # parts and nesting are bounded while parsing (domain.bounds)
 
     def add(self, name: str | None, content: bytes, content_type: str = "") -> None:
         safe = clean_filename(name)
@@ -237,7 +245,9 @@ class _Collector:
             self.defects.append(f"{label}: messages nested too deep, not searched")
             return
         try:
-            parsed, notes = _parse(raw, label)
+            parsed, notes = _parse(raw, label, self.budget)
+        except BoundExceeded:
+            raise  # a forwarded message beyond the bounds costs what the message itself would
         except RejectedMessage as exc:
             self.defects.append(f"{label}: forwarded message unreadable ({exc})")
             return
@@ -245,19 +255,14 @@ class _Collector:
         self.walk(parsed, label, nesting)
 
     def walk(self, root: _Part, label: str, nesting: int) -> None:
-        stack: list[tuple[_Part, str, int]] = [(root, label, 0)]
+        """Every part, iteratively; their number and depth were bounded while parsing."""
+        stack: list[tuple[_Part, str]] = [(root, label)]
         while stack:
-            part, where, depth = stack.pop()
-            self.parts += 1
-            if self.parts > _MAX_PARTS or depth > _MAX_MIME_DEPTH:
-                self.defects.append(f"{where}: too many or too deeply nested parts, the rest is not searched")
-                return
+            part, where = stack.pop()
             self.defects.extend(f"{where}: {_describe_defect(defect)}" for defect in part.defects)
-            self.part(part, where, depth, nesting, stack)
+            self.part(part, where, nesting, stack)
 
-    def part(
-        self, part: _Part, where: str, depth: int, nesting: int, stack: list[tuple[_Part, str, int]]
-    ) -> None:
+    def part(self, part: _Part, where: str, nesting: int, stack: list[tuple[_Part, str]]) -> None:
         headers = _headers_of(part)
         kind = _content_type(headers)
         encoding = headers.get("content-transfer-encoding", "").strip().lower()
@@ -272,7 +277,7 @@ class _Collector:
             return
         if part.is_multipart():
             prefix = "part " if where == "message" else f"{where}."
-            numbered = [(child, f"{prefix}{number}", depth + 1) for number, child in enumerate(children, 1)]
+            numbered = [(child, f"{prefix}{number}") for number, child in enumerate(children, 1)]
             stack.extend(reversed(numbered))
             return
         name = attachment_name(headers.get("content-disposition"), headers.get("content-type"))
@@ -286,6 +291,8 @@ class _Collector:
         if is_tnef and content.startswith(SIGNATURE):
             try:
                 self.add_tnef(read_tnef(content), where, nesting)
+            except BoundExceeded:
+                raise
             except TnefError as exc:
                 self.defects.append(f"{where}: {exc}")
                 self.add(name or "winmail.dat", content, kind)
@@ -302,13 +309,16 @@ def parse_message(raw: bytes, patterns: Sequence[str]) -> ParsedMessage:
     """The import files and other attachments of a full raw message.
 
     Raises RejectedMessage("message cannot be parsed: ...") only when there is no header at all or
-    the parser itself gives up; any other damage is recorded in ``defects``.
+    the parser itself gives up, and ``BoundExceeded`` (a RejectedMessage naming the bound) when the
+    message claims more structure than ``domain.bounds`` allows - checked before the header fields
+    are decoded and while the parts are parsed; any other damage is recorded in ``defects``.
     """
     headers = parse_headers(raw)
+    check_header_fields(field_sizes(headers.raw), "the message header")
     if not headers.fields:
         raise RejectedMessage("message cannot be parsed: no header fields")
-    message, notes = _parse(raw, "message")
     collector = _Collector(patterns)
+    message, notes = _parse(raw, "message", collector.budget)
     collector.defects.extend(notes)
     collector.walk(message, "message", 0)
     return ParsedMessage(
