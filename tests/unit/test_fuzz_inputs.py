@@ -52,7 +52,7 @@ from domain.shipments import EXPORT_COLUMNS, Status, is_valid_s10, process_impor
 from domain.shipments.partner_text import FORMULA_STARTS
 from domain.shipments.s10 import SERIAL_MAX, SERIAL_MIN
 from tests.unit.test_poll_service import World, make_channel
-from tests.unit.test_shipments_support import FakeSerials
+from tests.unit.test_shipments_support import COLUMNS, FakeSerials
 
 type Draw = st.DrawFn
 
@@ -529,18 +529,7 @@ def test_given_hostile_authentication_results_when_checked_then_only_the_topmost
 
 # --- 2. Import CSVs ------------------------------------------------------------------------------------
 
-KNOWN = (
-    "reference",
-    "name",
-    "company",
-    "street",
-    "house_number",
-    "postcode",
-    "city",
-    "country",
-    "product",
-    "weight_g",
-)
+KNOWN = COLUMNS
 REQUIRED = ("reference", "name", "street", "postcode", "city", "weight_g")
 OPTIONAL = ("company", "house_number", "country", "product")
 UNKNOWN_COLUMNS = ("notes", "Tracking", "ref2", "=cmd")
