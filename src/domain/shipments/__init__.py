@@ -4,16 +4,9 @@ Pure domain code: CSV in, export CSV plus counts out. The only outside dependenc
 ``SerialSource`` (the atomic S10 serial counter, ``adapters.serials.DynamoDbSerialCounter``).
 """
 
-from domain.shipments.processing import (
-    EXPORT_COLUMNS,
-    ProcessedFile,
-    RowResult,
-    SerialSource,
-    Status,
-    export_name,
-    process_import,
-)
+from domain.shipments.processing import ProcessedFile, export_name, process_import
 from domain.shipments.products import Product
+from domain.shipments.results import EXPORT_COLUMNS, RowResult, SerialSource, Status
 from domain.shipments.s10 import check_digit, is_valid_s10, s10_id
 from domain.shipments.tariff import Tariff, default_tariff
 

@@ -7,16 +7,20 @@
   too when the guess does not give a valid header (see ``candidate_delimiters``).
 * Quoting is always ``"`` with doubled quotes inside (RFC 4180); only the delimiter is sniffed. A
   quote in the middle of a cell is an ordinary character. A quote that opens a cell and is never
-  closed would make the rest of the file one cell (``csv`` says nothing about it): ``read_records``
-  reports the line where it opened (``Table.unclosed_quote_line``), and the file is not processed.
+  closed would make the rest of the file one cell (``csv`` says nothing about it): ``RecordReader``
+  reports the line where it opened (``unclosed_quote_line``), and the file is not processed.
 * The export keeps the import's encoding, BOM, delimiter and line ending (CRLF or LF).
+* Streaming: the file is never decoded whole. ``TextSource`` decodes a fresh pass chunk by chunk,
+  ``RecordReader`` holds one record at a time, and ``ExportWriter`` spools the export to a temporary
+  file past ``_SPOOL_BYTES``; the caller reads the file in as many passes as it needs.
 """
 
 import codecs
 import csv
 import io
 import re
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +29,9 @@ from domain.errors import InvalidImportFile
 Encoding = Literal["utf-8", "cp1252"]
 DELIMITERS = (";", ",")
 _SNIFF_SAMPLE_CHARS = 64 * 1024
+_DECODE_CHUNK_BYTES = 256 * 1024
+_FLUSH_CHARS = 64 * 1024  # export text encoded and written per chunk of about this size
+_SPOOL_BYTES = 1024 * 1024  # an export larger than this is spooled to a temporary file
 _FOREIGN_BOMS = (
     (codecs.BOM_UTF32_LE, "UTF-32"),
     (codecs.BOM_UTF32_BE, "UTF-32"),
@@ -56,20 +63,40 @@ class Record:
         return all(not cell.strip() for cell in self.cells)
 
 
-@dataclass(frozen=True)
-class Table:
-    """The non-blank records of a file, read with one delimiter.
+class TextSource:
+    """An import file known to be UTF-8 or Windows-1252 text, read as text as often as needed.
 
-    ``unclosed_quote_line`` is the line where a quoted cell opens that the file never closes: that
-    cell swallowed everything after it, so ``records`` does not hold the rows the partner sent.
+    Nothing is decoded up front: ``open`` decodes incrementally, so one pass over the file holds a
+    chunk of its text at a time, never the whole of it.
     """
 
-    records: list[Record]
-    unclosed_quote_line: int | None = None
+    def __init__(self, data: bytes, text_format: TextFormat) -> None:
+        self._data = data
+        self.format = text_format
+
+    def open(self) -> io.TextIOWrapper:
+        """A fresh text stream over the file (after the BOM); lines end as written (``newline=""``)."""
+        raw = io.BytesIO(self._data)  # shares the bytes, no copy
+        if self.format.bom:
+            raw.seek(len(codecs.BOM_UTF8))
+        return io.TextIOWrapper(raw, encoding=self.format.encoding, newline="")
+
+    def sample(self) -> str:
+        """The first ``_SNIFF_SAMPLE_CHARS`` characters or so, cut after a line end (for ``sniff``)."""
+        with self.open() as stream:
+            head = stream.read(_SNIFF_SAMPLE_CHARS + 1)
+        if len(head) <= _SNIFF_SAMPLE_CHARS:
+            return head
+        cut = head.rfind("\n", 0, _SNIFF_SAMPLE_CHARS)
+        return head[: cut if cut > 0 else _SNIFF_SAMPLE_CHARS]
 
 
-def decode(filename: str, data: bytes) -> tuple[str, TextFormat]:
-    """The file's text and format; ``InvalidImportFile`` when it is not UTF-8 or Windows-1252 text."""
+def decode(filename: str, data: bytes) -> TextSource:
+    """The file as text; ``InvalidImportFile`` when it is not UTF-8 or Windows-1252 text.
+
+    The encoding is decided for the whole file: UTF-8 when every byte of it decodes as UTF-8, else
+    Windows-1252. The check decodes chunk by chunk and keeps none of the text.
+    """
     for foreign_bom, name in _FOREIGN_BOMS:
         if data.startswith(foreign_bom):
             raise InvalidImportFile(
@@ -78,29 +105,28 @@ def decode(filename: str, data: bytes) -> tuple[str, TextFormat]:
     if b"\x00" in data:
         raise InvalidImportFile(f"{filename}: the file contains NUL bytes; it is not a CSV text file")
     bom = data.startswith(codecs.BOM_UTF8)
-    encoding: Encoding
-    try:
-        text = data[len(codecs.BOM_UTF8) :].decode("utf-8") if bom else data.decode("utf-8")
-        encoding = "utf-8"
-    except UnicodeDecodeError:
+    start = len(codecs.BOM_UTF8) if bom else 0
+    encoding: Encoding = "utf-8"
+    if _first_undecodable(data, start, "utf-8") is not None:
         if bom:
             raise InvalidImportFile(
                 f"{filename}: the file starts with a UTF-8 byte order mark but is not valid UTF-8"
-            ) from None
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError as exc:
+            )
+        bad = _first_undecodable(data, 0, "cp1252")
+        if bad is not None:
             raise InvalidImportFile(
-                f"{filename}: the file is neither UTF-8 nor Windows-1252 text (byte {exc.start})"
-            ) from None
+                f"{filename}: the file is neither UTF-8 nor Windows-1252 text (byte {bad})"
+            )
         encoding = "cp1252"
-    terminator = "\r\n" if "\r\n" in text or "\n" not in text else "\n"
-    return text, TextFormat(encoding=encoding, bom=bom, line_terminator=terminator)
+    # Both encodings write CR and LF as the single bytes 0x0D and 0x0A, and no other character
+    # contains those bytes: the line ends of the bytes are the line ends of the text.
+    terminator = "\r\n" if b"\r\n" in data or b"\n" not in data else "\n"
+    return TextSource(data, TextFormat(encoding=encoding, bom=bom, line_terminator=terminator))
 
 
-def candidate_delimiters(text: str) -> tuple[str, str]:
+def candidate_delimiters(source: TextSource) -> tuple[str, str]:
     """Both delimiters, the more likely one first."""
-    sample = _sample(text)
+    sample = source.sample()
     try:
         guess = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
     except csv.Error:
@@ -109,29 +135,47 @@ def candidate_delimiters(text: str) -> tuple[str, str]:
     return (guess, ",") if guess == ";" else (guess, ";")
 
 
-def read_records(filename: str, text: str, delimiter: str) -> Table:
-    """Every non-blank record of ``text``, in order, with the line it starts on."""
-    lines = _Lines(text)
-    reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True)
-    records: list[Record] = []
-    next_line, next_start = 1, 0  # where the record about to be read starts: line and offset
-    last_line, last_start = 1, 0  # where the last record read (blank or not) starts
-    try:
-        for cells in reader:
-            record = Record(line=next_line, cells=cells)
-            last_line, last_start = next_line, next_start
-            next_line, next_start = reader.line_num + 1, lines.consumed
-            if not record.is_blank:
-                records.append(record)
-    except csv.Error as exc:
-        # e.g. "field larger than field limit": most likely a quote that is never closed
-        opened = _unclosed_quote_line(text, next_start, next_line, delimiter)
-        if opened is None:
-            raise InvalidImportFile(
-                f"{filename}: line {reader.line_num}: not readable as CSV ({exc})"
-            ) from None
-        return Table(records, unclosed_quote_line=opened)
-    return Table(records, unclosed_quote_line=_unclosed_quote_line(text, last_start, last_line, delimiter))
+class RecordReader:
+    """Every non-blank record of the file, in order, with the line it starts on: one pass, one
+    record in memory at a time.
+
+    After the iteration, ``unclosed_quote_line`` is the line where a quoted cell opens that the file
+    never closes (that cell swallowed everything after it, so the records read are not the rows the
+    partner sent), or None. A file that is not readable as CSV for another reason raises
+    ``InvalidImportFile`` during the iteration.
+    """
+
+    def __init__(self, filename: str, source: TextSource, delimiter: str) -> None:
+        self._filename = filename
+        self._source = source
+        self._delimiter = delimiter
+        self.unclosed_quote_line: int | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        with self._source.open() as stream:
+            lines = _Lines(stream)
+            reader = csv.reader(lines, delimiter=self._delimiter, quotechar='"', doublequote=True)
+            next_line = 1  # the line the record about to be read starts on
+            last_line, last_text = 1, ""  # the last record read (blank or not): its line and text
+            try:
+                for cells in reader:
+                    record = Record(line=next_line, cells=cells)
+                    last_line, last_text = next_line, lines.take()
+                    next_line = reader.line_num + 1
+                    if not record.is_blank:
+                        yield record
+            except csv.Error as exc:
+                # e.g. "field larger than field limit": most likely a quote that is never closed
+                rest = lines.take() + stream.read()
+                opened = _unclosed_quote_line(rest, 0, next_line, self._delimiter)
+                if opened is None:
+                    raise InvalidImportFile(
+                        f"{self._filename}: line {reader.line_num}: not readable as CSV ({exc})"
+                    ) from None
+                self.unclosed_quote_line = opened
+                return
+            tail = last_text + lines.take()
+            self.unclosed_quote_line = _unclosed_quote_line(tail, 0, last_line, self._delimiter)
 
 
 def unclosed_quote_problem(filename: str, line: int) -> str:
@@ -143,36 +187,91 @@ def unclosed_quote_problem(filename: str, line: int) -> str:
     )
 
 
-def encode(rows: Iterable[Sequence[str]], delimiter: str, text_format: TextFormat) -> bytes:
-    """CSV bytes for ``rows`` in the given delimiter and format (minimal RFC 4180 quoting)."""
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(
-        buffer,
-        delimiter=delimiter,
-        quotechar='"',
-        doublequote=True,
-        quoting=csv.QUOTE_MINIMAL,
-        lineterminator=text_format.line_terminator,
-    )
-    writer.writerows(rows)
-    body = buffer.getvalue().encode(text_format.encoding, errors="replace")
-    return codecs.BOM_UTF8 + body if text_format.bom else body
+class ExportWriter:
+    """Writes the export row by row: CSV in the given delimiter and format (minimal RFC 4180
+    quoting), spooled to a temporary file once it grows past ``spool_bytes``."""
+
+    def __init__(self, delimiter: str, text_format: TextFormat, spool_bytes: int = _SPOOL_BYTES) -> None:
+        self._format = text_format
+        self._file = tempfile.SpooledTemporaryFile(max_size=spool_bytes)  # noqa: SIM115 (closed in finish)
+        self._buffer = io.StringIO(newline="")
+        self._writer = csv.writer(
+            self._buffer,
+            delimiter=delimiter,
+            quotechar='"',
+            doublequote=True,
+            quoting=csv.QUOTE_MINIMAL,
+            lineterminator=text_format.line_terminator,
+        )
+        if text_format.bom:
+            self._file.write(codecs.BOM_UTF8)
+
+    def write(self, row: Sequence[str]) -> None:
+        """One export row."""
+        self._writer.writerow(row)
+        if self._buffer.tell() >= _FLUSH_CHARS:
+            self._flush()
+
+    def finish(self) -> bytes:
+        """The export file's bytes; the writer is closed."""
+        try:
+            self._flush()
+            self._file.seek(0)
+            return self._file.read()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop what was written (also after ``finish``)."""
+        self._file.close()
+        self._buffer.close()
+
+    def _flush(self) -> None:
+        # Both encoders keep no state, so encoding chunk by chunk gives the bytes of the whole text.
+        self._file.write(self._buffer.getvalue().encode(self._format.encoding, errors="replace"))
+        self._buffer.seek(0)
+        self._buffer.truncate()
 
 
 class _Lines:
-    """The lines of ``text`` as ``csv.reader`` takes them, counting the characters handed out."""
+    """The lines of a text stream as ``csv.reader`` takes them, keeping those handed out since the
+    last ``take`` (the text of the record being read)."""
 
-    def __init__(self, text: str) -> None:
-        self._lines = io.StringIO(text, newline="")
-        self.consumed = 0
+    def __init__(self, stream: io.TextIOWrapper) -> None:
+        self._stream = stream
+        self._pending: list[str] = []
 
     def __iter__(self) -> "_Lines":
         return self
 
     def __next__(self) -> str:
-        line = next(self._lines)
-        self.consumed += len(line)
+        line = self._stream.readline()
+        if not line:
+            raise StopIteration
+        self._pending.append(line)
         return line
+
+    def take(self) -> str:
+        """The text handed out since the last call."""
+        text = "".join(self._pending)
+        self._pending = []
+        return text
+
+
+def _first_undecodable(data: bytes, start: int, encoding: Encoding) -> int | None:
+    """The offset of the first byte of ``data[start:]`` that does not decode, or None."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    view = memoryview(data)
+    for offset in range(start, len(data), _DECODE_CHUNK_BYTES):
+        try:
+            decoder.decode(view[offset : offset + _DECODE_CHUNK_BYTES], final=False)
+        except UnicodeDecodeError as exc:
+            return offset + exc.start  # exact for Windows-1252, which keeps no state across chunks
+    try:
+        decoder.decode(b"", final=True)  # a UTF-8 sequence cut off by the end of the file
+    except UnicodeDecodeError:
+        return len(data)  # only UTF-8 keeps state, and its callers need no offset
+    return None
 
 
 def _unclosed_quote_line(text: str, start: int, line: int, delimiter: str) -> int | None:
@@ -202,10 +301,3 @@ def _unclosed_quote_line(text: str, start: int, line: int, delimiter: str) -> in
             return None
         position = end.end()
     return None
-
-
-def _sample(text: str) -> str:
-    if len(text) <= _SNIFF_SAMPLE_CHARS:
-        return text
-    cut = text.rfind("\n", 0, _SNIFF_SAMPLE_CHARS)
-    return text[: cut if cut > 0 else _SNIFF_SAMPLE_CHARS]

@@ -19,6 +19,11 @@ Decisions worth knowing:
   no serial is spent on it. A quote that opens a cell and is never closed fails the file too, naming
   the line (``csv_io``): the rows after it would be lost, and a partner fixes and re-sends a file
   safely only when none of its rows was issued an id.
+* Streaming (issue 10): the file is read in passes, never held as text or rows. The first pass
+  checks and counts the rows (keeping only each reference's first line, for duplicates); after the
+  one ``allocate``, the second numbers the rows and writes the export (``csv_io.ExportWriter``,
+  spooled to a temporary file). ``ProcessedFile.rows`` of a processed file reads the rows again
+  each time it is iterated; the ``export_bytes`` are the only copy of the export in memory.
 * Cells are data, never formulas (DESIGN §6). A reference that starts with ``=``, ``+``, ``-``,
   ``@``, a tab or a carriage return is a row error, and the reference cell of such a rejected row
   stays empty (its message quotes the value, shortened, inside the sentence). Every other cell is
@@ -27,76 +32,22 @@ Decisions worth knowing:
   (``partner_text.as_data``). Partner text in the summary is shortened to 40 characters, then ``…``.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from enum import StrEnum
-from typing import Protocol
+from itertools import islice
+from typing import overload
 
 from domain.errors import InvalidImportFile
 from domain.shipments import csv_io
 from domain.shipments.countries import ISO_3166_ALPHA2
-from domain.shipments.partner_text import as_data, leading, shorten, starts_like_formula
-from domain.shipments.products import Product
+from domain.shipments.partner_text import leading, shorten
+from domain.shipments.results import EXPORT_COLUMNS, RowResult, SerialSource, Status
 from domain.shipments.rows import KNOWN_COLUMNS, REQUIRED_COLUMNS, CheckedRow, check_row, show
 from domain.shipments.s10 import SERIAL_MAX, SERIAL_MIN, s10_id
 from domain.shipments.tariff import Tariff, default_tariff
 
-EXPORT_COLUMNS = ("reference", "status", "shipment_id", "product", "weight_g", "postage_chf", "message")
 SUMMARY_REASONS = 5
-
-
-class SerialSource(Protocol):
-    """Where S10 serials come from (the atomic counter in the state table)."""
-
-    def allocate(self, count: int) -> range:
-        """``count`` fresh serials in 1..99_999_999 that were never handed out before."""
-        ...
-
-
-class Status(StrEnum):
-    """Outcome of one import row."""
-
-    ACCEPTED = "ACCEPTED"
-    REJECTED = "REJECTED"
-
-
-@dataclass(frozen=True)
-class RowResult:
-    """One export row: the outcome of the import row that starts on file line ``line``."""
-
-    line: int
-    reference: str
-    status: Status
-    shipment_id: str
-    product: Product | None
-    weight_g: int | None
-    postage_chf: Decimal | None
-    problems: tuple[str, ...] = ()
-
-    @property
-    def message(self) -> str:
-        """Every problem of the row, ``"; "``-joined; empty for an accepted row."""
-        return "; ".join(self.problems)
-
-    def export_cells(self) -> list[str]:
-        """The row's cells in ``EXPORT_COLUMNS`` order; none starts with a formula character."""
-        cells = [
-            "" if starts_like_formula(self.reference) else self.reference,
-            self.status.value,
-            self.shipment_id,
-            self.product.value if self.product else "",
-            "" if self.weight_g is None else str(self.weight_g),
-            "" if self.postage_chf is None else f"{self.postage_chf:.2f}",
-            self.message,
-        ]
-        return [as_data(cell) for cell in cells]
-
-    def describe(self) -> str:
-        """``row 4 (reference R-4): <message>`` for the reply body (the reference shortened)."""
-        reference = shorten(self.reference)
-        where = f"row {self.line} (reference {reference})" if reference else f"row {self.line}"
-        return f"{where}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +60,7 @@ class ProcessedFile:
     accepted: int
     rejected: int
     total_postage_chf: Decimal
-    rows: tuple[RowResult, ...] = field(default=(), repr=False)
+    rows: Sequence[RowResult] = field(default=(), repr=False)
 
     def summary(self, max_reasons: int = SUMMARY_REASONS) -> str:
         """A few human lines for the reply body: counts, total postage, the first rejection reasons."""
@@ -119,10 +70,12 @@ class ProcessedFile:
             f"{name}: {total} {'row' if total == 1 else 'rows'}, {self.accepted} accepted, "
             f"{self.rejected} rejected, total postage CHF {self.total_postage_chf:.2f}"
         ]
-        rejected = [row for row in self.rows if row.status is Status.REJECTED]
-        lines.extend(f"  {row.describe()}" for row in rejected[:max_reasons])
-        if len(rejected) > max_reasons:
-            more = len(rejected) - max_reasons
+        rejected = (row for row in self.rows if row.status is Status.REJECTED)
+        shown = list(islice(rejected, max_reasons))
+        lines.extend(f"  {row.describe()}" for row in shown)
+        # Rows from process_import know their count; reading them all again only to count is slow.
+        more = self.rows.rejected - len(shown) if isinstance(self.rows, _Rows) else sum(1 for _ in rejected)
+        if more > 0:
             noun = "row" if more == 1 else "rows"
             lines.append(f"  ... and {more} more rejected {noun}, see {self.export_name}")
         return "\n".join(lines)
@@ -143,59 +96,51 @@ def process_import(
         raise ValueError(f"issuer_country must be an ISO 3166-1 alpha-2 code, got {issuer_country!r}")
     prices = tariff or default_tariff()
     name = shorten(filename) if filename else "import file"  # as the file is named in messages
-    text, text_format = csv_io.decode(name, data)
-    delimiter, header, records = _read_table(name, text)
-    if max_rows is not None and len(records) > max_rows:
+    source = csv_io.decode(name, data)
+    delimiter, scan = _read_table(name, source, max_rows)
+    if max_rows is not None and scan.rows > max_rows:
         raise InvalidImportFile(
-            f"{name}: the file has {len(records)} data rows; at most {max_rows} are taken from one file "
+            f"{name}: the file has {scan.rows} data rows; at most {max_rows} are taken from one file "
             f"(max_rows_per_file). No shipment id was issued for it: split it into files of at most "
             f"{max_rows} rows and send them again"
         )
 
-    checked = _check_rows(header, records)
-    valid_count = sum(1 for _, row in checked if row.is_valid)
-    fresh = _allocate(serials, valid_count)
+    block = _allocate(serials, scan.valid)
 
-    results: list[RowResult] = []
-    for line, row in checked:
-        if row.is_valid and row.product is not None and row.weight_g is not None:
-            results.append(
-                RowResult(
-                    line=line,
-                    reference=row.reference,
-                    status=Status.ACCEPTED,
-                    shipment_id=s10_id(row.product.service_indicator, next(fresh), issuer_country),
-                    product=row.product,
-                    weight_g=row.weight_g,
-                    postage_chf=prices.postage(row.product, row.weight_g),
-                )
-            )
-        else:
-            results.append(
-                RowResult(
-                    line=line,
-                    reference=row.reference,
-                    status=Status.REJECTED,
-                    shipment_id="",
-                    product=row.product,
-                    weight_g=row.weight_g,
-                    postage_chf=None,
-                    problems=row.problems,
-                )
-            )
+    def produce() -> Iterator[RowResult]:
+        return _results(
+            name,
+            source,
+            delimiter=delimiter,
+            header=scan.header,
+            block=block,
+            issuer_country=issuer_country,
+            prices=prices,
+        )
 
-    export = csv_io.encode(
-        [EXPORT_COLUMNS, *(result.export_cells() for result in results)], delimiter, text_format
-    )
-    accepted = [result for result in results if result.status is Status.ACCEPTED]
+    rows = _Rows(produce, count=scan.rows, rejected=scan.rows - scan.valid)
+    accepted = 0
+    total_postage = Decimal("0.00")
+    writer = csv_io.ExportWriter(delimiter, source.format)
+    try:
+        writer.write(EXPORT_COLUMNS)
+        for result in rows:  # the second pass: numbers each row and writes it, keeping none
+            writer.write(result.export_cells())
+            if result.status is Status.ACCEPTED:
+                accepted += 1
+                if result.postage_chf:
+                    total_postage += result.postage_chf
+        export = writer.finish()
+    finally:
+        writer.close()
     return ProcessedFile(
         import_name=filename,
         export_name=export_name(filename),
         export_bytes=export,
-        accepted=len(accepted),
-        rejected=len(results) - len(accepted),
-        total_postage_chf=sum((r.postage_chf for r in accepted if r.postage_chf), Decimal("0.00")),
-        rows=tuple(results),
+        accepted=accepted,
+        rejected=scan.rows - accepted,
+        total_postage_chf=total_postage,
+        rows=rows,
     )
 
 
@@ -207,30 +152,74 @@ def export_name(filename: str) -> str:
     return f"{safe or 'import'}_export.csv"
 
 
-def _read_table(name: str, text: str) -> tuple[str, list[str], list[csv_io.Record]]:
-    """The delimiter, the normalised header and the data records; the header must be valid."""
-    attempts: list[tuple[str, list[str], csv_io.Table]] = []
-    for delimiter in csv_io.candidate_delimiters(text):
-        table = csv_io.read_records(name, text, delimiter)
-        records = table.records
-        if not records:
-            if table.unclosed_quote_line is not None:
-                raise InvalidImportFile(csv_io.unclosed_quote_problem(name, table.unclosed_quote_line))
+@dataclass
+class _Scan:
+    """What one pass over the file with one delimiter found; no row is kept."""
+
+    header: list[str]
+    rows: int = 0  # data records (non-blank, after the header)
+    valid: int = 0  # rows that pass every check (counted up to ``max_rows`` rows only)
+    unclosed_quote_line: int | None = None
+
+
+class _RowChecker:
+    """``rows.check_row`` plus the checks that need the header or the rows before: extra cells and
+    duplicate references (it keeps the first line of every reference, nothing else)."""
+
+    def __init__(self, header: list[str]) -> None:
+        self._header = header
+        self._first_line_of: dict[str, int] = {}
+
+    def check(self, record: csv_io.Record) -> CheckedRow:
+        header = self._header
+        row = check_row(dict(zip(header, record.cells, strict=False)))
+        extra: list[str] = []
+        if any(cell.strip() for cell in record.cells[len(header) :]):
+            extra.append(f"the row has {len(record.cells)} values but the header has {len(header)} columns")
+        if row.reference:
+            earlier = self._first_line_of.setdefault(row.reference, record.line)
+            if earlier != record.line:
+                extra.append(f"reference {show(row.reference)} is a duplicate of row {earlier}")
+        if extra:
+            row = replace(row, problems=(*row.problems, *extra))
+        return row
+
+
+def _read_table(name: str, source: csv_io.TextSource, max_rows: int | None) -> tuple[str, _Scan]:
+    """The delimiter and the first pass over the file: the normalised header (it must be valid),
+    the number of data rows and of valid ones. Rows are checked as they are read and not kept."""
+    attempts: list[_Scan] = []
+    for delimiter in csv_io.candidate_delimiters(source):
+        reader = csv_io.RecordReader(name, source, delimiter)
+        records = iter(reader)
+        first = next(records, None)
+        if first is None:
+            if reader.unclosed_quote_line is not None:
+                raise InvalidImportFile(csv_io.unclosed_quote_problem(name, reader.unclosed_quote_line))
             raise InvalidImportFile(f"{name}: the file is empty")
-        header = [cell.strip().lstrip("\ufeff").lower() for cell in records[0].cells]
+        scan = _Scan(header=[cell.strip().lstrip("\ufeff").lower() for cell in first.cells])
+        header = scan.header
         if all(column in header for column in REQUIRED_COLUMNS):
-            if table.unclosed_quote_line is not None:
-                raise InvalidImportFile(csv_io.unclosed_quote_problem(name, table.unclosed_quote_line))
             duplicates = sorted({c for c in header if c in KNOWN_COLUMNS and header.count(c) > 1})
+            checker = None if duplicates else _RowChecker(header)
+            for record in records:
+                scan.rows += 1
+                if checker is not None and (max_rows is None or scan.rows <= max_rows):
+                    scan.valid += checker.check(record).is_valid
+            if reader.unclosed_quote_line is not None:
+                raise InvalidImportFile(csv_io.unclosed_quote_problem(name, reader.unclosed_quote_line))
             if duplicates:
                 raise InvalidImportFile(f"{name}: the header repeats columns: {', '.join(duplicates)}")
-            return delimiter, header, records[1:]
-        attempts.append((delimiter, header, table))
+            return delimiter, scan
+        scan.rows = sum(1 for _ in records)
+        scan.unclosed_quote_line = reader.unclosed_quote_line
+        attempts.append(scan)
     # Neither delimiter gives a complete header: explain it with the one that recognises more columns.
-    _, header, table = max(attempts, key=lambda attempt: sum(c in KNOWN_COLUMNS for c in attempt[1]))
-    if table.unclosed_quote_line is not None and len(table.records) == 1:
+    scan = max(attempts, key=lambda attempt: sum(c in KNOWN_COLUMNS for c in attempt.header))
+    header = scan.header
+    if scan.unclosed_quote_line is not None and scan.rows == 0:
         # The header itself never ends: its quote swallowed the whole file.
-        raise InvalidImportFile(csv_io.unclosed_quote_problem(name, table.unclosed_quote_line))
+        raise InvalidImportFile(csv_io.unclosed_quote_problem(name, scan.unclosed_quote_line))
     if not any(column in KNOWN_COLUMNS for column in header):
         raise InvalidImportFile(
             f"{name}: the first line is not a valid header; it must name the columns "
@@ -240,29 +229,93 @@ def _read_table(name: str, text: str) -> tuple[str, list[str], list[csv_io.Recor
     raise InvalidImportFile(f"{name}: missing required columns: {', '.join(missing)}")
 
 
-def _check_rows(header: list[str], records: list[csv_io.Record]) -> list[tuple[int, CheckedRow]]:
-    checked: list[tuple[int, CheckedRow]] = []
-    first_line_of: dict[str, int] = {}
+def _results(
+    name: str,
+    source: csv_io.TextSource,
+    *,
+    delimiter: str,
+    header: list[str],
+    block: range,
+    issuer_country: str,
+    prices: Tariff,
+) -> Iterator[RowResult]:
+    """The second pass: every data row's result, in order, numbered from ``block``."""
+    records = iter(csv_io.RecordReader(name, source, delimiter))
+    next(records)  # the header
+    checker = _RowChecker(header)
+    fresh = iter(block)
     for record in records:
-        row = check_row(dict(zip(header, record.cells, strict=False)))
-        extra: list[str] = []
-        if any(cell.strip() for cell in record.cells[len(header) :]):
-            extra.append(f"the row has {len(record.cells)} values but the header has {len(header)} columns")
-        if row.reference:
-            earlier = first_line_of.setdefault(row.reference, record.line)
-            if earlier != record.line:
-                extra.append(f"reference {show(row.reference)} is a duplicate of row {earlier}")
-        if extra:
-            row = replace(row, problems=(*row.problems, *extra))
-        checked.append((record.line, row))
-    return checked
+        row = checker.check(record)
+        if row.is_valid and row.product is not None and row.weight_g is not None:
+            yield RowResult(
+                line=record.line,
+                reference=row.reference,
+                status=Status.ACCEPTED,
+                shipment_id=s10_id(row.product.service_indicator, next(fresh), issuer_country),
+                product=row.product,
+                weight_g=row.weight_g,
+                postage_chf=prices.postage(row.product, row.weight_g),
+            )
+        else:
+            yield RowResult(
+                line=record.line,
+                reference=row.reference,
+                status=Status.REJECTED,
+                shipment_id="",
+                product=row.product,
+                weight_g=row.weight_g,
+                postage_chf=None,
+                problems=row.problems,
+            )
 
 
-def _allocate(serials: SerialSource, count: int) -> Iterator[int]:
+class _Rows(Sequence[RowResult]):
+    """The rows of a processed file, read again from the import file on every pass over them.
+
+    Keeping a ``RowResult`` per row would cost several times the file's size; the import bytes are
+    kept anyway, and reading them again gives the same rows (the serial block is already allocated).
+    """
+
+    def __init__(self, produce: Callable[[], Iterator[RowResult]], *, count: int, rejected: int) -> None:
+        self._produce = produce
+        self._count = count
+        self.rejected = rejected
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[RowResult]:
+        return self._produce()
+
+    @overload
+    def __getitem__(self, index: int) -> RowResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[RowResult, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> RowResult | tuple[RowResult, ...]:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        position = range(self._count)[index]  # IndexError as a tuple raises it
+        return next(islice(self, position, None))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"<{self._count} rows>"
+
+
+def _allocate(serials: SerialSource, count: int) -> range:
     """One ``allocate`` call for the whole file (none for a file without valid rows)."""
     if count == 0:
-        return iter(())
+        return range(0)
     block = serials.allocate(count)
     if len(block) != count or block.step != 1 or block[0] < SERIAL_MIN or block[-1] > SERIAL_MAX:
         raise RuntimeError(f"serial source returned {block!r} for {count} serials")
-    return iter(block)
+    return block
