@@ -24,6 +24,7 @@ from domain.bounds import (
 )
 from domain.errors import RejectedMessage
 from domain.tnef import TnefError, read_tnef
+from tests.unit.tnef_samples import tnef_attribute
 
 PATTERNS = ["*.csv"]
 CSV = b"reference;name\r\nA1;Muster\r\n"
@@ -203,20 +204,16 @@ def test_given_a_header_field_too_big_when_parsed_then_rejected_naming_the_bound
 # --- TNEF -------------------------------------------------------------------------------------
 
 
-def attribute(level: int, attr_id: int, data: bytes) -> bytes:
-    return struct.pack("<BII", level, attr_id, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
-
-
 def tnef_with(*attributes: bytes) -> bytes:
-    head = struct.pack("<IH", 0x223E9F78, 1) + attribute(1, 0x00069007, struct.pack("<II", 1252, 0))
-    head += attribute(2, 0x00069002, b"\x01\x00" + b"\xff" * 4 + b"\x00" * 8)  # attAttachRenddata
-    return head + b"".join(attributes) + attribute(1, 0x00078008, b"IPM.Note\x00")
+    head = struct.pack("<IH", 0x223E9F78, 1) + tnef_attribute(1, 0x00069007, struct.pack("<II", 1252, 0))
+    head += tnef_attribute(2, 0x00069002, b"\x01\x00" + b"\xff" * 4 + b"\x00" * 8)  # attAttachRenddata
+    return head + b"".join(attributes) + tnef_attribute(1, 0x00078008, b"IPM.Note\x00")
 
 
 def multi_valued_shorts(values: int) -> bytes:
     """An attAttachment whose one PT_MV_SHORT property claims ``values`` values, all present."""
     data = b"\x00" * (2 * values + (2 if values % 2 else 0))
-    return attribute(2, 0x00069005, struct.pack("<IHHI", 1, 0x1002, 0x0E20, values) + data)
+    return tnef_attribute(2, 0x00069005, struct.pack("<IHHI", 1, 0x1002, 0x0E20, values) + data)
 
 
 def winmail(blob: bytes) -> bytes:
@@ -250,7 +247,7 @@ def test_given_many_properties_each_within_the_bound_when_read_then_their_values
 
 
 def test_given_a_claim_beyond_the_data_when_read_then_still_a_broken_tnef_not_a_bound() -> None:
-    blob = tnef_with(attribute(2, 0x00069005, struct.pack("<IHHI", 1, 0x1002, 0x0E20, 3_000_000)))
+    blob = tnef_with(tnef_attribute(2, 0x00069005, struct.pack("<IHHI", 1, 0x1002, 0x0E20, 3_000_000)))
     with pytest.raises(TnefError, match="inconsistent"):
         read_tnef(blob)
 
@@ -259,7 +256,7 @@ def test_given_a_claim_beyond_the_data_when_read_then_still_a_broken_tnef_not_a_
 def test_given_a_tnef_with_a_huge_attribute_count_when_parsed_then_rejected_naming_the_bound(
     count: int,
 ) -> None:
-    blob = tnef_with(*[attribute(2, 0x00018010, b"")] * count)  # attAttachTitle, empty: 11 bytes each
+    blob = tnef_with(*[tnef_attribute(2, 0x00018010, b"")] * count)  # attAttachTitle, empty: 11 bytes each
     with pytest.raises(BoundExceeded, match="max_tnef_attributes"):
         read_tnef(blob)
     if count == MAX_TNEF_ATTRIBUTES:

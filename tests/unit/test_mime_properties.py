@@ -44,6 +44,7 @@ from domain.inbound import automatic_reason, is_recognized, parse_headers, rejec
 from domain.senders import sender_address
 from domain.tnef import TnefError, read_tnef
 from tests.unit.outcomes import PATTERNS, outcome
+from tests.unit.tnef_samples import tnef
 
 KEYWORD = "LetterShop"
 TRUSTED = ["mx.lettershop.example"]
@@ -358,26 +359,6 @@ def damaged(draw: Draw, style: Style, content: bytes, cte: str) -> bytes:
 # --- TNEF (winmail.dat) -----------------------------------------------------------------------------
 
 
-def tnef_attribute(level: int, attr_id: int, data: bytes) -> bytes:
-    return struct.pack("<BII", level, attr_id, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
-
-
-def tnef_blob(files: Sequence[tuple[bytes, bytes, str | None]]) -> bytes:
-    """A TNEF stream with one attachment per (title, data, long file name or None)."""
-    out = struct.pack("<IH", 0x223E9F78, 0x0102)
-    out += tnef_attribute(1, 0x00089006, struct.pack("<I", 0x00010000))  # attTnefVersion
-    out += tnef_attribute(1, 0x00069007, struct.pack("<II", 1252, 0))  # attOemCodepage
-    for title, data, long_name in files:
-        out += tnef_attribute(2, 0x00069002, b"\x01\x00" + b"\xff" * 4 + b"\x00" * 8)  # attAttachRenddata
-        out += tnef_attribute(2, 0x00018010, title + b"\x00")  # attAttachTitle
-        out += tnef_attribute(2, 0x0006800F, data)  # attAttachData
-        if long_name is not None:
-            text = long_name.encode("utf-16-le") + b"\x00\x00"
-            mapi = struct.pack("<IHHII", 1, 0x001F, 0x3707, 1, len(text)) + text + b"\x00" * (-len(text) % 4)
-            out += tnef_attribute(2, 0x00069005, mapi)  # attAttachment: PR_ATTACH_LONG_FILENAME
-    return out + tnef_attribute(1, 0x00078008, b"IPM.Note\x00")  # attMessageClass
-
-
 @st.composite
 def tnef_files(draw: Draw) -> tuple[list[tuple[bytes, bytes, str | None]], Planted]:
     """Files for a winmail.dat: import files (planted) and others; ASCII titles, any long name."""
@@ -404,7 +385,7 @@ def mangled_tnef(draw: Draw) -> bytes:
         return draw(st.binary(max_size=200))
     if kind == "signature":
         return b"\x78\x9f\x3e\x22" + draw(st.binary(max_size=200))
-    blob = tnef_blob(draw(tnef_files())[0])
+    blob = tnef(*draw(tnef_files())[0])
     if kind == "truncated":
         return blob[: draw(st.integers(0, len(blob)))]
     position = draw(st.integers(0, len(blob) - 1))
@@ -562,7 +543,7 @@ def winmail(draw: Draw, style: Style, wild: bool) -> Part:
         blob = draw(mangled_tnef())
     else:
         files, planted = draw(tnef_files())
-        blob = tnef_blob(files)
+        blob = tnef(*files)
     content_type, params = draw(
         st.sampled_from(
             [
