@@ -42,27 +42,6 @@ class DynamoDbLedger:
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"writing the ledger in table {self._table}") from error
 
-    def retrieval_failures(self, channel_id: str, uid: str) -> int:
-        try:
-            answer = self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": _retrieval_key(channel_id, uid)}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise classify(error, f"reading the ledger in table {self._table}") from error
-        return int(answer.get("Item", {}).get("failures", {}).get("N", "0"))
-
-    def count_retrieval_failure(self, channel_id: str, uid: str) -> None:
-        expires = int(time.time()) + LEDGER_RETENTION_SECONDS
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": _retrieval_key(channel_id, uid)}},
-                UpdateExpression="ADD failures :one SET expires_at = :expires",
-                ExpressionAttributeValues={":one": {"N": "1"}, ":expires": {"N": str(expires)}},
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise classify(error, f"writing the ledger in table {self._table}") from error
-
 
 class DynamoDbLease:
     """Implements ``service.ports.Lease``: at most one poll per channel at a time."""
@@ -196,10 +175,6 @@ def _entry(channel_id: str, digest: str, item: dict[str, Any]) -> LedgerEntry:
 
 def _ledger_key(channel_id: str, digest: str) -> str:
     return f"ledger#{channel_id}#{digest}"
-
-
-def _retrieval_key(channel_id: str, uid: str) -> str:
-    return f"retrieval#{channel_id}#{uid}"
 
 
 def _lease_key(channel_id: str) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 from adapters.archive import S3Archive
 from adapters.channels import ChannelTable
 from adapters.clients import aws_client
+from adapters.mailbox_memory import DynamoDbMailboxMemory
 from adapters.pop3 import Pop3Account, Pop3Mailbox
 from adapters.scripts import S3ScriptRunner
 from adapters.secrets import password
@@ -50,6 +51,7 @@ class AwsWiring:
             ledger=DynamoDbLedger(settings.state_table, dynamodb),
             lease=DynamoDbLease(settings.state_table, dynamodb),
             limiter=DynamoDbReplyLimiter(settings.state_table, dynamodb),
+            memory=DynamoDbMailboxMemory(settings.state_table, dynamodb),
         )
 
 

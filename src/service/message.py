@@ -79,11 +79,11 @@ class MessageSettler:
     now: Callable[[], datetime]
     checkpoint: Checkpoint
 
-    def __post_init__(self) -> None:
-        self.retrievals = RetrievalFailures(self.ledger, self.channel)
+    retrievals: RetrievalFailures
 
-    def handle(self, ref: MessageRef) -> None:
-        """Bring one message to its single outcome, or leave it on the server for the next poll.
+    def handle(self, ref: MessageRef) -> bool:
+        """Bring one message to its single outcome, or leave it on the server for the next poll;
+        ``False`` for a message that is not a LetterShop message (left untouched, remembered).
 
         Raises ``ChannelFailure`` (the poll must stop) or ``ConnectionLost`` (the session is gone).
         """
@@ -92,22 +92,23 @@ class MessageSettler:
             headers = parse_headers(self.session.headers(ref.number))
         except TransientError as error:
             logger.warning("headers not readable; the message waits for the next poll: %s", error)
-            return
+            return True
         if not is_recognized(
             headers.subject, exclusive_account=channel.exclusive_account, keyword=channel.subject_keyword
         ):
             logger.debug("not a LetterShop message; left on the server untouched")
-            return
+            return False
         self.result.recognized += 1
         if self.retrievals.given_up(ref):
             self.result.count(Outcome.DEFERRED)
-            return
+            return True
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
             message = _Message(ref, headers, self.now(), cast(BinaryIO, spool))
             try:
                 self._settle(message)
             except Exception as error:  # every error goes to the one mapping
                 self._on_failure(message, error)
+        return True
 
     # ------------------------------------------------------------------ the steps
 

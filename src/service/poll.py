@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import ChannelFailure, ConnectionLost, LetterShopError, TransientError
+from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import PollResult
 from domain.senders import normalization_notes
 from domain.shipments import SerialSource
@@ -22,11 +23,14 @@ from service.ports import (
     Lease,
     Ledger,
     Mailbox,
+    MailboxSession,
+    MemoryStore,
     MessageRef,
     ReplyLimiter,
     ReplySender,
     ScriptRunner,
 )
+from service.retrieval import RetrievalFailures
 from service.telemetry import logger
 
 
@@ -42,6 +46,7 @@ class Ports:
     ledger: Ledger
     lease: Lease
     limiter: ReplyLimiter
+    memory: MemoryStore
 
 
 class Wiring(Protocol):
@@ -125,81 +130,132 @@ def poll_channel(
 ) -> PollResult:
     """Poll the channel's mailbox once and return what happened.
 
-    Only one poll of a channel runs at a time (``lease_seconds``: a little longer than the function
-    may run). ``time_left`` answers how many seconds the poll may still start a new message in; the
-    poll stops taking messages when it reaches zero or ``max_messages_per_poll`` is reached, and
-    ends the POP3 session with ``QUIT`` so that deletions commit.
+    The poll logs in and lists the mailbox first: when every message on it is one it remembers as
+    foreign (``MailboxMemory``), there is nothing to do, and it ends without taking the lease. With
+    work, only one poll of a channel runs at a time (``lease_seconds``: a little longer than the
+    function may run). ``time_left`` answers how many seconds the poll may still start a new message
+    in; the poll stops taking messages when it reaches zero or ``max_messages_per_poll`` is reached,
+    and ends the POP3 session with ``QUIT`` so that deletions commit.
     """
-    owner = uuid.uuid4().hex
-    if not ports.lease.acquire(channel.channel_id, owner, lease_seconds):
-        logger.warning("another poll of this channel is running; mailbox not touched")
-        return PollResult(channel.channel_id, status="locked")
+    result = PollResult(channel_id=channel.channel_id)
     try:
-        result = _poll(channel, ports, owner, now=now, time_left=time_left, checkpoint=checkpoint)
-    finally:
-        try:
-            ports.lease.release(channel.channel_id, owner)
-        except TransientError as error:
-            logger.warning("lease not released; it expires by itself: %s", error)
+        with ports.mailbox.session() as session:
+            refs = session.messages()
+            memory = ports.memory.load(channel.channel_id) if refs else MailboxMemory()
+            waiting = [ref for ref in refs if not memory.is_foreign(ref.uid)]
+            if not waiting:
+                logger.debug("nothing new on the server", extra={"messages": len(refs)})
+                return result
+            owner = uuid.uuid4().hex
+            if not ports.lease.acquire(channel.channel_id, owner, lease_seconds):
+                logger.warning("another poll of this channel is running; mailbox not touched")
+                return PollResult(channel.channel_id, status="locked")
+            try:
+                retrievals = RetrievalFailures(memory, channel)
+                try:
+                    _poll(
+                        channel=channel,
+                        ports=ports,
+                        session=session,
+                        waiting=waiting,
+                        retrievals=retrievals,
+                        result=result,
+                        poll_id=owner,
+                        now=now,
+                        time_left=time_left,
+                        checkpoint=checkpoint,
+                    )
+                finally:
+                    _remember(channel, ports, memory, retrievals.memory, refs)
+            finally:
+                _release(channel, ports, owner)
+    except ConnectionLost as error:
+        logger.error("mail server connection lost; no deletion of this poll is committed: %s", error)
+        result.status, result.error, result.deleted = "error", str(error), 0
     logger.info("poll finished", extra=result.as_dict())
     return result
 
 
 def _poll(
+    *,
     channel: Channel,
     ports: Ports,
+    session: MailboxSession,
+    waiting: list[MessageRef],
+    retrievals: RetrievalFailures,
+    result: PollResult,
     poll_id: str,
-    *,
     now: Callable[[], datetime],
     time_left: Callable[[], float],
     checkpoint: Checkpoint,
-) -> PollResult:
-    result = PollResult(channel_id=channel.channel_id)
+) -> None:
+    settler = MessageSettler(
+        channel=channel,
+        session=session,
+        archive=ports.archive,
+        ledger=ports.ledger,
+        replies=ports.replies,
+        serials=ports.serials,
+        decider=Decider(channel, ports.scripts, ports.limiter, time_left),
+        result=result,
+        poll_id=poll_id,
+        now=now,
+        checkpoint=checkpoint,
+        retrievals=retrievals,
+    )
+    foreign: list[str] = []
     try:
-        with ports.mailbox.session() as session:
-            settler = MessageSettler(
-                channel=channel,
-                session=session,
-                archive=ports.archive,
-                ledger=ports.ledger,
-                replies=ports.replies,
-                serials=ports.serials,
-                decider=Decider(channel, ports.scripts, ports.limiter, time_left),
-                result=result,
-                poll_id=poll_id,
-                now=now,
-                checkpoint=checkpoint,
-            )
-            for ref in session.messages():
-                if result.recognized >= channel.max_messages_per_poll:
-                    logger.info(
-                        "message limit of this poll reached", extra={"limit": channel.max_messages_per_poll}
-                    )
-                    break
-                if time_left() <= script_seconds(channel):
-                    logger.warning("time budget of this poll used up; the rest waits for the next poll")
-                    break
-                result.seen += 1
-                with _message_keys(ref):
-                    if not _handle_or_stop(settler, ref, result):
-                        break
-            checkpoint("before_quit")
-    except ConnectionLost as error:
-        logger.error("mail server connection lost; no deletion of this poll is committed: %s", error)
-        result.status, result.error, result.deleted = "error", str(error), 0
-    return result
+        for ref in waiting:
+            if result.recognized >= channel.max_messages_per_poll:
+                logger.info(
+                    "message limit of this poll reached", extra={"limit": channel.max_messages_per_poll}
+                )
+                break
+            if time_left() <= script_seconds(channel):
+                logger.warning("time budget of this poll used up; the rest waits for the next poll")
+                break
+            result.seen += 1
+            with _message_keys(ref):
+                keep_going, ours = _handle_or_stop(settler, ref, result)
+            if not ours:
+                foreign.append(ref.uid)
+            if not keep_going:
+                break
+    finally:
+        retrievals.memory = retrievals.memory.with_foreign(foreign)
+    checkpoint("before_quit")
 
 
-def _handle_or_stop(settler: MessageSettler, ref: MessageRef, result: PollResult) -> bool:
-    """Handle one message; ``False`` when the channel failed (say, a refused SMTP login): the poll
-    stops. The messages settled so far keep their counts, and QUIT still commits them."""
+def _remember(
+    channel: Channel, ports: Ports, before: MailboxMemory, after: MailboxMemory, refs: list[MessageRef]
+) -> None:
+    """Save what the poll learnt of the mailbox, when it learnt anything (one write)."""
+    kept = after.kept(ref.uid for ref in refs)
+    if kept == before:
+        return
     try:
-        settler.handle(ref)
+        ports.memory.save(channel.channel_id, kept)
+    except TransientError as error:
+        logger.warning("mailbox memory not saved; the next poll looks at these messages again: %s", error)
+
+
+def _release(channel: Channel, ports: Ports, owner: str) -> None:
+    try:
+        ports.lease.release(channel.channel_id, owner)
+    except TransientError as error:
+        logger.warning("lease not released; it expires by itself: %s", error)
+
+
+def _handle_or_stop(settler: MessageSettler, ref: MessageRef, result: PollResult) -> tuple[bool, bool]:
+    """Handle one message: (go on, a LetterShop message). Going on is ``False`` when the channel
+    failed (say, a refused SMTP login): the poll stops. The messages settled so far keep their
+    counts, and QUIT still commits them."""
+    try:
+        return True, settler.handle(ref)
     except ChannelFailure as error:
         _log_channel_failure(error)
         result.status, result.error, result.setting = "error", str(error), error.setting
-        return False
-    return True
+        return False, True
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import BinaryIO, Literal, Protocol
 
 from domain.ledger import LedgerEntry
+from domain.mailbox_memory import MailboxMemory
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,13 @@ class Ledger(Protocol):
 
     def save(self, entry: LedgerEntry) -> None: ...
 
-    def retrieval_failures(self, channel_id: str, uid: str) -> int:
-        """How often RETR of the message with this UIDL broke the connection."""
-        ...
 
-    def count_retrieval_failure(self, channel_id: str, uid: str) -> None: ...
+class MemoryStore(Protocol):
+    """What a channel remembers of its mailbox between polls (``domain.mailbox_memory``)."""
+
+    def load(self, channel_id: str) -> MailboxMemory: ...
+
+    def save(self, channel_id: str, memory: MailboxMemory) -> None: ...
 
 
 class Lease(Protocol):

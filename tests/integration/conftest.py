@@ -10,6 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 
 from adapters.clients import aws_client
+from adapters.mailbox_memory import forget_warm_memories
 from service.telemetry import logger
 from settings import poll_settings
 
@@ -19,6 +20,7 @@ def cold_start() -> Iterator[None]:
     parameters.clear_caches()  # type: ignore[no-untyped-call]
     poll_settings.cache_clear()
     aws_client.cache_clear()
+    forget_warm_memories()
     yield
     parameters.clear_caches()  # type: ignore[no-untyped-call]
 

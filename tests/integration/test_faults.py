@@ -19,6 +19,7 @@ from typing import Any, cast
 import pytest
 
 from adapters.clients import aws_client
+from adapters.mailbox_memory import forget_warm_memories
 from devstack import aws
 from devstack.moto import MotoServer
 from devstack.poll import invoke_poll, store_channel
@@ -351,6 +352,25 @@ def test_mail_without_the_keyword_on_a_shared_account_is_never_retrieved(
     assert counts(result) == (1, 0, 0, 0, 0, 0, 0)
     assert proxy.cuts == []
     assert stack.dovecot.mailbox(mailbox[0]) == [private]
+
+
+def test_a_cold_poll_of_an_unchanged_shared_mailbox_looks_at_no_message_again(
+    stack: LocalStack, mailbox: tuple[str, str], proxy_to: Callable[[int], TcpProxy]
+) -> None:
+    proxy = proxy_to(stack.dovecot.pop3_port)
+    store_channel(stack, mailbox, pop3_security="none", pop3_host=proxy.host, pop3_port=proxy.port)
+    foreign = [partner_mail(subject=f"Newsletter {n}") for n in range(3)]
+    for raw in foreign:
+        stack.dovecot.deliver(mailbox[0], raw)
+    assert counts(invoke_poll(EVENT)) == (3, 0, 0, 0, 0, 0, 0)
+    forget_warm_memories()  # a new function instance: the memory comes from the state table
+    proxy.cut_on(b"TOP")  # any TOP would break the session and fail the poll
+
+    result = invoke_poll(EVENT)
+
+    assert counts(result) == (0, 0, 0, 0, 0, 0, 0)
+    assert proxy.cuts == []
+    assert stack.dovecot.mailbox(mailbox[0]) == foreign
 
 
 def test_a_message_that_always_breaks_retr_is_skipped_and_stops_holding_up_the_rest(

@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from domain.errors import ConnectionLost, ScriptFailed, TransientError
 from domain.ledger import LedgerEntry, Stage
+from domain.mailbox_memory import MailboxMemory
 from service.ports import MessageRef, ScriptCall
 
 
@@ -169,7 +170,6 @@ class FakeLedger:
     entries: dict[tuple[str, str], LedgerEntry] = field(default_factory=dict)
     history: list[LedgerEntry] = field(default_factory=list)
     unavailable_for: set[Stage] = field(default_factory=set)
-    failures: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def get(self, channel_id: str, digest: str) -> LedgerEntry | None:
         return self.entries.get((channel_id, digest))
@@ -180,15 +180,24 @@ class FakeLedger:
         self.entries[(entry.channel_id, entry.digest)] = entry
         self.history.append(entry)
 
-    def retrieval_failures(self, channel_id: str, uid: str) -> int:
-        return self.failures.get((channel_id, uid), 0)
-
-    def count_retrieval_failure(self, channel_id: str, uid: str) -> None:
-        self.failures[(channel_id, uid)] = self.retrieval_failures(channel_id, uid) + 1
-
     def only(self) -> LedgerEntry:
         [entry] = self.entries.values()
         return entry
+
+
+@dataclass
+class FakeMemory:
+    """The channels' mailbox memories, as the state table would keep them."""
+
+    memories: dict[str, MailboxMemory] = field(default_factory=dict)
+    saves: int = 0
+
+    def load(self, channel_id: str) -> MailboxMemory:
+        return self.memories.get(channel_id, MailboxMemory())
+
+    def save(self, channel_id: str, memory: MailboxMemory) -> None:
+        self.memories[channel_id] = memory
+        self.saves += 1
 
 
 @dataclass

@@ -122,6 +122,7 @@ def test_a_channel_failure_raises_after_naming_the_setting(
 
 def test_a_locked_channel_counts_as_locked(capsys: pytest.CaptureFixture[str]) -> None:
     world = World()
+    world.mailbox.deliver("u1", partner_mail())
     world.lease.holder = "another poll"
 
     assert invoke(FakeWiring(world, {"acme": item()}))["status"] == "locked"

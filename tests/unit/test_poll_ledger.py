@@ -9,6 +9,7 @@ import pytest
 from devstack.samples import partner_mail
 from domain.errors import TransientError
 from domain.ledger import CRASHED, Claim, LedgerEntry, SerialBlock, Stage, StageMovedBack
+from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
 from tests.unit.test_poll_service import World, make_channel
 
@@ -141,11 +142,58 @@ def test_locked_channel_leaves_the_mailbox_alone() -> None:
 
 def test_lease_is_taken_for_the_given_time_and_released() -> None:
     world = World()
+    world.mailbox.deliver("u1", partner_mail())
 
     world.poll()
 
     assert world.lease.taken == [("acme", 360)]
     assert world.lease.holder is None
+
+
+def test_nothing_to_do_takes_no_lease_and_reads_no_state() -> None:
+    world = World()
+
+    empty = world.poll()
+    world.mailbox.deliver("f1", partner_mail(subject="Lunch on Friday"))
+    world.mailbox.deliver("f2", partner_mail(subject="Invoice 42"))
+    learning = world.poll(make_channel(exclusive_account=False))
+    unchanged = world.poll(make_channel(exclusive_account=False))
+
+    assert empty["status"] == unchanged["status"] == "ok"
+    assert (learning["seen"], unchanged["seen"]) == (2, 0)
+    assert world.lease.taken == [("acme", 360)]  # only the poll that looked at new messages
+    assert world.memory.saves == 1
+    assert world.ledger.history == []
+    assert list(world.mailbox.messages) == ["f1", "f2"]
+
+
+def test_a_new_message_behind_remembered_foreign_ones_is_the_only_one_looked_at() -> None:
+    world = World()
+    shared = make_channel(exclusive_account=False)
+    for n in range(30):
+        world.mailbox.deliver(f"f{n}", partner_mail(subject=f"Newsletter {n}"))
+    world.poll(shared)
+    world.mailbox.deliver("new", partner_mail())
+
+    result = world.poll(shared)
+
+    assert (result["seen"], result["processed"]) == (1, 1)
+    assert "new" not in world.mailbox.messages
+    assert len(world.memory.load("acme").foreign) == 30
+
+
+def test_the_memory_forgets_messages_that_left_the_server() -> None:
+    world = World()
+    shared = make_channel(exclusive_account=False)
+    world.mailbox.deliver("f1", partner_mail(subject="Newsletter"))
+    world.mailbox.deliver("f2", partner_mail(subject="Newsletter"))
+    world.poll(shared)
+    del world.mailbox.messages["f1"]
+    world.mailbox.deliver("new", partner_mail())
+
+    world.poll(shared)
+
+    assert world.memory.load("acme").foreign == MailboxMemory().with_foreign(["f2"]).foreign
 
 
 def test_retrieve_failure_keeps_message_without_ledger_entry() -> None:
@@ -212,4 +260,4 @@ def test_a_message_that_always_breaks_retr_is_skipped_after_max_attempts() -> No
     assert third["status"] == "ok"
     assert (third["deferred"], third["processed"]) == (1, 1)
     assert list(world.mailbox.messages) == ["u1"]
-    assert world.ledger.failures == {("acme", "u1"): 2}
+    assert world.memory.load("acme").failures == {"u1": 2}

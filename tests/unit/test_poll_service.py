@@ -16,6 +16,7 @@ from tests.unit.fakes import (
     FakeLedger,
     FakeLimiter,
     FakeMailbox,
+    FakeMemory,
     FakeReplies,
     FakeScripts,
     FakeSerials,
@@ -57,6 +58,7 @@ class World:
         self.ledger = FakeLedger()
         self.lease = FakeLease()
         self.limiter = FakeLimiter()
+        self.memory = FakeMemory()
         self.time_left = 1000.0
 
     def ports(self) -> Ports:
@@ -69,6 +71,7 @@ class World:
             ledger=self.ledger,
             lease=self.lease,
             limiter=self.limiter,
+            memory=self.memory,
         )
 
     def poll(self, channel: Channel | None = None) -> dict[str, object]:
