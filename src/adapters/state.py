@@ -6,6 +6,7 @@ and is only ever released by its owner; a crashed poll's lease simply expires.
 """
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,8 @@ from domain.ledger import Claim, LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome
 
 LEDGER_RETENTION_SECONDS = 90 * 24 * 3600
+BATCH_SIZE = 25
+BATCH_TRIES = 3
 REPLY_COUNTER_RETENTION_SECONDS = 2 * 3600
 
 
@@ -36,11 +39,58 @@ class DynamoDbLedger:
         item = answer.get("Item")
         return None if item is None else _entry(channel_id, digest, item)
 
+    def claim(self, channel_id: str, digest: str, poll_id: str, since: datetime) -> LedgerEntry | None:
+        """One ``UpdateItem``: the claim is set (a fresh entry made around it when there is none),
+        and the item as it was comes back (``ALL_OLD``)."""
+        now = int(time.time())
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _ledger_key(channel_id, digest)}},
+                UpdateExpression=(
+                    "SET claimed_by = :poll, claimed_at = :since, updated_at = :now, expires_at = :expires, "
+                    "channel_id = if_not_exists(channel_id, :channel), "
+                    "sha256 = if_not_exists(sha256, :digest), "
+                    "stage = if_not_exists(stage, :received), attempts = if_not_exists(attempts, :zero)"
+                ),
+                ExpressionAttributeValues={
+                    ":poll": {"S": poll_id},
+                    ":since": {"S": since.isoformat()},
+                    ":now": {"N": str(now)},
+                    ":expires": {"N": str(now + LEDGER_RETENTION_SECONDS)},
+                    ":channel": {"S": channel_id},
+                    ":digest": {"S": digest},
+                    ":received": {"S": Stage.RECEIVED.value},
+                    ":zero": {"N": "0"},
+                },
+                ReturnValues="ALL_OLD",
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"claiming the message in the ledger in table {self._table}") from error
+        item = answer.get("Attributes")
+        return None if not item else _entry(channel_id, digest, item)
+
     def save(self, entry: LedgerEntry) -> None:
         try:
             self._client.put_item(TableName=self._table, Item=_item(entry, int(time.time())))
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"writing the ledger in table {self._table}") from error
+
+    def save_all(self, entries: Sequence[LedgerEntry]) -> None:
+        """``BatchWriteItem``, 25 entries a call; what DynamoDB leaves unprocessed is tried again
+        (``BATCH_TRIES`` times in all) and then left at its last stage."""
+        now = int(time.time())
+        requests = [{"PutRequest": {"Item": _item(entry, now)}} for entry in entries]
+        for start in range(0, len(requests), BATCH_SIZE):
+            pending = requests[start : start + BATCH_SIZE]
+            for _ in range(BATCH_TRIES):
+                try:
+                    answer = self._client.batch_write_item(RequestItems={self._table: pending})
+                except (ClientError, BotoCoreError) as error:
+                    raise classify(error, f"writing the ledger in table {self._table}") from error
+                pending = answer.get("UnprocessedItems", {}).get(self._table, [])
+                if not pending:
+                    break
 
 
 class DynamoDbLease:

@@ -80,6 +80,7 @@ class MessageSettler:
     checkpoint: Checkpoint
 
     retrievals: RetrievalFailures
+    deleted: list[LedgerEntry]
 
     def handle(self, ref: MessageRef) -> bool:
         """Bring one message to its single outcome, or leave it on the server for the next poll;
@@ -118,7 +119,10 @@ class MessageSettler:
             logger.info("answered by an earlier poll; deleting it now", extra={"stage": entry.stage.value})
             self._archive_again(message)
         else:
-            entry = message.entry = self._save(entry.claimed(self.poll_id, self.now()))
+            claimed = entry.claimed(self.poll_id, message.received)
+            if claimed.attempts != entry.attempts:  # another poll died holding it: one attempt more
+                claimed = self._save(claimed)
+            entry = message.entry = claimed
             if entry.exhausted(self.channel.max_attempts):
                 self._give_up(message, entry.last_error or "too many attempts")
         if message.ledger_entry.stage is Stage.RECEIVED:
@@ -128,7 +132,8 @@ class MessageSettler:
         self._delete(message)
 
     def _retrieve(self, message: _Message) -> LedgerEntry:
-        """RETR into the spool; the entry the ledger holds for these bytes, or a fresh one."""
+        """RETR into the spool, then claim these bytes in the ledger (one write that also reads):
+        the entry as it was before the claim, or a fresh one."""
         try:
             self.session.retrieve(message.ref.number, message.raw)
         except ConnectionLost:
@@ -138,7 +143,7 @@ class MessageSettler:
         message.digest = hashlib.file_digest(message.raw, "sha256").hexdigest()  # type: ignore[arg-type]  # BinaryIO has readinto
         logger.append_keys(message_sha256=message.digest)
         self.checkpoint("retrieved")
-        known = self.ledger.get(self.channel.channel_id, message.digest)
+        known = self.ledger.claim(self.channel.channel_id, message.digest, self.poll_id, message.received)
         message.entry = known or LedgerEntry(self.channel.channel_id, message.digest)
         return message.entry
 
@@ -184,7 +189,8 @@ class MessageSettler:
         self.checkpoint("replied")
 
     def _delete(self, message: _Message) -> None:
-        """replied -> done: DELE; the outcome counts once (a ``done`` entry was counted before)."""
+        """replied -> done: DELE; the outcome counts once (a ``done`` entry was counted before).
+        The ``done`` entries (``deleted``) are written together when the poll ends."""
         entry = message.ledger_entry
         self.session.delete(message.ref.number)
         if entry.stage is Stage.REPLIED and entry.outcome is not None:
@@ -192,7 +198,8 @@ class MessageSettler:
         self.result.deleted += 1
         self.checkpoint("deleted")
         if entry.stage is not Stage.DONE:
-            message.entry = self._save(entry.done(), quietly=True)
+            message.entry = entry.done()
+            self.deleted.append(message.entry)
 
     # ------------------------------------------------------------- the one mapping
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import ChannelFailure, ConnectionLost, LetterShopError, TransientError
+from domain.ledger import LedgerEntry
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import PollResult
 from domain.senders import normalization_notes
@@ -138,6 +139,7 @@ def poll_channel(
     and ends the POP3 session with ``QUIT`` so that deletions commit.
     """
     result = PollResult(channel_id=channel.channel_id)
+    deleted: list[LedgerEntry] = []
     try:
         with ports.mailbox.session() as session:
             refs = session.messages()
@@ -159,6 +161,7 @@ def poll_channel(
                         session=session,
                         waiting=waiting,
                         retrievals=retrievals,
+                        deleted=deleted,
                         result=result,
                         poll_id=owner,
                         now=now,
@@ -172,6 +175,8 @@ def poll_channel(
     except ConnectionLost as error:
         logger.error("mail server connection lost; no deletion of this poll is committed: %s", error)
         result.status, result.error, result.deleted = "error", str(error), 0
+    finally:
+        _record_deleted(ports, deleted)
     logger.info("poll finished", extra=result.as_dict())
     return result
 
@@ -183,6 +188,7 @@ def _poll(
     session: MailboxSession,
     waiting: list[MessageRef],
     retrievals: RetrievalFailures,
+    deleted: list[LedgerEntry],
     result: PollResult,
     poll_id: str,
     now: Callable[[], datetime],
@@ -202,6 +208,7 @@ def _poll(
         now=now,
         checkpoint=checkpoint,
         retrievals=retrievals,
+        deleted=deleted,
     )
     foreign: list[str] = []
     try:
@@ -237,6 +244,18 @@ def _remember(
         ports.memory.save(channel.channel_id, kept)
     except TransientError as error:
         logger.warning("mailbox memory not saved; the next poll looks at these messages again: %s", error)
+
+
+def _record_deleted(ports: Ports, deleted: list[LedgerEntry]) -> None:
+    """The messages whose deletion was asked for and whose outcome was counted become ``done``,
+    together, at the end of the poll (also when QUIT failed: the next poll deletes such a message
+    again, without counting it twice)."""
+    if not deleted:
+        return
+    try:
+        ports.ledger.save_all(deleted)
+    except TransientError as error:
+        logger.warning("deleted messages not recorded as done (they stay replied): %s", error)
 
 
 def _release(channel: Channel, ports: Ports, owner: str) -> None:

@@ -1,6 +1,6 @@
 """What ``poll_channel`` needs from the outside world, as small interfaces (adapters implement them)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,9 +60,16 @@ class Archive(Protocol):
 
 
 class Ledger(Protocol):
-    def get(self, channel_id: str, digest: str) -> LedgerEntry | None: ...
+    def claim(self, channel_id: str, digest: str, poll_id: str, since: datetime) -> LedgerEntry | None:
+        """Mark the message as worked on by ``poll_id`` (a fresh entry when there is none) and
+        return the entry as it was before: one write that also reads."""
+        ...
 
     def save(self, entry: LedgerEntry) -> None: ...
+
+    def save_all(self, entries: Sequence[LedgerEntry]) -> None:
+        """Write final entries together; one that is not written stays at its last stage."""
+        ...
 
 
 class MemoryStore(Protocol):

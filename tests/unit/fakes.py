@@ -1,15 +1,15 @@
 """In-memory fakes that record what the poll did to them (unit tests only)."""
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import BinaryIO
 
 from domain.errors import ConnectionLost, ScriptFailed, TransientError
-from domain.ledger import LedgerEntry, Stage
+from domain.ledger import Claim, LedgerEntry, Stage
 from domain.mailbox_memory import MailboxMemory
 from service.ports import MessageRef, ScriptCall
 
@@ -174,11 +174,24 @@ class FakeLedger:
     def get(self, channel_id: str, digest: str) -> LedgerEntry | None:
         return self.entries.get((channel_id, digest))
 
+    def claim(self, channel_id: str, digest: str, poll_id: str, since: datetime) -> LedgerEntry | None:
+        """Like DynamoDB's update: the claim is set, ``history`` (the saves) is not extended."""
+        previous = self.entries.get((channel_id, digest))
+        claimed = replace(previous or LedgerEntry(channel_id, digest), claim=Claim(poll_id, since))
+        if claimed.stage in self.unavailable_for:
+            raise TransientError("ledger table throttled")
+        self.entries[(channel_id, digest)] = claimed
+        return previous
+
     def save(self, entry: LedgerEntry) -> None:
         if entry.stage in self.unavailable_for:
             raise TransientError("ledger table throttled")
         self.entries[(entry.channel_id, entry.digest)] = entry
         self.history.append(entry)
+
+    def save_all(self, entries: Sequence[LedgerEntry]) -> None:
+        for entry in entries:
+            self.save(entry)
 
     def only(self) -> LedgerEntry:
         [entry] = self.entries.values()
