@@ -1,4 +1,5 @@
-"""The S3 archive: raw inbound mail, export files and the quarantine, all encrypted at rest.
+"""The S3 archive: raw inbound mail, the replies (with their export files) and the quarantine, all
+encrypted at rest.
 
 Every failure here is transient on purpose: a message whose raw bytes are not safely archived is
 never deleted from the mailbox (DESIGN §6), so it is tried again at the next poll.
@@ -9,10 +10,14 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, BinaryIO
+from urllib.parse import quote, unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from adapters.aws_errors import error_code
 from domain.errors import TransientError
+from domain.ledger import StoredReply
+from domain.outcomes import Outcome
 
 ENCRYPTION = {"ServerSideEncryption": "AES256"}
 
@@ -29,11 +34,6 @@ class S3Archive:
         self._upload(key, raw, "message/rfc822")
         return key
 
-    def store_export(self, channel_id: str, digest: str, name: str, data: bytes, received: datetime) -> str:
-        key = f"exports/{_day(channel_id, received)}/{digest}/{name}"
-        self._put(key, data, "text/csv")
-        return key
-
     def quarantine(
         self, channel_id: str, digest: str, raw: BinaryIO, reason: Mapping[str, object], received: datetime
     ) -> str:
@@ -42,10 +42,39 @@ class S3Archive:
         self._put(f"{key}.json", json.dumps(reason, indent=2, default=str).encode(), "application/json")
         return f"{key}.eml"
 
-    def store_reply(self, channel_id: str, digest: str, data: bytes, received: datetime) -> str:
-        key = f"replies/{_day(channel_id, received)}/{digest}.eml"
-        self._put(key, data, "message/rfc822")
+    def store_reply(
+        self,
+        channel_id: str,
+        digest: str,
+        data: bytes,
+        received: datetime,
+        *,
+        outcome: Outcome,
+        recipient: str,
+    ) -> str:
+        """One object: the reply, which carries the export files of a processed message
+        (``exports/…``; an error report goes to ``replies/…``), with its outcome and its one
+        recipient in the object's metadata."""
+        key = _reply_key(channel_id, digest, received, outcome)
+        metadata = {"outcome": outcome.value, "recipient": quote(recipient, safe="@")}
+        self._put(key, data, "message/rfc822", metadata)
         return key
+
+    def stored_reply(self, channel_id: str, digest: str, received: datetime) -> StoredReply | None:
+        """The reply stored for this message by a poll that started at ``received``, if any."""
+        for outcome in (Outcome.PROCESSED, Outcome.FAILED):
+            key = _reply_key(channel_id, digest, received, outcome)
+            try:
+                head = self._client.head_object(Bucket=self._bucket, Key=key)
+            except ClientError as error:
+                if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                    continue
+                raise TransientError(f"archive s3://{self._bucket}/{key} not readable: {error}") from error
+            except BotoCoreError as error:
+                raise TransientError(f"archive s3://{self._bucket}/{key} not readable: {error}") from error
+            metadata = head.get("Metadata", {})
+            return StoredReply(key, unquote(metadata["recipient"]), Outcome(metadata["outcome"]))
+        return None
 
     def load(self, key: str) -> bytes:
         try:
@@ -66,10 +95,17 @@ class S3Archive:
         finally:
             body.seek(0)
 
-    def _put(self, key: str, data: bytes, content_type: str) -> None:
+    def _put(
+        self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
         try:
             self._client.put_object(
-                Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, **ENCRYPTION
+                Bucket=self._bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=dict(metadata or {}),
+                **ENCRYPTION,
             )
         except (ClientError, BotoCoreError) as error:
             raise TransientError(f"archive s3://{self._bucket}/{key} not written: {error}") from error
@@ -97,6 +133,11 @@ class _KeptOpen(io.RawIOBase):
 
     def tell(self) -> int:
         return self._inner.tell()
+
+
+def _reply_key(channel_id: str, digest: str, received: datetime, outcome: Outcome) -> str:
+    folder = "exports" if outcome is Outcome.PROCESSED else "replies"
+    return f"{folder}/{_day(channel_id, received)}/{digest}.eml"
 
 
 def _day(channel_id: str, received: datetime) -> str:

@@ -57,6 +57,17 @@ class SerialBlock:
 
 
 @dataclass(frozen=True)
+class StoredReply:
+    """A reply kept in the archive: where, to whom it goes, and the outcome it answers. The
+    archive records the recipient with it, so a poll that died after storing it can still send
+    it, unchanged, to the one recorded address."""
+
+    key: str
+    recipient: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     channel_id: str
     digest: str

@@ -5,8 +5,11 @@ The ledger entry's stage only moves forward, one small step per stage::
     received --answer--> answered --send--> replied --delete--> done
 
 * ``answer``: screen the sender, archive the raw message, process its import files (each file's
-  serial block recorded before use) and store the export files and the reply with its one recipient;
-  a rejected message is quarantined and goes straight to ``replied`` (nothing to send).
+  serial block recorded before use) and store the reply, which carries the export files, with its
+  one recipient; a rejected message is quarantined and goes straight to ``replied`` (nothing to
+  send). The ledger is not written for ``answered`` when the send follows at once: the stored reply
+  records recipient and outcome itself, a failure writes the entry, and a poll that finds the claim
+  of one that died looks for that stored reply first (``_recovered``).
 * ``send``: send the stored reply, byte for byte, to the recorded recipient; record it as sent.
 * ``delete``: DELE; the outcome is counted once the server took the deletion.
 
@@ -121,7 +124,7 @@ class MessageSettler:
         else:
             claimed = entry.claimed(self.poll_id, message.received)
             if claimed.attempts != entry.attempts:  # another poll died holding it: one attempt more
-                claimed = self._save(claimed)
+                claimed = self._save(self._recovered(claimed, entry))
             entry = message.entry = claimed
             if entry.exhausted(self.channel.max_attempts):
                 self._give_up(message, entry.last_error or "too many attempts")
@@ -166,11 +169,13 @@ class MessageSettler:
         if decision.outcome is Outcome.REJECTED:
             self._quarantine(message, decision.reason or "rejected")
             return
-        reply_key = self._store(message, decision)
+        reply_key = self._store(message, decision, sender)
         message.reply = decision.reply
         recipient = sender if reply_key is not None else None
-        entry = message.ledger_entry.answered(decision.outcome, reply_key=reply_key, recipient=recipient)
-        message.entry = self._save(entry)
+        # Not written: the stored reply records its recipient, and a failure writes the entry.
+        message.entry = message.ledger_entry.answered(
+            decision.outcome, reply_key=reply_key, recipient=recipient
+        )
         self.checkpoint("answered")
         logger.info("message %s", decision.outcome.value, extra={"outcome": decision.outcome.value})
 
@@ -289,14 +294,29 @@ class MessageSettler:
         self._quarantine(message, reason)
         metrics.add_metric(name="MessageQuarantined", unit=MetricUnit.Count, value=1)
 
-    def _store(self, message: _Message, decision: Decision) -> str | None:
-        """The exports and the reply, stored before anything is sent; the reply's key (or None)."""
-        channel_id, digest, received = self.channel.channel_id, message.digest, message.received
-        for export in decision.exports:
-            self.archive.store_export(channel_id, digest, export.export_name, export.export_bytes, received)
+    def _store(self, message: _Message, decision: Decision, recipient: str) -> str | None:
+        """The reply with its export files, stored before anything is sent; its key (or None)."""
         if decision.reply is None:
             return None
-        return self.archive.store_reply(channel_id, digest, decision.reply, received)
+        return self.archive.store_reply(
+            self.channel.channel_id,
+            message.digest,
+            decision.reply,
+            message.received,
+            outcome=decision.outcome,
+            recipient=recipient,
+        )
+
+    def _recovered(self, claimed: LedgerEntry, before: LedgerEntry) -> LedgerEntry:
+        """A poll died on this message: when it had stored its answer already (the ledger records an
+        answer only when something fails), that answer is the one to send — never a new one."""
+        if before.stage is not Stage.RECEIVED or before.claim is None:
+            return claimed
+        stored = self.archive.stored_reply(self.channel.channel_id, before.digest, before.claim.since)
+        if stored is None:
+            return claimed
+        logger.info("the poll that died had stored its answer; it is sent now", extra={"reply": stored.key})
+        return claimed.answered(stored.outcome, reply_key=stored.key, recipient=stored.recipient)
 
     def _archive_again(self, message: _Message) -> None:
         """Archive an answered message once more (it was, before its answer): never a reason to keep it."""

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Literal, Protocol
 
-from domain.ledger import LedgerEntry
+from domain.ledger import LedgerEntry, StoredReply
 from domain.mailbox_memory import MailboxMemory
+from domain.outcomes import Outcome
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,26 @@ class Archive(Protocol):
 
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str: ...
 
-    def store_export(
-        self, channel_id: str, digest: str, name: str, data: bytes, received: datetime
-    ) -> str: ...
-
     def quarantine(
         self, channel_id: str, digest: str, raw: BinaryIO, reason: Mapping[str, object], received: datetime
     ) -> str: ...
 
-    def store_reply(self, channel_id: str, digest: str, data: bytes, received: datetime) -> str: ...
+    def store_reply(
+        self,
+        channel_id: str,
+        digest: str,
+        data: bytes,
+        received: datetime,
+        *,
+        outcome: Outcome,
+        recipient: str,
+    ) -> str:
+        """Store the reply (carrying the export files) with its outcome and one recipient; its key."""
+        ...
+
+    def stored_reply(self, channel_id: str, digest: str, received: datetime) -> StoredReply | None:
+        """The reply a poll that started at ``received`` stored for this message, if it did."""
+        ...
 
     def load(self, key: str) -> bytes: ...
 

@@ -9,8 +9,9 @@ from email.message import EmailMessage
 from typing import BinaryIO
 
 from domain.errors import ConnectionLost, ScriptFailed, TransientError
-from domain.ledger import Claim, LedgerEntry, Stage
+from domain.ledger import Claim, LedgerEntry, Stage, StoredReply
 from domain.mailbox_memory import MailboxMemory
+from domain.outcomes import Outcome
 from service.ports import MessageRef, ScriptCall
 
 
@@ -65,7 +66,8 @@ class FakeArchive:
     objects: dict[str, bytes] = field(default_factory=dict)
     reasons: dict[str, Mapping[str, object]] = field(default_factory=dict)
     unavailable: bool = False
-    unavailable_exports: bool = False
+    unavailable_replies: bool = False
+    stored: dict[str, StoredReply] = field(default_factory=dict)
 
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str:
         if self.unavailable:
@@ -73,13 +75,6 @@ class FakeArchive:
         key = f"inbound/{channel_id}/{digest}.eml"
         raw.seek(0)
         self.objects[key] = raw.read()
-        return key
-
-    def store_export(self, channel_id: str, digest: str, name: str, data: bytes, received: datetime) -> str:
-        if self.unavailable_exports:
-            raise TransientError("archive bucket throttled")
-        key = f"exports/{channel_id}/{digest}/{name}"
-        self.objects[key] = data
         return key
 
     def quarantine(
@@ -91,10 +86,31 @@ class FakeArchive:
         self.reasons[key] = reason
         return key
 
-    def store_reply(self, channel_id: str, digest: str, data: bytes, received: datetime) -> str:
-        key = f"replies/{channel_id}/{digest}.eml"
+    def store_reply(
+        self,
+        channel_id: str,
+        digest: str,
+        data: bytes,
+        received: datetime,
+        *,
+        outcome: Outcome,
+        recipient: str,
+    ) -> str:
+        if self.unavailable_replies:
+            raise TransientError("archive bucket throttled")
+        key = self._reply_key(channel_id, digest, received, outcome)
         self.objects[key] = data
+        self.stored[key] = StoredReply(key, recipient, outcome)
         return key
+
+    def stored_reply(self, channel_id: str, digest: str, received: datetime) -> StoredReply | None:
+        keys = [self._reply_key(channel_id, digest, received, o) for o in (Outcome.PROCESSED, Outcome.FAILED)]
+        return next((self.stored[key] for key in keys if key in self.stored), None)
+
+    @staticmethod
+    def _reply_key(channel_id: str, digest: str, received: datetime, outcome: Outcome) -> str:
+        folder = "exports" if outcome is Outcome.PROCESSED else "replies"
+        return f"{folder}/{channel_id}/{received:%Y%m%d%H%M%S%f}/{digest}.eml"
 
     def load(self, key: str) -> bytes:
         return self.objects[key]

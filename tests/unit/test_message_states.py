@@ -135,13 +135,48 @@ def test_a_retry_of_a_file_reuses_its_recorded_serial_block() -> None:
     assert world.ledger.only().attempts == 1  # the killed poll's claim counted
 
 
+def test_a_poll_that_died_after_storing_its_answer_has_that_answer_sent_unchanged() -> None:
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    dead = Claim("a poll killed after storing its answer", datetime(2026, 11, 27, 7, 55, tzinfo=UTC))
+    world.ledger.save(LedgerEntry("acme", digest_of(raw), claim=dead))
+    key = world.archive.store_reply(
+        "acme", digest_of(raw), b"the stored reply", dead.since, outcome=Outcome.FAILED, recipient=PARTNER
+    )
+
+    result = world.poll()
+
+    assert (result["failed"], result["deleted"]) == (1, 1)
+    [sent] = world.replies.sent
+    assert (sent.data, sent.recipient) == (b"the stored reply", PARTNER)
+    assert world.serials.calls == []
+    entry = world.ledger.only()
+    assert (entry.stage, entry.reply_key, entry.attempts) == (Stage.DONE, key, 1)
+
+
+def test_a_poll_that_died_before_storing_an_answer_is_answered_anew() -> None:
+    world = World()
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+    dead = Claim("a poll killed while processing", datetime(2026, 11, 27, 7, 55, tzinfo=UTC))
+    world.ledger.save(LedgerEntry("acme", digest_of(raw), claim=dead))
+
+    result = world.poll()
+
+    assert result["processed"] == 1
+    [sent] = world.replies.sent
+    assert sent.recipient == PARTNER
+    assert world.serials.calls == [2]
+
+
 def test_a_retry_after_processing_failed_transiently_issues_no_new_serials() -> None:
     world = World()
     world.mailbox.deliver("u1", partner_mail())
-    world.archive.unavailable_exports = True
+    world.archive.unavailable_replies = True
 
     first = world.poll()
-    world.archive.unavailable_exports = False
+    world.archive.unavailable_replies = False
     second = world.poll()
 
     assert (first["deferred"], second["processed"]) == (1, 1)
