@@ -5,7 +5,8 @@ A message is known by channel + SHA-256 of its raw bytes. Its stage only ever mo
 ``received``  seen; nothing decided yet (the serial blocks of its import files may be recorded)
 ``answered``  outcome decided; the reply (if any), its recipient and the exports are stored
 ``replied``   the reply was sent, or none is due: only the deletion on the server is missing
-``done``      deleted and counted (DELE sent; it commits at the poll's clean QUIT)
+``done``      deleted and counted, but the session broke before QUIT confirmed the deletion (after
+              a clean QUIT the message is gone, and its entry stays ``replied``)
 
 Which poll works on the message, and since when, is the separate ``claim``. A claim left behind by
 another poll means that poll died on the message (killed, timed out, out of memory): the next claim

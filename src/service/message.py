@@ -22,7 +22,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, cast
 
@@ -67,6 +67,21 @@ class _Message:
 
 
 @dataclass
+class Deletions:
+    """The messages a poll deleted (DELE sent, outcome counted). Their ``done`` entries are written
+    at the end of the poll only where ``replied`` does not suffice: for all of them when the session
+    broke (the deletions may not have committed, and the next poll must not count them again), else
+    for those whose ``replied`` could not be written (so a copy that comes back is not answered again).
+    After a clean QUIT the others are gone from the server, and ``replied`` is all they need."""
+
+    done: list[LedgerEntry] = field(default_factory=list)
+    unrecorded: set[str] = field(default_factory=set)
+
+    def to_record(self, *, session_broke: bool) -> list[LedgerEntry]:
+        return [entry for entry in self.done if session_broke or entry.digest in self.unrecorded]
+
+
+@dataclass
 class MessageSettler:
     """Settles the messages of one POP3 session of one channel, one at a time."""
 
@@ -83,7 +98,7 @@ class MessageSettler:
     checkpoint: Checkpoint
 
     retrievals: RetrievalFailures
-    deleted: list[LedgerEntry]
+    deletions: "Deletions"
 
     def handle(self, ref: MessageRef) -> bool:
         """Bring one message to its single outcome, or leave it on the server for the next poll;
@@ -195,7 +210,7 @@ class MessageSettler:
 
     def _delete(self, message: _Message) -> None:
         """replied -> done: DELE; the outcome counts once (a ``done`` entry was counted before).
-        The ``done`` entries (``deleted``) are written together when the poll ends."""
+        Its ``done`` entry is written only when needed (``Deletions``)."""
         entry = message.ledger_entry
         self.session.delete(message.ref.number)
         if entry.stage is Stage.REPLIED and entry.outcome is not None:
@@ -204,7 +219,7 @@ class MessageSettler:
         self.checkpoint("deleted")
         if entry.stage is not Stage.DONE:
             message.entry = entry.done()
-            self.deleted.append(message.entry)
+            self.deletions.done.append(message.entry)
 
     # ------------------------------------------------------------- the one mapping
 
@@ -336,6 +351,7 @@ class MessageSettler:
                 logger.warning("reply sent but not recorded (try %d): %s", attempt, error)
                 time.sleep(0.2 * attempt)
         logger.error("reply sent but not recorded; deleting the message all the same")
+        self.deletions.unrecorded.add(entry.digest)
         return entry
 
     def _save(self, entry: LedgerEntry, *, quietly: bool = False) -> LedgerEntry:

@@ -18,7 +18,7 @@ from domain.outcomes import PollResult
 from domain.senders import normalization_notes
 from domain.shipments import SerialSource
 from service.decide import Decider, script_seconds
-from service.message import Checkpoint, MessageSettler
+from service.message import Checkpoint, Deletions, MessageSettler
 from service.ports import (
     Archive,
     Lease,
@@ -139,7 +139,8 @@ def poll_channel(
     and ends the POP3 session with ``QUIT`` so that deletions commit.
     """
     result = PollResult(channel_id=channel.channel_id)
-    deleted: list[LedgerEntry] = []
+    deletions = Deletions()
+    session_broke = False
     try:
         with ports.mailbox.session() as session:
             refs = session.messages()
@@ -161,7 +162,7 @@ def poll_channel(
                         session=session,
                         waiting=waiting,
                         retrievals=retrievals,
-                        deleted=deleted,
+                        deletions=deletions,
                         result=result,
                         poll_id=owner,
                         now=now,
@@ -175,8 +176,9 @@ def poll_channel(
     except ConnectionLost as error:
         logger.error("mail server connection lost; no deletion of this poll is committed: %s", error)
         result.status, result.error, result.deleted = "error", str(error), 0
+        session_broke = True
     finally:
-        _record_deleted(ports, deleted)
+        _record_done(ports, deletions.to_record(session_broke=session_broke))
     logger.info("poll finished", extra=result.as_dict())
     return result
 
@@ -188,7 +190,7 @@ def _poll(
     session: MailboxSession,
     waiting: list[MessageRef],
     retrievals: RetrievalFailures,
-    deleted: list[LedgerEntry],
+    deletions: Deletions,
     result: PollResult,
     poll_id: str,
     now: Callable[[], datetime],
@@ -208,7 +210,7 @@ def _poll(
         now=now,
         checkpoint=checkpoint,
         retrievals=retrievals,
-        deleted=deleted,
+        deletions=deletions,
     )
     foreign: list[str] = []
     try:
@@ -246,16 +248,14 @@ def _remember(
         logger.warning("mailbox memory not saved; the next poll looks at these messages again: %s", error)
 
 
-def _record_deleted(ports: Ports, deleted: list[LedgerEntry]) -> None:
-    """The messages whose deletion was asked for and whose outcome was counted become ``done``,
-    together, at the end of the poll (also when QUIT failed: the next poll deletes such a message
-    again, without counting it twice)."""
-    if not deleted:
+def _record_done(ports: Ports, entries: list[LedgerEntry]) -> None:
+    """``done`` for the deleted messages that need it (``Deletions``), together."""
+    if not entries:
         return
     try:
-        ports.ledger.save_all(deleted)
+        ports.ledger.save_all(entries)
     except TransientError as error:
-        logger.warning("deleted messages not recorded as done (they stay replied): %s", error)
+        logger.warning("deleted messages not recorded as done: %s", error)
 
 
 def _release(channel: Channel, ports: Ports, owner: str) -> None:

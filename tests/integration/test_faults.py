@@ -193,7 +193,10 @@ def test_smtp_4xx_defers_and_the_next_poll_sends_the_stored_reply_once(
     assert stack.dovecot.mailbox(mailbox[0]) == []
     done = ledger(stack, raw)
     assert done is not None
-    assert (done["stage"], done["attempts"]) == ("done", "1")
+    assert (done["stage"], done["attempts"]) == (
+        "replied",
+        "1",
+    )  # deleted at a clean QUIT: "replied" suffices
     assert archive_keys(stack.endpoint_url, stack, "exports/acme/") == [export_key]
 
     assert counts(invoke_poll(EVENT)) == (0, 0, 0, 0, 0, 0, 0)
@@ -225,7 +228,7 @@ def test_smtp_550_settles_the_message_as_failed_archived_and_deleted_without_rep
     assert stack.dovecot.mailbox(mailbox[0]) == []
     entry = ledger(stack, raw)
     assert entry is not None
-    assert (entry["stage"], entry["outcome"], entry["attempts"]) == ("done", "failed", "0")
+    assert (entry["stage"], entry["outcome"], entry["attempts"]) == ("replied", "failed", "0")
     assert "550" in entry["last_error"]
 
     assert counts(invoke_poll(EVENT)) == (0, 0, 0, 0, 0, 0, 0)
@@ -263,7 +266,7 @@ def test_smtp_failing_until_max_attempts_quarantines_the_message(
     assert emf_metrics(capsys)["MessageQuarantined"] == [1.0]
     entry = ledger(stack, raw)
     assert entry is not None
-    assert (entry["stage"], entry["outcome"], entry["attempts"]) == ("done", "rejected", "2")
+    assert (entry["stage"], entry["outcome"], entry["attempts"]) == ("replied", "rejected", "2")
 
     assert counts(invoke_poll(EVENT)) == (0, 0, 0, 0, 0, 0, 0)
     assert stack.smtp.received == []
@@ -632,4 +635,4 @@ def test_archive_unreachable_defers_without_reply_and_the_next_poll_answers_once
     assert archive_keys(stack.endpoint_url, stack, "") == []  # S3 traffic went to the private server
     done = ledger(stack, raw)
     assert done is not None
-    assert (done["stage"], done["attempts"]) == ("done", "1")
+    assert (done["stage"], done["attempts"]) == ("replied", "1")

@@ -26,13 +26,12 @@ def test_each_step_is_recorded_before_the_next() -> None:
 
     # The claim came first, as an update; "answered" is written only when the send fails (the
     # stored reply records its recipient), so a reply sent at once costs no write of its own.
-    numbered, replied, done = world.ledger.history
+    numbered, replied = world.ledger.history  # and no "done": after a clean QUIT it is gone
     assert numbered.claim is not None
     assert (numbered.stage, numbered.serial_blocks) == (Stage.RECEIVED, {"0:orders.csv": SerialBlock(1, 2)})
     assert (replied.stage, replied.claim) == (Stage.REPLIED, None)
     assert replied.recipient == "orders@partner.example"
     assert world.archive.stored[replied.reply_key or ""].recipient == "orders@partner.example"
-    assert done.stage is Stage.DONE
     assert world.ledger.only().outcome is Outcome.PROCESSED
     assert world.ledger.only().reply_key in world.archive.objects
 
@@ -67,7 +66,7 @@ def test_message_already_replied_is_deleted_without_a_second_reply() -> None:
     assert (result["processed"], result["deleted"]) == (1, 1)
     assert world.replies.sent == []
     assert world.archive.keys("inbound/")  # archived if it was not yet
-    assert world.ledger.only().stage is Stage.DONE
+    assert world.ledger.only().stage is Stage.REPLIED  # gone after a clean QUIT: nothing to add
 
 
 def test_message_deleted_before_is_deleted_again_and_not_counted_twice() -> None:
