@@ -8,19 +8,26 @@ Failure injection: :meth:`SmtpServer.fail_next` makes the server answer the next
 ``RCPT`` or ``DATA`` commands with a given reply (``451 4.3.0 try later``, ``550 5.1.1 no such
 user``, ...) instead of accepting; a 421 also closes the connection, as RFC 5321 says it does.
 :attr:`SmtpServer.refused` lists the replies given that way; :meth:`SmtpServer.clear` forgets them.
+
+With ``introspect`` (a function asking the local authorization server, ``devstack.oauth``) the server
+takes ``AUTH XOAUTH2`` only, as Microsoft 365 and Google do for app logins: the bearer token must be
+active and issued for the ``user=`` it is presented with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from devstack.server import LocalServer
 from devstack.tls import HOST, TlsFiles, server_context
@@ -116,6 +123,51 @@ class _Recorder:
         return "250 Message accepted for delivery"
 
 
+Introspect = Callable[[str], dict[str, Any]]
+"""RFC 7662 token introspection: the token's metadata (``active``, ``username``, ...)."""
+
+
+class _OAuthRecorder(_Recorder):
+    """Records like :class:`_Recorder`; logins are ``AUTH XOAUTH2`` only, each token introspected.
+
+    A token is accepted when the authorization server says it is active and its ``username`` is the
+    ``user=`` of the XOAUTH2 string. A refusal follows the XOAUTH2 protocol: a 334 challenge with
+    the JSON error, the client's empty line, then 535.
+    """
+
+    def __init__(self, server: SmtpServer, introspect: Introspect) -> None:
+        super().__init__(server)
+        self._introspect = introspect
+
+    async def auth_XOAUTH2(self, smtp: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await smtp.challenge_auth("", encode_to_b64=False)
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await smtp.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(blob, bytes)
+        fields = dict(
+            part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01") if "=" in part
+        )
+        user, auth = fields.get("user", ""), fields.get("auth", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        answer = (
+            await asyncio.get_running_loop().run_in_executor(None, self._introspect, token) if token else {}
+        )
+        ok = answer.get("active") is True and answer.get("username") == user
+        with self._server._cond:
+            self._server.auth_attempts.append((user, ok))
+        if ok:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        await smtp.challenge_auth(json.dumps({"status": "401", "schemes": "bearer", "scope": "smtp"}))
+        return AuthResult(success=False, message="535 5.7.3 Authentication unsuccessful")
+
+
 _DEFAULT_TEXT = {
     421: "4.3.2 Service shutting down, closing transmission channel",
     450: "4.2.1 Mailbox unavailable, try again later",
@@ -163,6 +215,7 @@ class SmtpServer(LocalServer):
         auth_required: bool = True,
         implicit_tls: bool = False,
         smtputf8: bool = False,
+        introspect: Introspect | None = None,
     ) -> None:
         self.tls = tls
         self.users: dict[str, str] = dict(users or {})
@@ -170,6 +223,7 @@ class SmtpServer(LocalServer):
         self.auth_required = auth_required
         self.implicit_tls = implicit_tls
         self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531); aiosmtpd, like many relays, does not by default
+        self.introspect = introspect  # set: logins are AUTH XOAUTH2 tokens only (see _OAuthRecorder)
         self.received: list[ReceivedMail] = []
         self.auth_attempts: list[tuple[str, bool]] = []
         self.refused: list[RefusedCommand] = []
@@ -191,13 +245,17 @@ class SmtpServer(LocalServer):
             "ready_timeout": 10.0,
             "enable_SMTPUTF8": self.smtputf8,
         }
+        handler = _Recorder(self)
+        if self.introspect is not None:
+            handler = _OAuthRecorder(self, self.introspect)
+            kwargs["auth_exclude_mechanism"] = ["PLAIN", "LOGIN"]
         if self.implicit_tls:
             kwargs["ssl_context"] = context
         else:
             kwargs["tls_context"] = context
             kwargs["require_starttls"] = self.require_starttls
         controller = _Controller(
-            _Recorder(self),
+            handler,
             hostname=HOST,
             port=0,
             # AUTH before STARTTLS only where STARTTLS is not required (or TLS is implicit).

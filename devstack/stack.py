@@ -13,19 +13,37 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devstack import aws
 from devstack.aws import StackNames, create_resources
-from devstack.dovecot import Dovecot
+from devstack.dovecot import Dovecot, OAuth2Introspection
 from devstack.moto import MotoServer
 from devstack.server import LocalServer
 from devstack.smtp import SmtpServer
 from devstack.tls import HOST, TlsFiles, make_tls_files
+
+if TYPE_CHECKING:
+    from devstack.oauth import AuthorizationServer
+
+MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
+GOOGLE_SCOPE = "https://mail.google.com/"
+
+
+@dataclass(frozen=True)
+class OAuthMailbox:
+    """A mailbox on the OAuth Dovecot and the app registration allowed to use it."""
+
+    user: str
+    client_id: str
+    client_secret: str = field(repr=False)
 
 
 class LocalStackError(RuntimeError):
@@ -40,6 +58,16 @@ class LocalStack(LocalServer):
     * ``smtp``  — STARTTLS required, AUTH required (user :attr:`smtp_user` / :attr:`smtp_password`);
     * ``smtps`` — implicit TLS, AUTH required (same user);
     * ``smtp_open`` — plain, STARTTLS offered but not required, no AUTH required.
+
+    OAuth 2.0 (started on first use, so tests that do not need it never pay for it):
+
+    * ``oauth`` — the authorization server (``devstack.oauth``): client credentials, introspection;
+    * ``oauth_dovecot`` — a second Dovecot that takes only XOAUTH2/OAUTHBEARER tokens (``passdb oauth2``);
+    * ``oauth_smtp`` — STARTTLS required, ``AUTH XOAUTH2`` required; both check tokens at ``oauth``.
+
+    :meth:`new_oauth_mailbox` gives a mailbox on ``oauth_dovecot`` and an app allowed to use it
+    (Microsoft's client credentials); :meth:`new_google_mailbox` one and a service account delegated
+    to it (Google's JWT bearer grant).
     """
 
     host = HOST
@@ -55,6 +83,9 @@ class LocalStack(LocalServer):
         self._smtps: SmtpServer | None = None
         self._smtp_open: SmtpServer | None = None
         self._moto: MotoServer | None = None
+        self._oauth: AuthorizationServer | None = None
+        self._oauth_dovecot: Dovecot | None = None
+        self._oauth_smtp: SmtpServer | None = None
         self._mailboxes = itertools.count(1)
 
     # -------------------------------------------------------------- servers
@@ -84,6 +115,21 @@ class LocalStack(LocalServer):
     @property
     def moto(self) -> MotoServer:
         return self._need(self._moto, "moto")
+
+    @property
+    def oauth(self) -> AuthorizationServer:
+        self._start_oauth()
+        return self._need(self._oauth, "oauth")
+
+    @property
+    def oauth_dovecot(self) -> Dovecot:
+        self._start_oauth()
+        return self._need(self._oauth_dovecot, "oauth_dovecot")
+
+    @property
+    def oauth_smtp(self) -> SmtpServer:
+        self._start_oauth()
+        return self._need(self._oauth_smtp, "oauth_smtp")
 
     @property
     def endpoint_url(self) -> str:
@@ -122,9 +168,51 @@ class LocalStack(LocalServer):
                 self.stop()
             raise
 
+    def _start_oauth(self) -> None:
+        """Start the authorization server, then the Dovecot and SMTP server that check its tokens."""
+        if self._oauth is not None:
+            return
+        if self.root is None or self.tls is None:
+            raise RuntimeError("LocalStack is not started (oauth)")
+        from devstack.oauth import AuthorizationServer  # noqa: PLC0415  # Flask only when OAuth is used
+
+        oauth = AuthorizationServer(self.tls)
+        oauth.start()
+        self._oauth = oauth
+        try:
+            self._oauth_dovecot = Dovecot(
+                self.root,
+                self.tls,
+                oauth2=OAuth2Introspection(oauth.introspection_url, oauth.resource_id, oauth.resource_secret),
+            )
+            self._oauth_dovecot.start()
+            self._oauth_smtp = SmtpServer(self.tls, introspect=oauth.introspector())
+            self._oauth_smtp.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._stop_oauth()
+            raise
+
+    def _stop_oauth(self) -> list[tuple[str, BaseException]]:
+        errors: list[tuple[str, BaseException]] = []
+        for name, server in (
+            ("oauth_smtp", self._oauth_smtp),
+            ("oauth_dovecot", self._oauth_dovecot),
+            ("oauth", self._oauth),
+        ):
+            if server is None:
+                continue
+            try:
+                server.stop()
+            except Exception as err:  # keep going: the other servers must stop too
+                errors.append((name, err))
+        self._oauth_smtp = self._oauth_dovecot = None
+        self._oauth = None
+        return errors
+
     def stop(self) -> None:
         """Stop every server even if stopping one fails; then remove the folder. Idempotent."""
-        errors: list[tuple[str, BaseException]] = []
+        errors: list[tuple[str, BaseException]] = self._stop_oauth()
         stoppers: list[tuple[str, Callable[[], None] | None]] = [
             ("smtp_open", self._smtp_open.stop if self._smtp_open else None),
             ("smtps", self._smtps.stop if self._smtps else None),
@@ -158,6 +246,10 @@ class LocalStack(LocalServer):
         create_resources(self.moto.endpoint_url, self.names)
         for server in (self.smtp, self.smtps, self.smtp_open):
             server.clear()
+        if self._oauth_smtp is not None:
+            self._oauth_smtp.clear()
+        if self._oauth is not None:
+            self._oauth.clear()
 
     def new_mailbox(self, prefix: str = "partner") -> tuple[str, str]:
         """A fresh POP3 user with an empty Maildir: ``(user, password)``."""
@@ -165,6 +257,22 @@ class LocalStack(LocalServer):
         password = secrets.token_urlsafe(12)
         self.dovecot.add_user(user, password)
         return user, password
+
+    def new_oauth_mailbox(self, scopes: frozenset[str] = frozenset({MICROSOFT_SCOPE})) -> OAuthMailbox:
+        """A fresh mailbox on :attr:`oauth_dovecot`, and an app granted ``scopes`` and that mailbox
+        (as an Exchange administrator grants an Entra app's service principal access to it)."""
+        user = f"oauth{next(self._mailboxes)}-{secrets.token_hex(3)}"
+        self.oauth_dovecot.add_user(user, secrets.token_urlsafe(12))  # userdb only: logins take tokens
+        client_id, client_secret = self.oauth.add_client(user, scopes)
+        return OAuthMailbox(user, client_id, client_secret)
+
+    def new_google_mailbox(self, scopes: frozenset[str] = frozenset({GOOGLE_SCOPE})) -> OAuthMailbox:
+        """A fresh mailbox on :attr:`oauth_dovecot` and a service account delegated to it; the
+        mailbox's ``client_secret`` is the service account's JSON key."""
+        user = f"google{next(self._mailboxes)}-{secrets.token_hex(3)}"
+        self.oauth_dovecot.add_user(user, secrets.token_urlsafe(12))
+        key = self.oauth.add_service_account(user, scopes)
+        return OAuthMailbox(user, key["client_email"], json.dumps(key))
 
     def env(self) -> dict[str, str]:
         """Exactly the environment the poll handler needs to run against this stack (§8)."""
@@ -188,6 +296,8 @@ class LocalStack(LocalServer):
         parts = []
         if self._dovecot is not None:
             parts.append("--- dovecot ---\n" + self._dovecot.log_text())
+        if self._oauth_dovecot is not None:
+            parts.append("--- oauth dovecot ---\n" + self._oauth_dovecot.log_text())
         if self._moto is not None:
             parts.append("--- moto ---\n" + self._moto.log_text())
         return "\n".join(parts)

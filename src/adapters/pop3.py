@@ -1,10 +1,16 @@
 """POP3 mailbox over ``poplib``: TLS (verified), STLS (verified) or plain; messages are streamed.
 
+The login is ``USER``/``PASS``, or ``AUTH XOAUTH2`` with an OAuth 2.0 bearer token (RFC 7628 framing
+as Microsoft 365 and Google take it: ``AUTH XOAUTH2``, ``+``, the base64 initial response), never on
+an unencrypted connection. A refused token that came from the cache is renewed once.
+
 ``TOP n 0`` and ``RETR n`` are read line by line into a sink, so a large message is never held in
 memory and a line longer than poplib's 2 KiB limit (real mail has them) does not break the session.
 Deletions commit only at ``QUIT``, which is sent whenever the session is still healthy.
 """
 
+import base64
+import binascii
 import poplib
 import ssl
 from collections.abc import Callable, Iterator
@@ -13,11 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
 from adapters.network import unknown_host
+from adapters.oauth import AccessToken, TokenSource, xoauth2
 from domain.errors import ChannelFailure, ConnectionLost, TransientError
 from service.ports import MessageRef
 
 MAX_LINE = 64 * 1024
 TLS_SETTINGS = "pop3_security, pop3_port (or the server's certificate)"
+LOGIN_SETTINGS = "pop3_username, pop3_password_secret"
+OAUTH_SETTINGS = "pop3_username, oauth_client_id, oauth_secret (and the app's permission for the mailbox)"
 WriteBytes = Callable[[bytes], object]
 
 
@@ -27,7 +36,8 @@ class Pop3Account:
     port: int
     security: Literal["tls", "starttls", "none"]
     username: str
-    password: str = field(repr=False)
+    password: str | None = field(default=None, repr=False)
+    tokens: TokenSource | None = None  # set: log in with AUTH XOAUTH2 instead of the password
     timeout: float = 30.0
 
 
@@ -96,24 +106,73 @@ class Pop3Mailbox:
 
     def _login(self, client: poplib.POP3, where: str) -> poplib.POP3:
         account = self._account
+        if account.tokens is not None:
+            return self._login_with_token(client, where, account.tokens)
         try:
             client.user(account.username)
-            client.pass_(account.password)
+            client.pass_(account.password or "")
         except poplib.error_proto as error:
             _close_quietly(client)
-            reply = _text(error)
-            if "[IN-USE]" in reply or "[SYS/TEMP]" in reply or _closed(error):
-                raise TransientError(
-                    f"POP3 mailbox {account.username} at {where} is busy: {reply}"
-                ) from error
-            raise ChannelFailure(
-                f"POP3 login of {account.username} at {where} failed: {reply}",
-                setting="pop3_username, pop3_password_secret",
-            ) from error
+            raise self._refused(_text(error), where, _closed(error), LOGIN_SETTINGS) from error
         except OSError as error:
             _close_quietly(client)
             raise TransientError(f"POP3 server {where} dropped the login: {error}") from error
         return client
+
+    def _refused(self, reply: str, where: str, closed: bool, settings: str) -> Exception:
+        user = self._account.username
+        if "[IN-USE]" in reply or "[SYS/TEMP]" in reply or closed:
+            return TransientError(f"POP3 mailbox {user} at {where} is busy: {reply}")
+        return ChannelFailure(f"POP3 login of {user} at {where} failed: {reply}", setting=settings)
+
+    def _login_with_token(self, client: poplib.POP3, where: str, tokens: TokenSource) -> poplib.POP3:
+        """``AUTH XOAUTH2``; a cached token the server refuses (expired, revoked) is renewed once."""
+        if self._account.security == "none":  # the channel model refuses this already
+            _close_quietly(client)
+            raise ChannelFailure(
+                "an OAuth token is never sent over an unencrypted connection", setting="pop3_security"
+            )
+        try:
+            token = tokens.token()
+            refusal = self._xoauth2(client, where, token)
+            if refusal is not None and token.cached:
+                tokens.forget(token)
+                token = tokens.token()
+                refusal = self._xoauth2(client, where, token)
+        except poplib.error_proto as error:
+            _close_quietly(client)
+            raise TransientError(f"POP3 server {where} broke off the login: {_text(error)}") from error
+        except OSError as error:
+            _close_quietly(client)
+            raise TransientError(f"POP3 server {where} dropped the login: {error}") from error
+        except BaseException:
+            _close_quietly(client)
+            raise
+        if refusal is not None:
+            _close_quietly(client)
+            raise self._refused(refusal, where, refusal == "-ERR EOF", OAUTH_SETTINGS)
+        return client
+
+    def _xoauth2(self, client: poplib.POP3, where: str, token: AccessToken) -> str | None:
+        """One ``AUTH XOAUTH2`` exchange: ``None`` when logged in, else the server's refusal."""
+        proto: Any = client  # poplib has no AUTH; these are its own line helpers
+        proto._putcmd("AUTH XOAUTH2")
+        ready = _line(proto)
+        if not ready.startswith("+") or ready.startswith("+OK"):
+            if "[SYS/TEMP]" in ready or "[IN-USE]" in ready:
+                return ready
+            raise ChannelFailure(
+                f"POP3 server {where} does not take AUTH XOAUTH2: {ready}", setting="pop3_login, pop3_host"
+            )
+        proto._putcmd(base64.b64encode(xoauth2(self._account.username, token).encode()).decode("ascii"))
+        reply = _line(proto)
+        if reply.startswith("+OK"):
+            return None
+        if reply.startswith("+"):  # the error as a challenge (RFC 7628 §3.2.3): answer it empty
+            detail = _challenge(reply)
+            proto._putcmd("")
+            reply = f"{_line(proto)} {detail}".strip()
+        return reply
 
 
 class Pop3Session:
@@ -204,6 +263,19 @@ def _closed(error: poplib.error_proto) -> bool:
 def _text(error: poplib.error_proto) -> str:
     reply = error.args[0] if error.args else error
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _line(proto: Any) -> str:
+    line, _ = proto._getline()
+    return bytes(line).decode("utf-8", "replace")
+
+
+def _challenge(reply: str) -> str:
+    """The server's XOAUTH2 error challenge, decoded (JSON such as ``{"status":"401",...}``)."""
+    try:
+        return base64.b64decode(reply[1:].strip(), validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return reply[1:].strip()
 
 
 def _close_quietly(client: poplib.POP3) -> None:

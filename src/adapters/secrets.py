@@ -1,7 +1,8 @@
 """Passwords from AWS Secrets Manager, cached across warm invocations (Powertools parameters).
 
-A secret holds the password itself or JSON ``{"password": "..."}``. Values never reach a log line:
-errors name the secret id only.
+A secret holds the password itself or JSON ``{"password": "..."}``; an OAuth client's secret holds
+the client secret (or JSON ``{"client_secret": "..."}``) or, for Google, the service account's JSON
+key. Values never reach a log line: errors name the secret id only.
 """
 
 import json
@@ -19,6 +20,17 @@ MISSING_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException",
 def password(secret_id: str, *, setting: str) -> str:
     """The password stored under ``secret_id`` (the channel attribute ``setting``); ``ChannelFailure``
     naming that attribute when the secret is missing or malformed."""
+    return _password_from(secret_id, secret_text(secret_id, setting=setting), setting)
+
+
+def client_secret(secret_id: str, *, setting: str) -> str:
+    """An OAuth client secret: the value itself, or JSON ``{"client_secret": "..."}``."""
+    return _password_from(secret_id, secret_text(secret_id, setting=setting), setting, key="client_secret")
+
+
+def secret_text(secret_id: str, *, setting: str) -> str:
+    """The value stored under ``secret_id`` as it is; ``ChannelFailure`` naming ``setting`` when it
+    cannot be read."""
     try:
         value = parameters.get_secret(secret_id, max_age=CACHE_SECONDS)
     except parameters.exceptions.GetParameterError as error:
@@ -30,10 +42,10 @@ def password(secret_id: str, *, setting: str) -> str:
         if isinstance(cause, ClientError | BotoCoreError):
             raise classify(cause, f"reading secret {secret_id}") from None
         raise ChannelFailure(f"secret {secret_id} cannot be read", setting=setting) from None
-    return _password_from(secret_id, value if isinstance(value, str) else bytes(value).decode(), setting)
+    return value if isinstance(value, str) else bytes(value).decode()
 
 
-def _password_from(secret_id: str, value: str, setting: str) -> str:
+def _password_from(secret_id: str, value: str, setting: str, key: str = "password") -> str:
     stripped = value.strip()
     if stripped.startswith("{"):
         try:
@@ -42,10 +54,10 @@ def _password_from(secret_id: str, value: str, setting: str) -> str:
             raise ChannelFailure(
                 f"secret {secret_id} looks like JSON but is not valid JSON", setting=setting
             ) from None
-        found = document.get("password") if isinstance(document, dict) else None
+        found = document.get(key) if isinstance(document, dict) else None
         if not isinstance(found, str) or not found:
             raise ChannelFailure(
-                f'secret {secret_id} is JSON without a "password" string', setting=setting
+                f'secret {secret_id} is JSON without a "{key}" string', setting=setting
             ) from None
         return found
     if not value:

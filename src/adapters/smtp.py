@@ -8,6 +8,10 @@ Errors are sorted for DESIGN §6 (whose failure is it):
   does not offer SMTPUTF8: ``UndeliverableReply`` (that message's own problem);
 * a refused login, AUTH or STARTTLS not offered, TLS failing, an unknown host, our sender address
   refused (5xx at MAIL FROM): ``ChannelFailure`` naming the setting to fix.
+
+The login is ``AUTH PLAIN/LOGIN`` with the password, or ``AUTH XOAUTH2`` with an OAuth 2.0 bearer
+token (``smtp_login: oauth2``, never on an unencrypted connection); a refused token that came from the
+cache is renewed once, in the same session.
 """
 
 import smtplib
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from adapters.network import unknown_host
+from adapters.oauth import AccessToken, TokenSource, xoauth2
 from domain.errors import ChannelFailure, LetterShopError, TransientError, UndeliverableReply
 
 
@@ -26,10 +31,14 @@ class SmtpAccount:
     security: Literal["starttls", "tls", "none"]
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    tokens: TokenSource | None = None  # set: log in as username with AUTH XOAUTH2
     timeout: float = 30.0
 
 
 LOGIN_SETTINGS = "smtp_username, smtp_password_secret"
+OAUTH_SETTINGS = (
+    "smtp_username, oauth_client_id, oauth_secret (and the app's permission to send as smtp_username)"
+)
 TLS_SETTINGS = "smtp_security, smtp_port (or the server's certificate)"
 
 
@@ -46,7 +55,14 @@ class SmtpReplySender:
         try:
             client = self._connect()
             try:
-                if account.username is not None and account.password is not None:
+                if account.username is not None and account.tokens is not None:
+                    if account.security == "none":  # the channel model refuses this already
+                        raise ChannelFailure(
+                            "an OAuth token is never sent over an unencrypted connection",
+                            setting="smtp_security",
+                        )
+                    _login_with_token(client, where, account.username, account.tokens)
+                elif account.username is not None and account.password is not None:
                     client.login(account.username, account.password)
                 client.ehlo_or_helo_if_needed()
                 if utf8 and not client.has_extn("smtputf8"):
@@ -75,6 +91,47 @@ class SmtpReplySender:
         return client
 
 
+def _login_with_token(client: smtplib.SMTP, where: str, username: str, tokens: TokenSource) -> None:
+    """``AUTH XOAUTH2``; a cached token the server refuses (expired, revoked) is renewed once."""
+    client.ehlo_or_helo_if_needed()
+    offered = (client.esmtp_features.get("auth") or "").upper().split()
+    if "XOAUTH2" not in offered:
+        raise ChannelFailure(
+            f"{where} does not offer AUTH XOAUTH2 (offered: {' '.join(offered) or 'no AUTH'})",
+            setting="smtp_login, smtp_security, smtp_host",
+        )
+    token = tokens.token()
+    try:
+        _xoauth2(client, username, token)
+    except smtplib.SMTPAuthenticationError:
+        if not token.cached:
+            raise
+        tokens.forget(token)
+        _xoauth2(client, username, tokens.token())
+
+
+def _xoauth2(client: smtplib.SMTP, username: str, token: AccessToken) -> None:
+    """One ``AUTH XOAUTH2`` (initial response inline); the server's error challenge is answered
+    empty (RFC 7628 §3.2.3) and kept for the error message."""
+    challenges: list[bytes] = []
+
+    def respond(challenge: bytes | None = None) -> str:
+        if challenge is None:
+            return xoauth2(username, token)
+        challenges.append(challenge)
+        return ""
+
+    try:
+        client.auth("XOAUTH2", respond, initial_response_ok=True)
+    except smtplib.SMTPAuthenticationError as error:
+        if challenges:
+            detail = b" ".join(challenges).decode("utf-8", "replace")
+            raise smtplib.SMTPAuthenticationError(
+                error.smtp_code, _decode(error.smtp_error) + " " + detail
+            ) from None
+        raise
+
+
 def _classified(  # noqa: PLR0911  # one return per kind of failure reads best
     error: smtplib.SMTPException | OSError, where: str, account: SmtpAccount, *, sender: str, recipient: str
 ) -> LetterShopError:
@@ -82,8 +139,10 @@ def _classified(  # noqa: PLR0911  # one return per kind of failure reads best
     if isinstance(error, smtplib.SMTPResponseException) and 400 <= error.smtp_code < 500:
         return TransientError(f"{where} answered {_reply(error)}")
     if isinstance(error, smtplib.SMTPAuthenticationError):
+        how = "the OAuth token for " if account.tokens is not None else "the login of "
         return ChannelFailure(
-            f"{where} refused the login of {account.username}: {_reply(error)}", setting=LOGIN_SETTINGS
+            f"{where} refused {how}{account.username}: {_reply(error)}",
+            setting=OAUTH_SETTINGS if account.tokens is not None else LOGIN_SETTINGS,
         )
     if isinstance(error, smtplib.SMTPSenderRefused):
         return ChannelFailure(

@@ -6,7 +6,9 @@ Unknown attributes are refused: a typo such as ``subject_keywrd`` must not silen
 to a default. ``description`` is free text for the operator.
 """
 
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -30,6 +32,34 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(ge=1)]
 
 DEFAULT_POP3_PORTS = {"tls": 995, "starttls": 110, "none": 110}
+
+# OAuth 2.0 (XOAUTH2) per provider: the token endpoint and the scope a mailbox login needs.
+MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"  # noqa: S105  # a URL
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105  # a URL, not a secret
+DEFAULT_OAUTH_SCOPES = {
+    "microsoft": "https://outlook.office365.com/.default",
+    "google": "https://mail.google.com/",
+}
+# An Entra tenant: its id (a GUID) or one of its domains, e.g. contoso.onmicrosoft.com.
+TENANT_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$"
+Login = Literal["password", "oauth2"]
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """The channel's one OAuth 2.0 client, with the provider's defaults filled in.
+
+    ``secret`` is the Secrets Manager id of the client secret (``microsoft``, ``generic``) or of
+    the service account's JSON key (``google``).
+    """
+
+    provider: Literal["microsoft", "google", "generic"]
+    token_url: str
+    client_id: str | None
+    secret: str
+    scope: str | None
+
+
 MAX_SCRIPT_NAME = 100
 MAX_MESSAGE_BYTES = 400 * 1024 * 1024
 
@@ -50,7 +80,8 @@ class Channel(BaseModel):
     pop3_port: Port | None = None
     pop3_security: Literal["tls", "starttls", "none"] = "tls"
     pop3_username: NonEmpty
-    pop3_password_secret: NonEmpty
+    pop3_login: Login = "password"
+    pop3_password_secret: NonEmpty | None = None
 
     sender_address: NonEmpty
     reply_via: Literal["smtp", "ses"] = "smtp"
@@ -58,8 +89,17 @@ class Channel(BaseModel):
     smtp_port: Port = 25
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_auth: bool = False
+    smtp_login: Login = "password"
     smtp_username: NonEmpty | None = None
     smtp_password_secret: NonEmpty | None = None
+
+    # One OAuth 2.0 client per channel, used by pop3_login / smtp_login "oauth2".
+    oauth_provider: Literal["microsoft", "google", "generic"] | None = None
+    oauth_tenant: Annotated[str, StringConstraints(strip_whitespace=True)] | None = None
+    oauth_token_url: NonEmpty | None = None
+    oauth_client_id: NonEmpty | None = None
+    oauth_secret: NonEmpty | None = None
+    oauth_scope: NonEmpty | None = None
 
     prescript: NonEmpty | None = None
     postscript: NonEmpty | None = None
@@ -104,6 +144,27 @@ class Channel(BaseModel):
             raise ValueError(f"{problem}: its domain has no dot")
         return value
 
+    @field_validator("oauth_tenant")
+    @classmethod
+    def _check_tenant(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(TENANT_PATTERN, value):
+            raise ValueError(
+                f"'{value}' is not a tenant: the Directory (tenant) ID of the Entra app, or a domain "
+                "of the tenant such as contoso.onmicrosoft.com"
+            )
+        return value
+
+    @field_validator("oauth_token_url")
+    @classmethod
+    def _check_token_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, _, rest = value.partition("://")
+        host = rest.split("/", 1)[0]
+        if scheme.lower() != "https" or not host or any(c.isspace() for c in value) or "@" in host:
+            raise ValueError(f"'{value}' is not an https:// URL of a token endpoint")
+        return value
+
     @field_validator("prescript", "postscript")
     @classmethod
     def _check_script_name(cls, value: str | None) -> str | None:
@@ -136,6 +197,34 @@ class Channel(BaseModel):
     def incoming_port(self) -> int:
         return self.pop3_port or DEFAULT_POP3_PORTS[self.pop3_security]
 
+    @property
+    def smtp_oauth(self) -> bool:
+        """Replies are sent through an SMTP login with an OAuth 2.0 token (``AUTH XOAUTH2``)."""
+        return self.reply_via == "smtp" and self.smtp_auth and self.smtp_login == "oauth2"
+
+    @property
+    def oauth_client(self) -> OAuthClient | None:
+        """The OAuth client with the provider's defaults, when a login of the channel uses OAuth."""
+        if not (self.pop3_login == "oauth2" or self.smtp_oauth):
+            return None
+        # the combination rules made sure these are set
+        assert self.oauth_provider is not None  # noqa: S101
+        assert self.oauth_secret is not None  # noqa: S101
+        token_url = self.oauth_token_url
+        if token_url is None:
+            token_url = (
+                GOOGLE_TOKEN_URL
+                if self.oauth_provider == "google"
+                else MICROSOFT_TOKEN_URL.format(tenant=self.oauth_tenant)
+            )
+        return OAuthClient(
+            provider=self.oauth_provider,
+            token_url=token_url,
+            client_id=self.oauth_client_id,
+            secret=self.oauth_secret,
+            scope=self.oauth_scope or DEFAULT_OAUTH_SCOPES.get(self.oauth_provider),
+        )
+
 
 def combination_problems(value: Callable[[str], Any]) -> list[str]:
     """Rules between attributes; ``value(name)`` gives an attribute's value or its default."""
@@ -144,11 +233,58 @@ def combination_problems(value: Callable[[str], Any]) -> list[str]:
         problems.append("subject_keyword is required when exclusive_account is false")
     if value("reply_via") == "smtp" and not value("smtp_host"):
         problems.append("smtp_host is required when reply_via is smtp")
-    if value("smtp_auth") and not (value("smtp_username") and value("smtp_password_secret")):
-        problems.append("smtp_username and smtp_password_secret are required when smtp_auth is true")
+    problems += _login_problems(value)
     if value("require_authenticated_sender") and not value("trusted_authserv_ids"):
         problems.append("trusted_authserv_ids is required when require_authenticated_sender is true")
     return problems
+
+
+def _login_problems(value: Callable[[str], Any]) -> list[str]:
+    """How the channel logs in: a password, or an OAuth 2.0 token over TLS only."""
+    problems = []
+    pop3_oauth = value("pop3_login") == "oauth2"
+    if not pop3_oauth and not value("pop3_password_secret"):
+        problems.append("pop3_password_secret is required when pop3_login is password")
+    if pop3_oauth and value("pop3_security") == "none":
+        problems.append(
+            "pop3_login oauth2 needs pop3_security tls or starttls: an access token is never sent unencrypted"
+        )
+    smtp_oauth = value("smtp_login") == "oauth2"
+    if smtp_oauth and not value("smtp_auth"):
+        problems.append("smtp_login oauth2 needs smtp_auth true")
+    if (
+        value("smtp_auth")
+        and not smtp_oauth
+        and not (value("smtp_username") and value("smtp_password_secret"))
+    ):
+        problems.append("smtp_username and smtp_password_secret are required when smtp_auth is true")
+    if value("smtp_auth") and smtp_oauth and not value("smtp_username"):
+        problems.append(
+            "smtp_username (the mailbox replies are sent as) is required when smtp_login is oauth2"
+        )
+    if smtp_oauth and value("reply_via") == "smtp" and value("smtp_security") == "none":
+        problems.append(
+            "smtp_login oauth2 needs smtp_security starttls or tls: an access token is never sent unencrypted"
+        )
+    if pop3_oauth or (smtp_oauth and value("smtp_auth") and value("reply_via") == "smtp"):
+        problems += _oauth_client_problems(value)
+    return problems
+
+
+def _oauth_client_problems(value: Callable[[str], Any]) -> list[str]:
+    provider = value("oauth_provider")
+    if provider not in ("microsoft", "google", "generic"):
+        return ["oauth_provider (microsoft, google or generic) is required when a login is oauth2"]
+    needed = ["oauth_secret"]
+    if provider == "microsoft":
+        needed += ["oauth_tenant", "oauth_client_id"]
+    if provider == "generic":
+        needed += ["oauth_token_url", "oauth_client_id"]
+    missing = [name for name in needed if not value(name)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        return [f"{' and '.join(missing)} {verb} required when oauth_provider is {provider}"]
+    return []
 
 
 class InvalidChannel(ValueError):

@@ -155,3 +155,112 @@ def test_the_caps_of_a_message_have_their_defaults_and_bounds() -> None:
     assert (channel.max_import_files, channel.max_rows_per_file) == (10, 100_000)
     errors = errors_of(**(MINIMAL | {"max_import_files": 101, "max_rows_per_file": 0}))
     assert set(errors) == {"max_import_files", "max_rows_per_file"}
+
+
+# ---------------------------------------------------------------- OAuth 2.0 logins (issue 12)
+
+MICROSOFT_POP3: dict[str, Any] = {
+    **{k: v for k, v in MINIMAL.items() if k != "pop3_password_secret"},
+    "pop3_login": "oauth2",
+    "oauth_provider": "microsoft",
+    "oauth_tenant": "contoso.onmicrosoft.com",
+    "oauth_client_id": "00000000-1111-2222-3333-444444444444",
+    "oauth_secret": "lettershop/acme/oauth",
+}
+
+
+def test_a_password_channel_is_what_it_was() -> None:
+    channel = load_channel(MINIMAL)
+
+    assert (channel.pop3_login, channel.smtp_login, channel.oauth_client) == ("password", "password", None)
+    assert "pop3_password_secret is required when pop3_login is password" in str(
+        errors_of(**{k: v for k, v in MINIMAL.items() if k != "pop3_password_secret"})
+    )
+
+
+def test_microsoft_gets_its_token_url_from_the_tenant_and_the_exchange_scope() -> None:
+    client = load_channel(MICROSOFT_POP3).oauth_client
+
+    assert client is not None
+    assert client.token_url == "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+    assert client.scope == "https://outlook.office365.com/.default"
+    assert (client.client_id, client.secret) == (
+        "00000000-1111-2222-3333-444444444444",
+        "lettershop/acme/oauth",
+    )
+
+
+def test_google_needs_only_the_key_and_asks_for_the_mail_scope() -> None:
+    item = {**MICROSOFT_POP3, "oauth_provider": "google", "oauth_tenant": None, "oauth_client_id": None}
+    client = load_channel(item).oauth_client
+
+    assert client is not None
+    assert (client.token_url, client.scope) == (
+        "https://oauth2.googleapis.com/token",
+        "https://mail.google.com/",
+    )
+
+
+def test_a_generic_provider_needs_its_token_url_and_may_send_no_scope() -> None:
+    item = {**MICROSOFT_POP3, "oauth_provider": "generic", "oauth_tenant": None}
+    assert "oauth_token_url is required when oauth_provider is generic" in str(errors_of(**item))
+
+    client = load_channel({**item, "oauth_token_url": "https://idp.example/token"}).oauth_client
+    assert client is not None
+    assert (client.token_url, client.scope) == ("https://idp.example/token", None)
+
+
+def test_each_missing_oauth_attribute_is_named() -> None:
+    assert "oauth_provider (microsoft, google or generic) is required" in str(
+        errors_of(**{**MICROSOFT_POP3, "oauth_provider": None})
+    )
+    assert (
+        "oauth_secret and oauth_tenant and oauth_client_id are required when oauth_provider is microsoft"
+        in str(
+            errors_of(
+                **{**MICROSOFT_POP3, "oauth_secret": None, "oauth_tenant": None, "oauth_client_id": None}
+            )
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://login.example/token", "login.example/token", "https://u:p@idp.example/t"]
+)
+def test_the_token_url_is_an_https_url(url: str) -> None:
+    assert (
+        "is not an https:// URL" in errors_of(**{**MICROSOFT_POP3, "oauth_token_url": url})["oauth_token_url"]
+    )
+
+
+@pytest.mark.parametrize("tenant", ["contoso/../x", "a b", "-x"])
+def test_the_tenant_is_an_id_or_a_domain(tenant: str) -> None:
+    assert "is not a tenant" in errors_of(**{**MICROSOFT_POP3, "oauth_tenant": tenant})["oauth_tenant"]
+
+
+def test_oauth2_is_refused_without_tls() -> None:
+    assert "pop3_login oauth2 needs pop3_security tls or starttls" in str(
+        errors_of(**{**MICROSOFT_POP3, "pop3_security": "none"})
+    )
+    assert load_channel({**MICROSOFT_POP3, "pop3_security": "starttls"}).incoming_port == 110
+    smtp = {
+        **MICROSOFT_POP3,
+        "smtp_auth": True,
+        "smtp_login": "oauth2",
+        "smtp_username": "box@contoso.example",
+    }
+    assert load_channel(smtp).smtp_oauth
+    assert "smtp_login oauth2 needs smtp_security starttls or tls" in str(
+        errors_of(**{**smtp, "smtp_security": "none"})
+    )
+
+
+def test_smtp_oauth2_is_a_kind_of_smtp_auth_and_sends_as_a_mailbox() -> None:
+    item = {**MINIMAL, "smtp_login": "oauth2", "oauth_provider": "google", "oauth_secret": "k"}
+    assert "smtp_login oauth2 needs smtp_auth true" in str(errors_of(**item))
+    assert "smtp_username (the mailbox replies are sent as) is required" in str(
+        errors_of(**{**item, "smtp_auth": True})
+    )
+    channel = load_channel({**item, "smtp_auth": True, "smtp_username": "box@acme.example"})
+    assert (channel.pop3_login, channel.smtp_oauth, channel.smtp_password_secret) == ("password", True, None)
+    assert channel.oauth_client is not None

@@ -1,10 +1,14 @@
 """The SMTP adapter's sorting of failures (DESIGN §6), with a recording stand-in for smtplib."""
 
+import base64
 import smtplib
 import socket
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
+from adapters.oauth import AccessToken
 from adapters.smtp import SmtpAccount, SmtpReplySender
 from domain.errors import ChannelFailure, TransientError, UndeliverableReply
 
@@ -111,3 +115,133 @@ def test_a_refused_login_names_the_settings_to_fix() -> None:
 
 def test_password_is_not_in_the_account_repr() -> None:
     assert "secret" not in repr(SmtpAccount("smtp.example", 25, "starttls", "relay", "secret"))
+
+
+# ------------------------------------------------------------- AUTH XOAUTH2 (issue 12)
+
+
+class XoauthRelay(smtplib.SMTP):
+    """smtplib's own ``auth()`` against a relay that accepts the bearer tokens in ``valid``; a refusal
+    is the XOAUTH2 error challenge, the client's empty answer, then 535 (RFC 7628 §3.2.3)."""
+
+    def __init__(self, valid: set[str], offered: str = "PLAIN LOGIN XOAUTH2") -> None:
+        super().__init__()
+        self.valid = valid
+        self.esmtp_features = {"auth": offered} if offered else {}
+        self.presented: list[str] = []
+        self.sent: list[tuple[str, list[str]]] = []
+        self._refusing = False
+
+    def ehlo_or_helo_if_needed(self) -> None:
+        """EHLO was answered."""
+
+    def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
+        if self._refusing:
+            self._refusing = False
+            assert (cmd, args) == ("", "")
+            return 535, b"5.7.3 Authentication unsuccessful"
+        mechanism, response = args.split()
+        assert (cmd, mechanism) == ("AUTH", "XOAUTH2")
+        user, auth, *_ = base64.b64decode(response).decode().split("\x01")
+        token = auth.removeprefix("auth=Bearer ")
+        self.presented.append(token)
+        if user == "user=box@contoso.example" and token in self.valid:
+            return 235, b"2.7.0 Authentication successful"
+        self._refusing = True
+        return 334, base64.b64encode(b'{"status":"401","schemes":"bearer"}')
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: Any,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        self.sent.append((from_addr, [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)))
+        return {}
+
+    def quit(self) -> tuple[int, bytes]:
+        return 221, b"bye"
+
+
+class Tokens:
+    """A token source: first a cached token, after ``forget`` a fresh one."""
+
+    def __init__(self, *tokens: AccessToken) -> None:
+        self.tokens = list(tokens)
+        self.forgotten: list[str] = []
+
+    def token(self) -> AccessToken:
+        return self.tokens[0]
+
+    def forget(self, token: AccessToken) -> None:
+        self.forgotten.append(token.value)
+        self.tokens.pop(0)
+
+
+def oauth_sender(relay: XoauthRelay, tokens: Tokens) -> SmtpReplySender:
+    account = SmtpAccount("smtp.office365.example", 587, "starttls", "box@contoso.example", tokens=tokens)
+    sender = SmtpReplySender(account)
+    sender._connect = lambda: relay  # type: ignore[method-assign]
+    return sender
+
+
+def test_a_reply_is_sent_after_auth_xoauth2() -> None:
+    relay = XoauthRelay({"fresh"})
+
+    oauth_sender(relay, Tokens(AccessToken("fresh", cached=False))).send(
+        REPLY, sender="a@b.example", recipient="c@d.example"
+    )
+
+    assert (relay.presented, relay.sent) == (["fresh"], [("a@b.example", ["c@d.example"])])
+
+
+def test_a_refused_cached_token_is_renewed_once_in_the_same_session() -> None:
+    relay = XoauthRelay({"new"})
+    tokens = Tokens(AccessToken("old", cached=True), AccessToken("new", cached=False))
+
+    oauth_sender(relay, tokens).send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+    assert (relay.presented, tokens.forgotten, len(relay.sent)) == (["old", "new"], ["old"], 1)
+
+
+def test_a_refused_fresh_token_is_the_channels_failure_with_the_servers_answer() -> None:
+    relay = XoauthRelay(set())
+
+    with pytest.raises(ChannelFailure) as caught:
+        oauth_sender(relay, Tokens(AccessToken("fresh", cached=False))).send(
+            REPLY, sender="a@b.example", recipient="c@d.example"
+        )
+
+    assert relay.presented == ["fresh"]  # not renewed: a new token would be refused alike
+    assert caught.value.setting.startswith("smtp_username, oauth_client_id, oauth_secret")
+    assert "535" in str(caught.value)
+    assert '"status":"401"' in str(caught.value)
+    assert "fresh" not in str(caught.value)
+    assert relay.sent == []
+
+
+def test_a_relay_without_xoauth2_is_the_channels_failure() -> None:
+    relay = XoauthRelay({"fresh"}, offered="PLAIN LOGIN")
+
+    with pytest.raises(ChannelFailure, match="does not offer AUTH XOAUTH2") as caught:
+        oauth_sender(relay, Tokens(AccessToken("fresh", cached=False))).send(
+            REPLY, sender="a@b.example", recipient="c@d.example"
+        )
+
+    assert caught.value.setting == "smtp_login, smtp_security, smtp_host"
+    assert relay.presented == []
+
+
+def test_a_token_is_never_sent_without_tls() -> None:
+    relay = XoauthRelay({"fresh"})
+    account = SmtpAccount(
+        "smtp.example", 25, "none", "box@contoso.example", tokens=Tokens(AccessToken("fresh", cached=False))
+    )
+    sender = SmtpReplySender(account)
+    sender._connect = lambda: relay  # type: ignore[method-assign]
+
+    with pytest.raises(ChannelFailure, match="never sent over an unencrypted connection"):
+        sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    assert relay.presented == []
