@@ -72,15 +72,14 @@ class DynamoDbLedger:
 
     def save(self, entry: LedgerEntry) -> None:
         try:
-            self._client.put_item(TableName=self._table, Item=_item(entry, int(time.time())))
+            self._client.put_item(TableName=self._table, Item=ledger_item(entry))
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"writing the ledger in table {self._table}") from error
 
     def save_all(self, entries: Sequence[LedgerEntry]) -> None:
         """``BatchWriteItem``, 25 entries a call; what DynamoDB leaves unprocessed is tried again
         (``BATCH_TRIES`` times in all) and then left at its last stage."""
-        now = int(time.time())
-        requests = [{"PutRequest": {"Item": _item(entry, now)}} for entry in entries]
+        requests = [{"PutRequest": {"Item": ledger_item(entry)}} for entry in entries]
         for start in range(0, len(requests), BATCH_SIZE):
             pending = requests[start : start + BATCH_SIZE]
             for _ in range(BATCH_TRIES):
@@ -170,7 +169,9 @@ class DynamoDbReplyLimiter:
         return True
 
 
-def _item(entry: LedgerEntry, now: int) -> dict[str, Any]:
+def ledger_item(entry: LedgerEntry) -> dict[str, Any]:
+    """The entry as the state table keeps it (kept ``LEDGER_RETENTION_SECONDS`` from now)."""
+    now = int(time.time())
     item: dict[str, Any] = {
         "pk": {"S": _ledger_key(entry.channel_id, entry.digest)},
         "channel_id": {"S": entry.channel_id},

@@ -4,9 +4,9 @@ A message is known by channel + SHA-256 of its raw bytes. Its stage only ever mo
 
 ``received``  seen; nothing decided yet (the serial blocks of its import files may be recorded)
 ``answered``  outcome decided; the reply (if any), its recipient and the exports are stored
-``replied``   the reply was sent, or none is due: only the deletion on the server is missing
-``done``      deleted and counted, but the session broke before QUIT confirmed the deletion (after
-              a clean QUIT the message is gone, and its entry stays ``replied``)
+``replied``   the reply was sent, or none is due, and the outcome counted: what is left is the
+              deletion on the server, which needs no record (a copy that comes back is deleted
+              without a word)
 
 Which poll works on the message, and since when, is the separate ``claim``. A claim left behind by
 another poll means that poll died on the message (killed, timed out, out of memory): the next claim
@@ -25,7 +25,6 @@ class Stage(StrEnum):
     RECEIVED = "received"
     ANSWERED = "answered"
     REPLIED = "replied"
-    DONE = "done"
 
 
 _ORDER = {stage: position for position, stage in enumerate(Stage)}
@@ -113,9 +112,6 @@ class LedgerEntry:
         return self._to(
             Stage.REPLIED, outcome=outcome or self.outcome, claim=None, last_error=error or self.last_error
         )
-
-    def done(self) -> "LedgerEntry":
-        return self._to(Stage.DONE, claim=None)
 
     def _to(self, stage: Stage, **changes: object) -> "LedgerEntry":
         if _ORDER[stage] < _ORDER[self.stage]:

@@ -22,7 +22,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, cast
 
@@ -33,10 +33,9 @@ from domain.errors import ConnectionLost, LetterShopError, TransientError
 from domain.inbound import Headers, is_recognized, parse_headers
 from domain.ledger import LedgerEntry, Stage
 from domain.outcomes import Outcome, PollResult
-from domain.shipments import SerialSource
 from service.decide import Decider, Decision, screen
 from service.failures import Consequence, consequence_of
-from service.ports import Archive, Ledger, MailboxSession, MessageRef, ReplySender
+from service.ports import Archive, Ledger, MailboxSession, MessageRef, ReplySender, SerialCounter
 from service.retrieval import RetrievalFailures
 from service.serial_blocks import RecordedSerials
 from service.telemetry import logger, metrics
@@ -67,21 +66,6 @@ class _Message:
 
 
 @dataclass
-class Deletions:
-    """The messages a poll deleted (DELE sent, outcome counted). Their ``done`` entries are written
-    at the end of the poll only where ``replied`` does not suffice: for all of them when the session
-    broke (the deletions may not have committed, and the next poll must not count them again), else
-    for those whose ``replied`` could not be written (so a copy that comes back is not answered again).
-    After a clean QUIT the others are gone from the server, and ``replied`` is all they need."""
-
-    done: list[LedgerEntry] = field(default_factory=list)
-    unrecorded: set[str] = field(default_factory=set)
-
-    def to_record(self, *, session_broke: bool) -> list[LedgerEntry]:
-        return [entry for entry in self.done if session_broke or entry.digest in self.unrecorded]
-
-
-@dataclass
 class MessageSettler:
     """Settles the messages of one POP3 session of one channel, one at a time."""
 
@@ -90,7 +74,7 @@ class MessageSettler:
     archive: Archive
     ledger: Ledger
     replies: ReplySender
-    serials: SerialSource
+    serials: SerialCounter
     decider: Decider
     result: PollResult
     poll_id: str
@@ -98,7 +82,7 @@ class MessageSettler:
     checkpoint: Checkpoint
 
     retrievals: RetrievalFailures
-    deletions: "Deletions"
+    late: list[LedgerEntry]  # settled entries the ledger did not take in time (``_record_sent``)
 
     def handle(self, ref: MessageRef) -> bool:
         """Bring one message to its single outcome, or leave it on the server for the next poll;
@@ -179,7 +163,7 @@ class MessageSettler:
             message.raw.read(),
             sender,
             message.received,
-            lambda key: RecordedSerials(self.serials, key, message, record=self._save),
+            lambda key: RecordedSerials(self.serials, key, message),
         )
         if decision.outcome is Outcome.REJECTED:
             self._quarantine(message, decision.reason or "rejected")
@@ -209,17 +193,11 @@ class MessageSettler:
         self.checkpoint("replied")
 
     def _delete(self, message: _Message) -> None:
-        """replied -> done: DELE; the outcome counts once (a ``done`` entry was counted before).
-        Its ``done`` entry is written only when needed (``Deletions``)."""
-        entry = message.ledger_entry
+        """DELE (it commits at the poll's QUIT). Nothing is written: ``replied`` says all that the
+        entry needs to, also for a copy of the message that comes back later."""
         self.session.delete(message.ref.number)
-        if entry.stage is Stage.REPLIED and entry.outcome is not None:
-            self.result.count(entry.outcome)
         self.result.deleted += 1
         self.checkpoint("deleted")
-        if entry.stage is not Stage.DONE:
-            message.entry = entry.done()
-            self.deletions.done.append(message.entry)
 
     # ------------------------------------------------------------- the one mapping
 
@@ -343,7 +321,11 @@ class MessageSettler:
             logger.warning("archive not refreshed (it holds the message already): %s", error)
 
     def _record_sent(self, entry: LedgerEntry) -> LedgerEntry:
-        """Record a settled entry. It must not be deferred now, or the next poll sends it again."""
+        """Record a settled entry, and count its outcome (once: a settled entry is never counted
+        again). It must not be deferred now, or the next poll sends it again: when the ledger does
+        not take it, the poll tries once more at its end (``late``)."""
+        if entry.outcome is not None:
+            self.result.count(entry.outcome)
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 return self._save(entry)
@@ -351,7 +333,7 @@ class MessageSettler:
                 logger.warning("reply sent but not recorded (try %d): %s", attempt, error)
                 time.sleep(0.2 * attempt)
         logger.error("reply sent but not recorded; deleting the message all the same")
-        self.deletions.unrecorded.add(entry.digest)
+        self.late.append(entry)
         return entry
 
     def _save(self, entry: LedgerEntry, *, quietly: bool = False) -> LedgerEntry:

@@ -16,9 +16,8 @@ from domain.ledger import LedgerEntry
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import PollResult
 from domain.senders import normalization_notes
-from domain.shipments import SerialSource
 from service.decide import Decider, script_seconds
-from service.message import Checkpoint, Deletions, MessageSettler
+from service.message import Checkpoint, MessageSettler
 from service.ports import (
     Archive,
     Lease,
@@ -30,6 +29,7 @@ from service.ports import (
     ReplyLimiter,
     ReplySender,
     ScriptRunner,
+    SerialCounter,
 )
 from service.retrieval import RetrievalFailures
 from service.telemetry import logger
@@ -42,7 +42,7 @@ class Ports:
     mailbox: Mailbox
     archive: Archive
     replies: ReplySender
-    serials: SerialSource
+    serials: SerialCounter
     scripts: ScriptRunner
     ledger: Ledger
     lease: Lease
@@ -139,8 +139,7 @@ def poll_channel(
     and ends the POP3 session with ``QUIT`` so that deletions commit.
     """
     result = PollResult(channel_id=channel.channel_id)
-    deletions = Deletions()
-    session_broke = False
+    late: list[LedgerEntry] = []
     try:
         with ports.mailbox.session() as session:
             refs = session.messages()
@@ -162,7 +161,7 @@ def poll_channel(
                         session=session,
                         waiting=waiting,
                         retrievals=retrievals,
-                        deletions=deletions,
+                        late=late,
                         result=result,
                         poll_id=owner,
                         now=now,
@@ -176,9 +175,8 @@ def poll_channel(
     except ConnectionLost as error:
         logger.error("mail server connection lost; no deletion of this poll is committed: %s", error)
         result.status, result.error, result.deleted = "error", str(error), 0
-        session_broke = True
     finally:
-        _record_done(ports, deletions.to_record(session_broke=session_broke))
+        _record_late(ports, late)
     logger.info("poll finished", extra=result.as_dict())
     return result
 
@@ -190,7 +188,7 @@ def _poll(
     session: MailboxSession,
     waiting: list[MessageRef],
     retrievals: RetrievalFailures,
-    deletions: Deletions,
+    late: list[LedgerEntry],
     result: PollResult,
     poll_id: str,
     now: Callable[[], datetime],
@@ -210,7 +208,7 @@ def _poll(
         now=now,
         checkpoint=checkpoint,
         retrievals=retrievals,
-        deletions=deletions,
+        late=late,
     )
     foreign: list[str] = []
     try:
@@ -248,14 +246,14 @@ def _remember(
         logger.warning("mailbox memory not saved; the next poll looks at these messages again: %s", error)
 
 
-def _record_done(ports: Ports, entries: list[LedgerEntry]) -> None:
-    """``done`` for the deleted messages that need it (``Deletions``), together."""
+def _record_late(ports: Ports, entries: list[LedgerEntry]) -> None:
+    """One more try, together, for the settled entries the ledger did not take in time."""
     if not entries:
         return
     try:
         ports.ledger.save_all(entries)
     except TransientError as error:
-        logger.warning("deleted messages not recorded as done: %s", error)
+        logger.error("settled messages not recorded in the ledger: %s", error)
 
 
 def _release(channel: Channel, ports: Ports, owner: str) -> None:

@@ -1,6 +1,6 @@
 """What ``poll_channel`` needs from the outside world, as small interfaces (adapters implement them)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +81,13 @@ class Ledger(Protocol):
 
     def save_all(self, entries: Sequence[LedgerEntry]) -> None:
         """Write final entries together; one that is not written stays at its last stage."""
+        ...
+
+
+class SerialCounter(Protocol):
+    def allocate_recorded(self, count: int, record: Callable[[range], LedgerEntry]) -> range:
+        """``count`` fresh S10 serials; the ledger entry ``record(serials)`` is written with them,
+        before they are used (in one request where the counter allows it)."""
         ...
 
 

@@ -1,12 +1,11 @@
 """Shipment ids are issued once per file, ever (DESIGN §6): each import file's serial block is
 recorded in the message's ledger entry before processing uses it, and every retry reuses it."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from domain.ledger import LedgerEntry, SerialBlock
-from domain.shipments import SerialSource
+from service.ports import SerialCounter
 from service.telemetry import logger
 
 
@@ -23,10 +22,9 @@ class HoldsEntry(Protocol):
 class RecordedSerials:
     """The ``SerialSource`` of one import file (``key``: its position and name in the message)."""
 
-    serials: SerialSource
+    counter: SerialCounter
     key: str
     message: HoldsEntry
-    record: Callable[[LedgerEntry], LedgerEntry]
 
     def allocate(self, count: int) -> range:
         entry = self.message.ledger_entry
@@ -35,7 +33,11 @@ class RecordedSerials:
         if reused is not None:
             logger.info("reusing the serial block recorded for this file", extra={"import_file": self.key})
             return reused
-        fresh = self.serials.allocate(count)
-        block = SerialBlock(first=fresh.start, count=len(fresh))
-        self.message.entry = self.record(entry.with_serial_block(self.key, block))
+
+        def with_block(serials: range) -> LedgerEntry:
+            return entry.with_serial_block(self.key, SerialBlock(first=serials.start, count=len(serials)))
+
+        fresh = self.counter.allocate_recorded(count, with_block)
+        if len(fresh):
+            self.message.entry = with_block(fresh)
         return fresh

@@ -444,7 +444,7 @@ def test_connection_cut_at_quit_keeps_the_message_and_the_next_poll_never_answer
     assert stack.dovecot.mailbox(mailbox[0]) == [raw]
     entry = ledger(stack, raw)
     assert entry is not None
-    assert (entry["stage"], entry["outcome"]) == ("done", "processed")
+    assert (entry["stage"], entry["outcome"]) == ("replied", "processed")
     serials = serial_counter(stack)
 
     proxy.reset()

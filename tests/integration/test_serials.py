@@ -3,6 +3,8 @@
 import json
 import random
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,13 @@ from botocore.config import Config
 
 from adapters.aws_errors import DEPLOYMENT
 from adapters.serials import SERIAL_MAX, WARN_FROM, DynamoDbSerialCounter, range_is_low
+from adapters.state import DynamoDbLedger
 from devstack import aws
 from devstack.aws import StackNames
 from devstack.moto import MotoServer
 from devstack.stack import LocalStack
 from domain.errors import ChannelFailure, PermanentError, TransientError
+from domain.ledger import LedgerEntry, SerialBlock
 from domain.shipments import SerialSource
 from tests.integration.conftest import JsonLogs
 
@@ -61,6 +65,57 @@ def test_allocations_are_contiguous_and_never_overlap(table: tuple[Any, str]) ->
     assert blocks == [range(1, 4), range(4, 5), range(5, 10)]
     item = client.get_item(TableName=name, Key={"pk": {"S": "counter#s10"}}, ConsistentRead=True)["Item"]
     assert item["value"] == {"N": "9"}
+
+
+def calls_of(client: Any) -> list[str]:
+    """The names of the API calls ``client`` makes from now on."""
+    made: list[str] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: made.append(model.name))
+    return made
+
+
+def test_a_block_and_its_ledger_entry_are_one_transaction_once_the_counter_is_known(
+    table: tuple[Any, str],
+) -> None:
+    client, name = table
+    counter = DynamoDbSerialCounter(name, client=client)
+    ledger = DynamoDbLedger(name, client)
+    entry = LedgerEntry("acme", "d" * 64)
+
+    def recording(key: str) -> Callable[[range], LedgerEntry]:
+        return lambda block: entry.with_serial_block(key, SerialBlock(block.start, len(block)))
+
+    made = calls_of(client)
+    first = counter.allocate_recorded(3, recording("0:a.csv"))
+    second = counter.allocate_recorded(2, recording("1:b.csv"))
+
+    assert (first, second) == (range(1, 4), range(4, 6))
+    assert made == ["UpdateItem", "PutItem", "TransactWriteItems"]  # a cold start, then one request
+    recorded = ledger.claim("acme", "d" * 64, "poll", datetime(2026, 11, 29, tzinfo=UTC))
+    assert recorded is not None
+    assert recorded.serial_blocks == {"1:b.csv": SerialBlock(4, 2)}
+
+
+def test_a_counter_moved_by_another_poll_cancels_the_transaction_and_nothing_is_handed_out_twice(
+    table: tuple[Any, str],
+) -> None:
+    client, name = table
+    counter = DynamoDbSerialCounter(name, client=client)
+    assert counter.allocate(5) == range(1, 6)
+    client.update_item(  # another poll, in another process, takes 6..8
+        TableName=name,
+        Key={"pk": {"S": "counter#s10"}},
+        UpdateExpression="ADD #value :count",
+        ExpressionAttributeNames={"#value": "value"},
+        ExpressionAttributeValues={":count": {"N": "3"}},
+    )
+
+    made = calls_of(client)
+    after = counter.allocate_recorded(1, lambda block: LedgerEntry("acme", "e" * 64))
+
+    assert after == range(9, 10)
+    assert made == ["TransactWriteItems", "UpdateItem", "PutItem"]  # cancelled, then the safe way
+    assert DynamoDbLedger(name, client).claim("acme", "e" * 64, "poll", datetime.now(UTC)) is not None
 
 
 def test_zero_serials_need_no_call(table: tuple[Any, str]) -> None:

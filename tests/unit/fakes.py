@@ -157,6 +157,9 @@ class FakeLimiter:
 
 @dataclass
 class FakeSerials:
+    """The counter; ``ledger`` takes the entry that records each block."""
+
+    ledger: "FakeLedger"
     next_serial: int = 1
     calls: list[int] = field(default_factory=list)
 
@@ -164,6 +167,11 @@ class FakeSerials:
         self.calls.append(count)
         block = range(self.next_serial, self.next_serial + count)
         self.next_serial += count
+        return block
+
+    def allocate_recorded(self, count: int, record: Callable[[range], LedgerEntry]) -> range:
+        block = self.allocate(count)
+        self.ledger.save(record(block))
         return block
 
 
