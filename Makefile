@@ -28,12 +28,13 @@ system-packages:
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-pop3d >/dev/null; \
 	fi
 
-$(STAMP): requirements-dev.txt src/requirements.txt
+$(STAMP): requirements-dev.txt src/requirements.txt pyproject.toml
 	@if [ -z "$(BASE_PYTHON)" ]; then \
 		echo "Python $(PYTHON_VERSION) (the Lambda runtime) is missing: 'pyenv install $(PYTHON_VERSION)' or 'apt-get install python$(PYTHON_VERSION)'"; exit 1; fi
 	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PYTHON_VERSION)".split("."))))'; then \
 		rm -rf $(VENV); $(BASE_PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 install: system-packages $(STAMP)

@@ -18,6 +18,8 @@ class ScheduleSettings(BaseSettings):
     poll_function_arn: str = Field(pattern=ARN + r"lambda:[a-z0-9-]+:\d{12}:function:")
     scheduler_role_arn: str = Field(pattern=ARN + r"iam::\d{12}:role/")
     schedule_dlq_arn: str = Field(pattern=ARN + r"sqs:[a-z0-9-]+:\d{12}:")
+    # Where "invalid: <reasons>" of a saved channel item is recorded (status items, src/adapters/status.py).
+    state_table: str = Field(min_length=3)
 
 
 @lru_cache(maxsize=1)

@@ -1,12 +1,15 @@
 """The one wiring point of the poll: real adapters for a channel, AWS clients built once per cold start."""
 
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.archive import S3Archive
 from adapters.channels import ChannelTable
 from adapters.clients import aws_client
 from adapters.mailbox_memory import DynamoDbMailboxMemory
+from adapters.oauth import MailboxTokens
 from adapters.pop3 import Pop3Account, Pop3Mailbox
 from adapters.scripts import S3ScriptRunner
 from adapters.secrets import password
@@ -14,9 +17,13 @@ from adapters.serials import DynamoDbSerialCounter
 from adapters.ses import SesReplySender
 from adapters.smtp import SmtpAccount, SmtpReplySender
 from adapters.state import DynamoDbLease, DynamoDbLedger, DynamoDbReplyLimiter
+from adapters.status import ChannelStatus, ChannelStatusStore
 from domain.channel import Channel
+from domain.errors import LetterShopError
+from domain.outcomes import PollResult
 from service.poll import Ports
 from service.ports import ReplySender
+from service.telemetry import logger
 from settings import PollSettings
 
 
@@ -29,18 +36,19 @@ class AwsWiring:
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
         return ChannelTable(self._settings.channels_table, aws_client("dynamodb")).get(channel_id)
 
+    def record_status(self, result: PollResult) -> None:
+        """The channel's status item for ``lettershop channel list``, when it says something new
+        (``adapters.status``: a warm function skips an unchanged empty poll without a request)."""
+        store = ChannelStatusStore(self._settings.state_table, aws_client("dynamodb"))
+        try:
+            store.record(result.channel_id, ChannelStatus.from_result(result, datetime.now(UTC)))
+        except LetterShopError as error:
+            logger.warning("channel status not recorded: %s", error)
+
     def ports(self, channel: Channel) -> Ports:
         """Adapters for one channel; reads its passwords (cached across warm invocations)."""
         settings = self._settings
-        mailbox = Pop3Mailbox(
-            Pop3Account(
-                host=channel.pop3_host,
-                port=channel.incoming_port,
-                security=channel.pop3_security,
-                username=channel.pop3_username,
-                password=password(channel.pop3_password_secret, setting="pop3_password_secret"),
-            )
-        )
+        mailbox = Pop3Mailbox(_pop3_account(channel))
         dynamodb = aws_client("dynamodb")
         return Ports(
             mailbox=mailbox,
@@ -55,13 +63,29 @@ class AwsWiring:
         )
 
 
+def _pop3_account(channel: Channel) -> Pop3Account:
+    """The POP3 login: OAuth 2.0 tokens (fetched at login, cached), or the password from Secrets Manager."""
+    account = Pop3Account(
+        host=channel.pop3_host,
+        port=channel.incoming_port,
+        security=channel.pop3_security,
+        username=channel.pop3_username,
+    )
+    oauth = channel.oauth_client
+    if channel.pop3_login == "oauth2" and oauth is not None:
+        return replace(account, tokens=MailboxTokens(oauth, channel.pop3_username))
+    assert channel.pop3_password_secret is not None  # noqa: S101  # the model demands it for password
+    return replace(account, password=password(channel.pop3_password_secret, setting="pop3_password_secret"))
+
+
 def _reply_sender(channel: Channel) -> ReplySender:
     if channel.reply_via == "ses":
         return SesReplySender(aws_client("sesv2"))
     assert channel.smtp_host is not None  # noqa: S101  # the channel model demands it for smtp
+    oauth = channel.oauth_client if channel.smtp_oauth else None
     smtp_password = (
         password(channel.smtp_password_secret, setting="smtp_password_secret")
-        if channel.smtp_auth and channel.smtp_password_secret
+        if channel.smtp_auth and channel.smtp_password_secret and oauth is None
         else None
     )
     return SmtpReplySender(
@@ -71,5 +95,6 @@ def _reply_sender(channel: Channel) -> ReplySender:
             security=channel.smtp_security,
             username=channel.smtp_username if channel.smtp_auth else None,
             password=smtp_password,
+            tokens=MailboxTokens(oauth, channel.smtp_username or "") if oauth is not None else None,
         )
     )

@@ -6,7 +6,7 @@ parameter (default: the deployed AWS resources), so a unit test drives the handl
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -32,10 +32,20 @@ OUTCOME_METRICS = {
 STATUS_METRICS = {"locked": "PollLocked", "invalid_config": "InvalidChannelConfig", "error": "PollErrors"}
 
 
+class PollWiring(Wiring, Protocol):
+    """The poll's wiring, and where the channel's last status is kept (``lettershop channel list``)."""
+
+    def record_status(self, result: PollResult) -> None:
+        """Keep the result as the channel's status when it says something new; never raises."""
+        ...
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext, wiring: Wiring | None = None) -> dict[str, object]:
+def handler(
+    event: dict[str, Any], context: LambdaContext, wiring: PollWiring | None = None
+) -> dict[str, object]:
     """Poll the channel; a poll that ends in ``status: "error"`` raises after logging its result,
     so that the scheduler's retries, its dead-letter queue and the error alarm see it."""
     channel_id = channel_id_of(event)
@@ -44,14 +54,16 @@ def handler(event: dict[str, Any], context: LambdaContext, wiring: Wiring | None
     settings = poll_settings()
     margin_ms = settings.time_margin_seconds * 1000
     started = time.monotonic()
+    wiring = wiring or AwsWiring(settings)
     result = poll(
         channel_id,
-        wiring or AwsWiring(settings),
+        wiring,
         now=lambda: datetime.now(UTC),
         time_left=lambda: (context.get_remaining_time_in_millis() - margin_ms) / 1000,
         lease_seconds=context.get_remaining_time_in_millis() / 1000 + LEASE_BEYOND_TIMEOUT_SECONDS,
     )
     _emit_metrics(result, started)
+    wiring.record_status(result)
     if result.status == "error":
         logger.error("poll ended in error", extra={"result": result.as_dict(), "setting": result.setting})
         raise PollFailed(f"poll of channel {channel_id} failed: {result.error}")

@@ -18,8 +18,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from adapters.channels import ChannelTable
 from adapters.clients import aws_client
 from adapters.scheduler import ChannelSchedules, ScheduleTarget
+from adapters.status import ChannelStatusStore, ScheduleSyncStatuses
 from schedule_settings import ScheduleSettings, schedule_settings
-from service.schedules import apply_record, reconcile
+from service.schedules import ChannelStatuses, apply_record, reconcile
 from service.telemetry import logger
 
 tracer = Tracer()
@@ -32,7 +33,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("reconcile") is True:
         settings = schedule_settings()
         table = ChannelTable(settings.channels_table, aws_client("dynamodb"))
-        return reconcile(table.items(), channel_schedules(settings))
+        return reconcile(table.items(), channel_schedules(settings), channel_statuses(settings))
     if isinstance(event.get("Records"), list):
         response = process_partial_response(
             event=event, record_handler=_apply_stream_record, processor=processor, context=context
@@ -42,7 +43,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _apply_stream_record(record: DynamoDBRecord) -> str:
-    return apply_record(record, channel_schedules(schedule_settings()))
+    settings = schedule_settings()
+    return apply_record(record, channel_schedules(settings), channel_statuses(settings))
 
 
 def channel_schedules(settings: ScheduleSettings) -> ChannelSchedules:
@@ -52,3 +54,8 @@ def channel_schedules(settings: ScheduleSettings) -> ChannelSchedules:
         dead_letter_arn=settings.schedule_dlq_arn,
     )
     return ChannelSchedules(aws_client("scheduler"), settings.schedule_group, target)
+
+
+def channel_statuses(settings: ScheduleSettings) -> ChannelStatuses:
+    """Where an invalid item's "invalid: <reasons>" is recorded: the state table's status items."""
+    return ScheduleSyncStatuses(ChannelStatusStore(settings.state_table, aws_client("dynamodb")))

@@ -6,7 +6,7 @@ schedules of channels that no longer exist.
 """
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aws_lambda_powertools import single_metric
@@ -31,6 +31,17 @@ class Schedules(Protocol):
     def names(self) -> list[str]: ...
 
 
+class ChannelStatuses(Protocol):
+    """The channel's status record (``adapters.status.ScheduleSyncStatuses``): an invalid saved item
+    is recorded as "invalid: <reasons>", so ``lettershop channel list`` shows it next to the channel."""
+
+    def invalid(self, channel_id: str, errors: Sequence[tuple[str, str]]) -> None: ...
+
+    def valid(self, channel_id: str) -> None:
+        """The item is valid (again): replace an "invalid" record of the sync, if there is one."""
+        ...
+
+
 class MalformedRecord(ValueError):
     """A stream record this function cannot read (wrong stream view type, no key)."""
 
@@ -39,7 +50,9 @@ class ReconcileIncomplete(RuntimeError):
     """Some schedules could not be written or deleted; the log names each one."""
 
 
-def apply_record(record: DynamoDBRecord, schedules: Schedules) -> str:
+def apply_record(
+    record: DynamoDBRecord, schedules: Schedules, statuses: ChannelStatuses | None = None
+) -> str:
     """Apply one stream record to the channel's schedule; returns what was done."""
     stream = record.dynamodb
     keys = stream.keys if stream is not None else {}
@@ -56,14 +69,19 @@ def apply_record(record: DynamoDBRecord, schedules: Schedules) -> str:
                 raise MalformedRecord(
                     "stream record has no NewImage: the table's stream must be NEW_AND_OLD_IMAGES"
                 )
-            return apply_decision(decide_schedule(image, channel_id), schedules)
+            return apply_decision(decide_schedule(image, channel_id), schedules, statuses)
         raise MalformedRecord(f"stream record with unknown eventName {record.get('eventName')!r}")
 
 
-def apply_decision(decision: ScheduleDecision, schedules: Schedules) -> str:
-    """Write the schedule a channel item asks for; an invalid item is logged and counted."""
+def apply_decision(
+    decision: ScheduleDecision, schedules: Schedules, statuses: ChannelStatuses | None = None
+) -> str:
+    """Write the schedule a channel item asks for; an invalid item is logged, counted and recorded
+    in the channel's status (when ``statuses`` is given)."""
     if not decision.valid:
         report_invalid(decision)
+    if statuses is not None:
+        record_status(decision, statuses)
     if decision.schedule is None:
         logger.error(
             "the channel id cannot name a schedule (letters, digits, '-', '_', '.'; at most 64)",
@@ -104,7 +122,20 @@ def report_invalid(decision: ScheduleDecision) -> None:
         metric.add_dimension(name="channel_id", value=decision.channel_id)
 
 
-def reconcile(items: Iterable[Mapping[str, Any]], schedules: Schedules) -> dict[str, Any]:
+def record_status(decision: ScheduleDecision, statuses: ChannelStatuses) -> None:
+    """Record the item's verdict in its status; a failure here never holds up the schedule."""
+    try:
+        if decision.valid:
+            statuses.valid(decision.channel_id)
+        else:
+            statuses.invalid(decision.channel_id, decision.errors)
+    except LetterShopError as error:
+        logger.warning("channel status not recorded: %s", error)
+
+
+def reconcile(
+    items: Iterable[Mapping[str, Any]], schedules: Schedules, statuses: ChannelStatuses | None = None
+) -> dict[str, Any]:
     """Rebuild every channel's schedule and delete the schedules that belong to no channel item.
 
     The existing schedules are listed *before* the table is read, so a channel created meanwhile
@@ -118,7 +149,7 @@ def reconcile(items: Iterable[Mapping[str, Any]], schedules: Schedules) -> dict[
     for decision in plan.decisions:
         with logger.append_context_keys(channel_id=decision.channel_id):
             try:
-                counts[apply_decision(decision, schedules)] += 1
+                counts[apply_decision(decision, schedules, statuses)] += 1
             except LetterShopError as error:
                 logger.error("schedule could not be written: %s", error)
                 failed.append(decision.channel_id)

@@ -11,6 +11,9 @@ from aws_lambda_powertools.utilities import parameters
 
 from adapters.clients import aws_client
 from adapters.mailbox_memory import forget_warm_memories
+from adapters.oauth import clear_cache
+from adapters.serials import forget_known_counters
+from adapters.status import forget_written
 from service.telemetry import logger
 from settings import poll_settings
 
@@ -21,8 +24,18 @@ def cold_start() -> Iterator[None]:
     poll_settings.cache_clear()
     aws_client.cache_clear()
     forget_warm_memories()
+    forget_known_counters()
+    forget_written()
     yield
     parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(autouse=True)
+def no_cached_oauth_tokens() -> Iterator[None]:
+    """A cold start also has no OAuth access token cached (``adapters.oauth``)."""
+    clear_cache()
+    yield
+    clear_cache()
 
 
 class JsonLogs:

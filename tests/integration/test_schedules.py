@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from adapters.clients import aws_client
+from adapters.status import ChannelStatusStore
 from devstack import aws
 from devstack.poll import FakeLambdaContext, load_event
 from devstack.stack import LocalStack
@@ -275,3 +276,30 @@ def test_reconcile_reports_a_schedule_it_could_not_write(
 
 
 UPDATABLE = ("Name", "GroupName", "ScheduleExpression", "FlexibleTimeWindow", "Target")
+
+
+def test_an_invalid_item_is_recorded_in_the_channel_status_until_it_is_fixed(
+    stack: LocalStack, stream: ChannelStream
+) -> None:
+    """``lettershop channel list`` shows "invalid: <reasons>" next to the channel (status record)."""
+    statuses = ChannelStatusStore(stack.names.state_table, aws.client("dynamodb", stack.endpoint_url))
+    put_channel(stack)
+    sync(stream)
+    assert statuses.get("acme") is None  # a valid item leaves no record of its own
+
+    put_channel(stack, pop3_host=None, reply_via="pigeon")
+    sync(stream)
+
+    status = statuses.get("acme")
+    assert status is not None
+    assert (status.status, status.source) == ("invalid_config", "schedule-sync")
+    assert status.detail is not None
+    assert status.detail.startswith("invalid: ")
+    assert "pop3_host: Field required" in status.detail
+    assert "reply_via:" in status.detail
+
+    put_channel(stack)  # fixed in the console
+    sync(stream)
+    fixed = statuses.get("acme")
+    assert fixed is not None
+    assert (fixed.status, fixed.detail) == ("saved", "item valid again")

@@ -11,6 +11,7 @@ from devstack.poll import FakeLambdaContext
 from devstack.samples import partner_mail
 from domain.channel import Channel
 from domain.errors import ChannelFailure
+from domain.outcomes import PollResult
 from handlers.poll import PollFailed, handler
 from service.poll import Ports
 from settings import poll_settings
@@ -26,6 +27,10 @@ class FakeWiring:
         self.world = world
         self.items = items
         self.secret_missing = secret_missing
+        self.statuses: list[PollResult] = []
+
+    def record_status(self, result: PollResult) -> None:
+        self.statuses.append(result)
 
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
         return self.items.get(channel_id)
@@ -70,9 +75,12 @@ def test_a_poll_through_the_handler_answers_and_counts(capsys: pytest.CaptureFix
     world = World()
     world.mailbox.deliver("u1", partner_mail())
 
-    result = invoke(FakeWiring(world, {"acme": item()}))
+    wiring = FakeWiring(world, {"acme": item()})
+    result = invoke(wiring)
 
     assert (result["status"], result["processed"], result["deleted"]) == ("ok", 1, 1)
+    [status] = wiring.statuses  # kept as the channel's last status (lettershop channel list)
+    assert status.as_dict() == result
     emitted = metrics_of(capsys)
     assert (emitted["MessagesProcessed"], emitted["channel_id"]) == ([1.0], "acme")
     assert "PollErrors" not in emitted

@@ -11,6 +11,7 @@ NAMES = {
     "LETTERSHOP_POLL_FUNCTION_ARN": "arn:aws:lambda:eu-central-1:123456789012:function:poll",
     "LETTERSHOP_SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/scheduler",
     "LETTERSHOP_SCHEDULE_DLQ_ARN": "arn:aws:sqs:eu-central-1:123456789012:dlq",
+    "LETTERSHOP_STATE_TABLE": "state",
 }
 
 

@@ -1,6 +1,7 @@
 """The schedule sync (DESIGN §7) with a recording fake of the schedule group: events/ files in, calls out."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,61 @@ def _item(name: str) -> dict[str, Any]:
     record = stream_record(name)
     assert record.dynamodb is not None
     return record.dynamodb.new_image
+
+
+class RecordingStatuses:
+    """The channels' status records in memory (``adapters.status.ScheduleSyncStatuses``)."""
+
+    def __init__(self, *, failing: bool = False) -> None:
+        self.calls: list[tuple[str, str, tuple[tuple[str, str], ...]]] = []
+        self.failing = failing
+
+    def invalid(self, channel_id: str, errors: Sequence[tuple[str, str]]) -> None:
+        if self.failing:
+            raise TransientError("state table throttled")
+        self.calls.append(("invalid", channel_id, tuple(errors)))
+
+    def valid(self, channel_id: str) -> None:
+        self.calls.append(("valid", channel_id, ()))
+
+
+def test_an_invalid_item_is_recorded_in_the_channel_status_with_every_reason() -> None:
+    record = json.loads((EVENTS / "stream-modify.json").read_text())["Records"][0]
+    record["dynamodb"]["NewImage"]["pop3_host"] = {"S": ""}
+    record["dynamodb"]["NewImage"]["reply_via"] = {"S": "pigeon"}
+    statuses = RecordingStatuses()
+
+    apply_record(DynamoDBRecord(record), RecordingSchedules("demo"), statuses)
+
+    [(kind, channel_id, errors)] = statuses.calls
+    assert (kind, channel_id) == ("invalid", "demo")
+    assert {field for field, _ in errors} >= {"pop3_host", "reply_via"}
+
+
+def test_a_valid_item_replaces_an_invalid_status_and_a_failing_status_never_stops_the_schedule() -> None:
+    statuses = RecordingStatuses()
+    apply_record(stream_record("stream-modify.json"), RecordingSchedules("demo"), statuses)
+    assert statuses.calls == [("valid", "demo", ())]
+
+    record = json.loads((EVENTS / "stream-modify.json").read_text())["Records"][0]
+    record["dynamodb"]["NewImage"]["pop3_host"] = {"S": ""}
+    schedules = RecordingSchedules("demo")
+    assert apply_record(DynamoDBRecord(record), schedules, RecordingStatuses(failing=True)) == "updated"
+    schedule = schedules.schedules["demo"]
+    assert schedule is not None
+    assert schedule.state == "DISABLED"
+
+
+def test_reconcile_records_the_invalid_items() -> None:
+    items = [
+        {**_item("stream-modify.json"), "channel_id": "acme", "reply_via": "pigeon"},
+        {**_item("stream-insert.json"), "channel_id": "beta"},
+    ]
+    statuses = RecordingStatuses()
+
+    reconcile(items, RecordingSchedules(), statuses)
+
+    assert [(kind, channel_id) for kind, channel_id, _ in statuses.calls] == [
+        ("invalid", "acme"),
+        ("valid", "beta"),
+    ]

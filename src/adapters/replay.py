@@ -1,0 +1,105 @@
+"""Replay one archived or quarantined raw message from S3 through the poll's own state machine.
+
+:class:`ReplayMailbox` is a ``service.ports.Mailbox`` that presents exactly one message, the raw
+bytes read from the archive bucket; ``service.poll.poll_channel`` then screens, archives, processes,
+answers and records it with the real ledger, archive and reply transport, as for new mail. Its
+``delete`` only notes the deletion: the message is not on the mail server any more.
+
+Before the state machine reads the ledger (inside the poll's lease, at the first ``RETR``),
+``on_retrieve`` runs: the command
+line uses it to re-open a settled ledger entry (``reopened``), keeping the entry's recorded serial
+blocks, so the same import file gets the same shipment ids again, never new ones.
+"""
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from domain.ledger import LedgerEntry
+from service.ports import MessageRef
+
+ARCHIVE_KEY = re.compile(
+    r"^(?P<area>inbound|quarantine)/(?P<channel>[a-z0-9][a-z0-9-]{0,62})/\d{4}/\d{2}/\d{2}/"
+    r"(?P<digest>[0-9a-f]{64})\.eml$"
+)
+
+
+@dataclass(frozen=True)
+class ArchivedMessage:
+    """Where a raw message lies in the archive bucket: ``inbound/`` or ``quarantine/``, channel, SHA-256."""
+
+    key: str
+    area: str
+    channel_id: str
+    digest: str
+
+
+def parse_archive_key(key: str) -> ArchivedMessage | None:
+    """``inbound/<channel>/<yyyy>/<mm>/<dd>/<sha256>.eml`` (or ``quarantine/...``), else None.
+
+    Accepts ``s3://<bucket>/<key>`` too."""
+    if key.startswith("s3://"):
+        key = key[len("s3://") :].partition("/")[2]
+    match = ARCHIVE_KEY.match(key)
+    if match is None:
+        return None
+    return ArchivedMessage(key, match["area"], match["channel"], match["digest"])
+
+
+def reopened(entry: LedgerEntry) -> LedgerEntry:
+    """A fresh ``received`` entry for the same message that keeps its recorded serial blocks."""
+    return LedgerEntry(entry.channel_id, entry.digest, serial_blocks=entry.serial_blocks)
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header block of a raw message, as ``TOP n 0`` returns it."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        head, found, _ = raw.partition(separator)
+        if found:
+            return head + separator
+    return raw
+
+
+@dataclass
+class ReplayMailbox:
+    """Implements ``service.ports.Mailbox`` with one message: ``raw``."""
+
+    raw: bytes
+    uid: str = "replay"
+    on_retrieve: Callable[[], None] = lambda: None
+    deleted: bool = field(default=False, init=False)
+    retrieved: int = field(default=0, init=False)
+
+    @contextmanager
+    def session(self) -> Iterator["ReplaySession"]:
+        yield ReplaySession(self)
+
+
+class ReplaySession:
+    def __init__(self, box: ReplayMailbox) -> None:
+        self._box = box
+
+    def messages(self) -> list[MessageRef]:
+        return [MessageRef(number=1, size=len(self._box.raw), uid=self._box.uid)]
+
+    def headers(self, number: int) -> bytes:
+        self._check(number)
+        return header_block(self._box.raw)
+
+    def retrieve(self, number: int, sink: BinaryIO) -> None:
+        self._check(number)
+        if not self._box.retrieved:
+            self._box.on_retrieve()
+        self._box.retrieved += 1
+        sink.write(self._box.raw)
+
+    def delete(self, number: int) -> None:
+        self._check(number)
+        self._box.deleted = True
+
+    @staticmethod
+    def _check(number: int) -> None:
+        if number != 1:
+            raise ValueError(f"a replay has one message, not #{number}")

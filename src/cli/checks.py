@@ -1,0 +1,178 @@
+"""``lettershop channel check``: everything a poll needs, tried without changing anything.
+
+One :class:`Check` per step, each with the fix when it fails: both secrets resolve; POP3 logs in
+(TLS verified) and counts the messages (no ``DELE``, no ``QUIT``: nothing is committed); SMTP answers
+``EHLO``, ``STARTTLS`` and ``AUTH`` (no mail sent), or the SES identity of ``sender_address`` is
+verified; every configured script exists and compiles.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from adapters.clients import aws_client
+from adapters.dry_run import session_of
+from adapters.pop3 import Pop3Account, Pop3Mailbox
+from adapters.probe import probe_ses_identity, probe_smtp
+from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
+from adapters.secrets import password
+from adapters.smtp import SmtpAccount
+from cli.context import Stack
+from domain.channel import Channel
+from domain.errors import ChannelFailure, LetterShopError, ScriptFailed, TransientError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: skipped (an earlier check failed)
+    detail: str
+    fix: str | None = None
+
+
+def run_checks(channel: Channel, stack: Stack) -> Iterator[Check]:
+    pop3_password: str | None = None
+    pop3_secret = channel.pop3_password_secret
+    if _oauth(channel, "pop3_login"):
+        yield Check("POP3 login", None, "OAuth 2.0 (XOAUTH2): not checked by this version")
+    elif pop3_secret is not None:
+        check = _secret("POP3 password", pop3_secret, "pop3_password_secret")
+        if check.ok:
+            pop3_password = password(pop3_secret, setting="pop3_password_secret")
+        yield check
+    smtp_password: str | None = None
+    smtp_oauth = bool(getattr(channel, "smtp_oauth", False))
+    smtp_secret = channel.smtp_password_secret
+    smtp_uses_secret = channel.reply_via == "smtp" and channel.smtp_auth and not smtp_oauth
+    if smtp_uses_secret and smtp_secret is not None:
+        check = _secret("SMTP password", smtp_secret, "smtp_password_secret")
+        if check.ok:
+            smtp_password = password(smtp_secret, setting="smtp_password_secret")
+        yield check
+    if not _oauth(channel, "pop3_login"):
+        yield _pop3(channel, pop3_password)
+    if channel.reply_via == "ses":
+        yield _ses(channel)
+    elif smtp_oauth:
+        yield Check("SMTP", None, "OAuth 2.0 (XOAUTH2) login: not checked by this version")
+    elif not smtp_uses_secret or smtp_password is not None:
+        yield _smtp(channel, smtp_password)
+    else:
+        yield Check("SMTP", None, "not tried: its password could not be read")
+    for stage, name in (("prescript", channel.prescript), ("postscript", channel.postscript)):
+        if name:
+            yield _script(stage, name, channel, stack)
+
+
+def _oauth(channel: Channel, login: str) -> bool:
+    return getattr(channel, login, "password") == "oauth2"
+
+
+def _secret(label: str, secret_id: str, setting: str) -> Check:
+    try:
+        password(secret_id, setting=setting)
+    except LetterShopError as error:
+        return Check(
+            label,
+            False,
+            str(error),
+            f"store the password in Secrets Manager as {secret_id} (the value, or JSON "
+            f'{{"password": "..."}}), or correct {setting}',
+        )
+    return Check(label, True, f"secret {secret_id} is readable")
+
+
+def _pop3(channel: Channel, pop3_password: str | None) -> Check:
+    where = f"{channel.pop3_host}:{channel.incoming_port} ({channel.pop3_security})"
+    if pop3_password is None:
+        return Check("POP3", None, f"{where}: not tried, its password could not be read")
+    account = Pop3Account(
+        host=channel.pop3_host,
+        port=channel.incoming_port,
+        security=channel.pop3_security,
+        username=channel.pop3_username,
+        password=pop3_password,
+    )
+    try:
+        with session_of(Pop3Mailbox(account)) as session:
+            count = len(session.messages())
+    except LetterShopError as error:
+        return Check("POP3", False, str(error), _fix(error, channel))
+    tls = "" if channel.pop3_security == "none" else ", certificate verified"
+    return Check(
+        "POP3", True, f"logged in as {channel.pop3_username} at {where}{tls}; {count} message(s) waiting"
+    )
+
+
+def _smtp(channel: Channel, smtp_password: str | None) -> Check:
+    assert channel.smtp_host is not None  # noqa: S101  # the model demands it for smtp
+    account = SmtpAccount(
+        host=channel.smtp_host,
+        port=channel.smtp_port,
+        security=channel.smtp_security,
+        username=channel.smtp_username if channel.smtp_auth else None,
+        password=smtp_password,
+    )
+    where = f"{channel.smtp_host}:{channel.smtp_port} ({channel.smtp_security})"
+    try:
+        steps = probe_smtp(account)
+    except LetterShopError as error:
+        return Check("SMTP", False, str(error), _fix(error, channel))
+    return Check("SMTP", True, f"{where}: {steps}; no mail sent")
+
+
+def _ses(channel: Channel) -> Check:
+    try:
+        detail = probe_ses_identity(aws_client("sesv2"), channel.sender_address)
+    except LetterShopError as error:
+        return Check("SES", False, str(error), _fix(error, channel))
+    return Check("SES", True, detail)
+
+
+def _script(stage: str, name: str, channel: Channel, stack: Stack) -> Check:
+    label = f"{stage} {name}"
+    try:
+        key = script_key(name, use_standard_script=channel.use_standard_script, partner_id=channel.partner)
+        script = S3ScriptStore(stack.scripts_bucket, aws_client("s3"), ScriptCache()).fetch(key)
+    except ScriptFailed as error:
+        partner = "" if channel.use_standard_script else f" --partner {channel.partner}"
+        return Check(
+            label,
+            False,
+            str(error),
+            f"upload it: lettershop script put {name}{partner}, or change {stage} / use_standard_script",
+        )
+    except LetterShopError as error:
+        return Check(label, False, str(error), "check the scripts bucket and your access to it")
+    try:
+        compile(script.body, name, "exec")
+    except (SyntaxError, ValueError) as error:
+        line = f" (line {error.lineno})" if isinstance(error, SyntaxError) and error.lineno else ""
+        return Check(
+            label,
+            False,
+            f"{describe(key)} does not compile{line}: {error}",
+            f"fix it, try it with lettershop script test, upload it with lettershop script put {name}",
+        )
+    return Check(label, True, f"{describe(key)} exists (s3://{stack.scripts_bucket}/{key}) and compiles")
+
+
+def _fix(error: LetterShopError, channel: Channel) -> str:  # noqa: PLR0911  # one answer per setting
+    """What to do about a failure, in the operator's words."""
+    if isinstance(error, ChannelFailure):
+        setting = error.setting or ""
+        if setting.startswith("pop3_username"):
+            return f"check pop3_username and the password stored in {channel.pop3_password_secret}"
+        if setting.startswith("smtp_username"):
+            return f"check smtp_username and the password stored in {channel.smtp_password_secret}"
+        if "certificate" in setting:
+            return (
+                f"the server's certificate is not trusted or TLS failed: check {setting.split(' (')[0]}; "
+                "the server needs a certificate from a public CA for its host name"
+            )
+        if setting == "sender_address":
+            return "verify sender_address (or its domain) in SES, or use another sender_address"
+        if setting:
+            return f"correct {setting}"
+    if isinstance(error, TransientError):
+        return "is the host name and port right, and reachable from here (firewall)? then try again"
+    return "see the message above"

@@ -1,0 +1,182 @@
+"""``lettershop message list ID [--quarantined]`` and ``lettershop message replay KEY [--force]``.
+
+A replay reads an archived (``inbound/``) or quarantined (``quarantine/``) raw message from the
+archive bucket and gives it to ``service.poll.poll_channel`` through a one-message mailbox
+(``adapters.replay``): the real ledger, archive, scripts and reply transport, the same state machine.
+No POP3 connection is made. A message that was answered before is refused unless ``--force``.
+"""
+
+import hashlib
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from typing import Annotated
+
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.table import Table
+
+from adapters.archive import S3Archive
+from adapters.clients import aws_client
+from adapters.replay import ReplayMailbox, parse_archive_key, reopened
+from adapters.state import DynamoDbLedger
+from cli.context import CliError, handled, out, say, stack_of, warn
+from domain.errors import LetterShopError
+from domain.ledger import LedgerEntry
+from domain.outcomes import Outcome
+from handlers.bootstrap import AwsWiring
+from service.poll import poll_channel
+
+app = typer.Typer(help="Archived and quarantined messages: list them, replay one.", no_args_is_help=True)
+
+REPLAY_SECONDS = 300.0
+
+
+@app.command("list")
+@handled
+def list_command(
+    ctx: typer.Context,
+    channel_id: Annotated[str, typer.Argument(metavar="ID")],
+    quarantined: Annotated[bool, typer.Option("--quarantined", help="the quarantine, not inbound/")] = False,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 50,
+) -> None:
+    """The raw messages of a channel in the archive bucket (inbound/, or quarantine/ with reasons)."""
+    stack = stack_of(ctx)
+    bucket = stack.archive_bucket
+    area = "quarantine" if quarantined else "inbound"
+    s3 = aws_client("s3")
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{area}/{channel_id}/"):
+        found += [obj for obj in page.get("Contents", []) if obj["Key"].endswith(".eml")]
+    found.sort(key=lambda obj: obj["LastModified"], reverse=True)
+    table = Table(title=f"{area}/{channel_id}/ in {bucket}")
+    shown = found[:limit]
+    # Keys are copied into `message replay`: never folded or cut.
+    table.add_column("key", no_wrap=True, min_width=max((len(obj["Key"]) for obj in shown), default=3))
+    for column in ("bytes", "stored", *(("reason",) if quarantined else ())):
+        table.add_column(column, overflow="fold")
+    for obj in shown:
+        row = [obj["Key"], str(obj["Size"]), obj["LastModified"].astimezone(UTC).strftime("%Y-%m-%d %H:%M")]
+        if quarantined:
+            row.append(_reason(s3, bucket, obj["Key"]))
+        table.add_row(*row)
+    out().print(table)
+    say(f"{len(found)} message(s)" + (f", {limit} shown" if len(found) > limit else ""))
+    if found:
+        say("replay one with: lettershop message replay KEY")
+
+
+@app.command("replay")
+@handled
+def replay_command(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="inbound/... or quarantine/... key of the raw .eml")],
+    force: Annotated[
+        bool, typer.Option("--force", help="answer again a message that was answered before")
+    ] = False,
+) -> None:
+    """Process an archived or quarantined message again, as a poll would, without POP3."""
+    stack = stack_of(ctx)
+    where = parse_archive_key(key)
+    if where is None:
+        raise CliError(
+            f"{key} is not a raw message of the archive: inbound/<channel>/<yyyy>/<mm>/<dd>/<sha256>.eml "
+            "or quarantine/... (lettershop message list ID [--quarantined])"
+        )
+    channel = stack.channel(where.channel_id)
+    settings = stack.poll_settings()
+    archive = S3Archive(settings.archive_bucket, aws_client("s3"))
+    try:
+        raw = archive.load(where.key)
+    except LetterShopError as error:
+        raise CliError(str(error)) from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != where.digest:
+        warn(f"warning: the object's SHA-256 is {digest}, not the one its key names")
+    ledger = DynamoDbLedger(settings.state_table, aws_client("dynamodb"))
+    before = ledger.get(channel.channel_id, digest)
+    if answered(before):
+        assert before is not None  # noqa: S101
+        say(_sent_before(before, archive))
+        if not force:
+            raise CliError(
+                "this message was answered before; nothing done. --force answers it again "
+                "(the partner gets a second reply)"
+            )
+        warn("--force: answering it again; the same shipment ids are used for the files answered before")
+
+    def reopen() -> None:
+        if before is not None and before.settled:
+            ledger.save(reopened(before))
+
+    ports = replace(
+        AwsWiring(settings).ports(channel),
+        mailbox=ReplayMailbox(raw, uid=f"replay-{digest[:16]}", on_retrieve=reopen),
+    )
+    result = poll_channel(
+        channel,
+        ports,
+        now=lambda: datetime.now(UTC),
+        time_left=lambda: REPLAY_SECONDS,
+        lease_seconds=REPLAY_SECONDS + 60,
+    )
+    if result.status == "locked":
+        raise CliError(f"a poll of {channel.channel_id} is running; try again in a minute")
+    if result.status != "ok":
+        raise CliError(f"replay ended {result.status}: {result.error}")
+    if not result.recognized:
+        raise CliError(
+            f"channel {channel.channel_id} does not recognise this message (subject_keyword); nothing done"
+        )
+    after = ledger.get(channel.channel_id, digest)
+    outcome = after.outcome if after is not None else None
+    say(f"replayed {where.key} for channel {channel.channel_id}: {outcome or 'deferred'}")
+    if after is not None and after.recipient and outcome is not None and outcome != "rejected":
+        say(f"reply sent to {after.recipient} (stored as {after.reply_key})")
+    if after is not None and after.last_error and outcome != "processed":
+        say(f"reason: {after.last_error}")
+    if result.deferred or outcome is None:
+        raise CliError("the message was deferred (a transient failure); replay it again later")
+    if outcome == "rejected":
+        raise CliError(
+            "the message was rejected again (see lettershop message list "
+            f"{channel.channel_id} --quarantined): fix the cause, e.g. allowed_senders, then replay it"
+        )
+
+
+def answered(entry: LedgerEntry | None) -> bool:
+    """Whether a reply was sent (or tried for good) for this message: a stored reply of a settled
+    processed or failed message. A quarantined one (given up, too) was never answered."""
+    return (
+        entry is not None
+        and entry.settled
+        and entry.reply_key is not None
+        and entry.outcome in (Outcome.PROCESSED, Outcome.FAILED)
+    )
+
+
+def _sent_before(entry: LedgerEntry, archive: S3Archive) -> str:
+    lines = [
+        f"answered before: outcome {entry.outcome}, reply to {entry.recipient}, stored as {entry.reply_key}"
+    ]
+    try:
+        assert entry.reply_key is not None  # noqa: S101
+        reply = message_from_bytes(archive.load(entry.reply_key), policy=policy.default)
+    except LetterShopError as error:
+        lines.append(f"  (the stored reply is not readable: {error})")
+        return "\n".join(lines)
+    for name in ("Date", "Subject", "Message-ID"):
+        lines.append(f"  {name}: {reply.get(name, '')}")
+    names = [part.get_filename() or "?" for part in reply.iter_attachments()]
+    if names:
+        lines.append(f"  attachments: {', '.join(names)}")
+    return "\n".join(lines)
+
+
+def _reason(s3: object, bucket: str, key: str) -> str:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key.removesuffix(".eml") + ".json")["Body"].read()  # type: ignore[attr-defined]
+        return str(json.loads(body).get("reason", ""))
+    except (ClientError, BotoCoreError, ValueError, AttributeError):
+        return "?"
