@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
@@ -20,6 +21,9 @@ from domain.ledger import StoredReply
 from domain.outcomes import Outcome
 
 ENCRYPTION = {"ServerSideEncryption": "AES256"}
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024
+PARTS_AT_ONCE = 2
 
 
 class S3Archive:
@@ -84,11 +88,25 @@ class S3Archive:
             raise TransientError(f"archive s3://{self._bucket}/{key} not readable: {error}") from error
 
     def _upload(self, key: str, body: BinaryIO, content_type: str) -> None:
-        """Stream ``body`` (multipart when large); the caller keeps it open and positioned at 0."""
+        """Store ``body``: up to ``SINGLE_PUT_BYTES`` with one ``PutObject`` (no transfer threads),
+        larger ones streamed in parts of ``TRANSFER.multipart_chunksize``, ``max_concurrency`` at a
+        time, so the memory they take is bounded (``TRANSFER``); the caller keeps ``body`` open,
+        and it is positioned at 0 again afterwards."""
+        size = body.seek(0, io.SEEK_END)
         body.seek(0)
+        if size <= SINGLE_PUT_BYTES:
+            try:
+                self._put(key, body.read(), content_type)
+            finally:
+                body.seek(0)
+            return
         try:
             self._client.upload_fileobj(
-                _KeptOpen(body), self._bucket, key, ExtraArgs={"ContentType": content_type, **ENCRYPTION}
+                _KeptOpen(body),
+                self._bucket,
+                key,
+                ExtraArgs={"ContentType": content_type, **ENCRYPTION},
+                Config=_transfer_config(),
             )
         except (ClientError, BotoCoreError) as error:
             raise TransientError(f"archive s3://{self._bucket}/{key} not written: {error}") from error
@@ -133,6 +151,20 @@ class _KeptOpen(io.RawIOBase):
 
     def tell(self) -> int:
         return self._inner.tell()
+
+
+@cache
+def _transfer_config() -> Any:
+    """Parts of 8 MB, two at a time: a large raw message takes about 16 MB of buffers while it is
+    stored (boto3's default, ten at a time, would take 80 MB of the function's 512)."""
+    from boto3.s3.transfer import TransferConfig  # noqa: PLC0415  # only large messages need it
+
+    return TransferConfig(
+        multipart_threshold=SINGLE_PUT_BYTES,
+        multipart_chunksize=PART_BYTES,
+        max_concurrency=PARTS_AT_ONCE,
+        max_io_queue=PARTS_AT_ONCE,
+    )
 
 
 def _reply_key(channel_id: str, digest: str, received: datetime, outcome: Outcome) -> str:

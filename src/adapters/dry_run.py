@@ -226,6 +226,9 @@ class RecordingReplySender:
             if message.reply == data:
                 message.sent_to = recipient
 
+    def close(self) -> None:
+        """Nothing was opened."""
+
 
 class PlaceholderSerials:
     """Implements ``service.ports.SerialCounter`` from a local counter: ids that look real and are

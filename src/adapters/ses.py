@@ -30,6 +30,9 @@ class SesReplySender:
     def __init__(self, client: Any) -> None:
         self._client = client
 
+    def close(self) -> None:
+        """SES keeps no connection of a poll's own."""
+
     def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         what = f"SES send from {sender} to {recipient}"
         try:

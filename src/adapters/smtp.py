@@ -43,38 +43,69 @@ TLS_SETTINGS = "smtp_security, smtp_port (or the server's certificate)"
 
 
 class SmtpReplySender:
-    """Implements ``service.ports.ReplySender``; one connection per reply keeps failures local."""
+    """Implements ``service.ports.ReplySender``. The replies of one poll share one logged-in
+    connection (``close`` ends it at the end of the poll); it is checked with ``NOOP`` before each
+    reply, and dropped after any failure, so the next reply starts afresh and a failure stays with
+    the reply it happened to."""
 
     def __init__(self, account: SmtpAccount) -> None:
         self._account = account
+        self._client: smtplib.SMTP | None = None
 
     def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         account = self._account
         where = f"SMTP server {account.host}:{account.port}"
         utf8 = not (sender + recipient).isascii()
         try:
-            client = self._connect()
+            client = self._session(where)
+            if utf8 and not client.has_extn("smtputf8"):
+                raise UndeliverableReply(
+                    f"{where} does not offer SMTPUTF8, which the address {recipient} needs"
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
             try:
-                if account.username is not None and account.tokens is not None:
-                    if account.security == "none":  # the channel model refuses this already
-                        raise ChannelFailure(
-                            "an OAuth token is never sent over an unencrypted connection",
-                            setting="smtp_security",
-                        )
-                    _login_with_token(client, where, account.username, account.tokens)
-                elif account.username is not None and account.password is not None:
-                    client.login(account.username, account.password)
-                client.ehlo_or_helo_if_needed()
-                if utf8 and not client.has_extn("smtputf8"):
-                    raise UndeliverableReply(
-                        f"{where} does not offer SMTPUTF8, which the address {recipient} needs"
-                    )
-                options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
                 client.sendmail(sender, [recipient], data, mail_options=options)
-            finally:
-                _quit(client)
+            except BaseException:
+                self.close()
+                raise
         except (smtplib.SMTPException, OSError) as error:
             raise _classified(error, where, account, sender=sender, recipient=recipient) from error
+
+    def close(self) -> None:
+        """End the connection, if one is open (``QUIT``)."""
+        client, self._client = self._client, None
+        if client is not None:
+            _quit(client)
+
+    def _session(self, where: str) -> smtplib.SMTP:
+        """The open connection when it still answers ``NOOP``; else a new one, logged in."""
+        if self._client is not None:
+            try:
+                if self._client.noop()[0] == 250:
+                    return self._client
+            except (smtplib.SMTPException, OSError):
+                pass
+            self.close()
+        client = self._connect()
+        try:
+            self._login(client, where)
+            client.ehlo_or_helo_if_needed()
+        except BaseException:
+            _quit(client)
+            raise
+        self._client = client
+        return client
+
+    def _login(self, client: smtplib.SMTP, where: str) -> None:
+        account = self._account
+        if account.username is not None and account.tokens is not None:
+            if account.security == "none":  # the channel model refuses this already
+                raise ChannelFailure(
+                    "an OAuth token is never sent over an unencrypted connection", setting="smtp_security"
+                )
+            _login_with_token(client, where, account.username, account.tokens)
+        elif account.username is not None and account.password is not None:
+            client.login(account.username, account.password)
 
     def _connect(self) -> smtplib.SMTP:
         account = self._account

@@ -176,6 +176,7 @@ def poll_channel(
         logger.error("mail server connection lost; no deletion of this poll is committed: %s", error)
         result.status, result.error, result.deleted = "error", str(error), 0
     finally:
+        ports.replies.close()
         _record_late(ports, late)
     logger.info("poll finished", extra=result.as_dict())
     return result

@@ -112,6 +112,10 @@ class ReplySender(Protocol):
         """Send the stored reply ``data`` byte for byte to the one recorded ``recipient``."""
         ...
 
+    def close(self) -> None:
+        """The poll is over: end what its replies kept open (never raises)."""
+        ...
+
 
 class ReplyLimiter(Protocol):
     def allow(self, channel_id: str, sender: str, hour: str, limit: int) -> bool:

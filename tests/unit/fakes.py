@@ -135,10 +135,15 @@ class FakeReplies:
     sent: list[SentReply] = field(default_factory=list)
     error: Exception | None = None
 
+    closed: int = 0
+
     def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         if self.error is not None:
             raise self.error
         self.sent.append(SentReply(data, sender, recipient))
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 @dataclass

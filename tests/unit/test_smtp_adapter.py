@@ -24,6 +24,8 @@ class RecordingClient:
         self.extensions = extensions
         self.sent: list[tuple[str, list[str], bytes, list[str]]] = []
         self.closed = False
+        self.dropped = False
+        self.quits = 0
 
     def login(self, user: str, password: str) -> None:
         if isinstance(self.fail, smtplib.SMTPAuthenticationError | smtplib.SMTPNotSupportedError):
@@ -42,7 +44,13 @@ class RecordingClient:
             raise self.fail
         self.sent.append((from_addr, to_addrs, msg, mail_options))
 
+    def noop(self) -> tuple[int, bytes]:
+        if self.dropped:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return 250, b"OK"
+
     def quit(self) -> None:
+        self.quits += 1
         if self.quit_fails:
             raise smtplib.SMTPServerDisconnected("421 shutting down")
 
@@ -58,11 +66,65 @@ def sender_with(client: RecordingClient) -> SmtpReplySender:
 
 def test_reply_accepted_then_quit_failing_counts_as_sent() -> None:
     client = RecordingClient(quit_fails=True)
+    sender = sender_with(client)
 
-    sender_with(client).send(REPLY, sender="a@b.example", recipient="c@d.example")
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    sender.close()
 
     assert client.sent == [("a@b.example", ["c@d.example"], REPLY, [])]
     assert client.closed
+
+
+def connecting(*clients: RecordingClient) -> tuple[SmtpReplySender, list[RecordingClient]]:
+    """A sender whose connections are ``clients``, in turn; the list says which were opened."""
+    opened: list[RecordingClient] = []
+    waiting = list(clients)
+    sender = SmtpReplySender(SmtpAccount("smtp.example", 25, "starttls", "relay", "secret"))
+
+    def connect() -> RecordingClient:
+        opened.append(waiting.pop(0))
+        return opened[-1]
+
+    sender._connect = connect  # type: ignore[assignment,method-assign]
+    return sender, opened
+
+
+def test_the_replies_of_one_poll_share_one_connection_until_close() -> None:
+    first, spare = RecordingClient(), RecordingClient()
+    sender, opened = connecting(first, spare)
+
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    sender.send(REPLY, sender="a@b.example", recipient="e@f.example")
+    sender.close()
+    sender.close()
+
+    assert opened == [first]
+    assert [to for _, to, _, _ in first.sent] == [["c@d.example"], ["e@f.example"]]
+    assert first.quits == 1
+
+
+def test_a_connection_the_server_dropped_meanwhile_is_replaced() -> None:
+    first, second = RecordingClient(), RecordingClient()
+    sender, opened = connecting(first, second)
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    first.dropped = True  # an idle timeout of the server
+
+    sender.send(REPLY, sender="a@b.example", recipient="e@f.example")
+
+    assert opened == [first, second]
+    assert second.sent[0][1] == ["e@f.example"]
+
+
+def test_after_a_failed_reply_the_next_one_starts_a_new_connection() -> None:
+    refusing, second = RecordingClient(fail=smtplib.SMTPDataError(451, b"try later")), RecordingClient()
+    sender, opened = connecting(refusing, second)
+
+    with pytest.raises(TransientError):
+        sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    sender.send(REPLY, sender="a@b.example", recipient="e@f.example")
+
+    assert opened == [refusing, second]
+    assert refusing.quits == 1
 
 
 def test_a_non_ascii_recipient_is_sent_with_smtputf8_where_offered() -> None:
