@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
-from adapters.network import unknown_host
+from adapters.network import tls_context, unknown_host
 from adapters.oauth import AccessToken, TokenSource, xoauth2
 from domain.errors import ChannelFailure, ConnectionLost, TransientError
 from service.ports import MessageRef
@@ -64,7 +64,7 @@ class Pop3Mailbox:
         try:
             if account.security == "tls":
                 client: poplib.POP3 = poplib.POP3_SSL(
-                    account.host, account.port, timeout=account.timeout, context=ssl.create_default_context()
+                    account.host, account.port, timeout=account.timeout, context=tls_context()
                 )
             else:
                 client = poplib.POP3(account.host, account.port, timeout=account.timeout)
@@ -86,7 +86,7 @@ class Pop3Mailbox:
 
     def _start_tls(self, client: poplib.POP3, where: str) -> None:
         try:
-            client.stls(context=ssl.create_default_context())
+            client.stls(context=tls_context())
         except poplib.error_proto as error:
             _close_quietly(client)
             if _closed(error):
@@ -183,6 +183,11 @@ class Pop3Session:
         self._healthy = True
 
     def messages(self) -> list[MessageRef]:
+        """``STAT`` first: an empty mailbox (the common case) answers in one round trip."""
+        count: list[int] = []
+        self._command(lambda: count.append(self._client.stat()[0]))
+        if not count[0]:
+            return []
         sizes = self._listing("LIST")
         uids = self._listing("UIDL")
         return [

@@ -19,7 +19,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Literal
 
-from adapters.network import unknown_host
+from adapters.network import tls_context, unknown_host
 from adapters.oauth import AccessToken, TokenSource, xoauth2
 from domain.errors import ChannelFailure, LetterShopError, TransientError, UndeliverableReply
 
@@ -109,7 +109,7 @@ class SmtpReplySender:
 
     def _connect(self) -> smtplib.SMTP:
         account = self._account
-        context = ssl.create_default_context()
+        context = tls_context()
         if account.security == "tls":
             return smtplib.SMTP_SSL(account.host, account.port, timeout=account.timeout, context=context)
         client = smtplib.SMTP(account.host, account.port, timeout=account.timeout)
