@@ -1,4 +1,4 @@
-"""`make demo`: one real poll of each of two channels on the local stack, told as a story.
+"""`make demo`: one real poll of each of three channels on the local stack, told as a story.
 
 Starts Dovecot, aiosmtpd and moto server on 127.0.0.1, stores two channels and their passwords,
 delivers e-mails to their mailboxes, invokes the poll handler once per channel with
@@ -13,6 +13,11 @@ s3://<bucket>/``. The channel's Standard Script flag picks the folder for both o
 * channel ``alpina`` (its own mailbox, Standard Script off, partner ``alpina``) runs
   ``partners/alpina/tsv_to_canonical.py`` (a copy of the standard one) and the partner's own
   ``partners/alpina/stamp_export.py``, which adds a tracking link instead.
+
+A third channel, ``m365``, is a Microsoft 365-shaped mailbox without passwords: POP3S and SMTP log
+in with OAuth 2.0 (``AUTH XOAUTH2``), with an access token the local authorization server issues to
+the channel's app (client credentials; the client secret in Secrets Manager), and that Dovecot and
+the SMTP server check by introspection at the same server. It gets a plain CSV import.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from typing import Any, cast
 
 from devstack import aws
 from devstack.poll import invoke_poll, load_event, store_channel
-from devstack.samples import partner_mail
-from devstack.stack import LocalStack
+from devstack.samples import VALID_IMPORT, partner_mail
+from devstack.stack import LocalStack, OAuthMailbox
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "scripts"
 PRESCRIPT, POSTSCRIPT = "tsv_to_canonical.py", "stamp_export.py"
@@ -55,6 +60,13 @@ PARTNER_MESSAGES = {  # to channel "alpina"'s own mailbox
     ),
 }
 # What each postscript adds at the end of the export's header.
+M365 = "m365"  # the OAuth channel: its id, and its app's tenant below
+M365_TENANT = "contoso.onmicrosoft.com"
+M365_MESSAGES = {
+    "valid import to the OAuth mailbox": partner_mail(
+        sender="Orders <orders@partner.example>", attachments=[("orders.csv", VALID_IMPORT)]
+    ),
+}
 STAMPS = {
     ("partner", "order_subject"): f"standard/{POSTSCRIPT}",
     ("tracking_url",): f"partners/{PARTNER}/{POSTSCRIPT}",
@@ -100,24 +112,81 @@ def main() -> None:
             f"channel {PARTNER!r}: POP3S {own[0]}, allowed ['{PARTNER}.example']; Standard Script off, "
             f"partner {PARTNER!r}: partners/{PARTNER}/{PRESCRIPT}, partners/{PARTNER}/{POSTSCRIPT}"
         )
+        box = stack.new_oauth_mailbox()
+        store_oauth_channel(stack, box)
+        print(
+            f"channel {M365!r}: POP3S {box.user} and SMTP STARTTLS, both AUTH XOAUTH2 with a token for "
+            f"app {box.client_id} of tenant {M365_TENANT} (client secret in Secrets Manager), issued by "
+            f"{stack.oauth.base_url}"
+        )
         mailboxes = {shared[0]: MESSAGES, own[0]: PARTNER_MESSAGES}
         for user, messages in mailboxes.items():
             for raw in messages.values():
                 stack.dovecot.deliver(user, raw)
+        for raw in M365_MESSAGES.values():
+            stack.oauth_dovecot.deliver(box.user, raw)
         print(
-            f"delivered {len(MESSAGES) + len(PARTNER_MESSAGES)} messages; invoking handlers.poll.handler "
-            f"(events/poll-channel.json) for {event['channel_id']!r}, then for {PARTNER!r}\n"
+            f"delivered {len(MESSAGES) + len(PARTNER_MESSAGES) + len(M365_MESSAGES)} messages; invoking "
+            f"handlers.poll.handler (events/poll-channel.json) for {event['channel_id']!r}, {PARTNER!r} "
+            f"and {M365!r}\n"
         )
 
-        results = [invoke_poll(event), invoke_poll(load_event("poll-channel.json", channel_id=PARTNER))]
+        results = [
+            invoke_poll(event),
+            invoke_poll(load_event("poll-channel.json", channel_id=PARTNER)),
+            invoke_poll(load_event("poll-channel.json", channel_id=M365)),
+        ]
 
         print()
         for result in results:
             print("result:", json.dumps(result))
         report(stack, mailboxes)
+        report_oauth(stack, box)
     from adapters.script_store import DEFAULT_CACHE  # noqa: PLC0415  # src/ is on the path via devstack.poll
 
     DEFAULT_CACHE.clear()  # the scripts the poll cached in /tmp
+
+
+def store_oauth_channel(stack: LocalStack, box: OAuthMailbox) -> None:
+    """The ``m365`` channel: POP3S and SMTP STARTTLS, both logging in with XOAUTH2 as the mailbox,
+    with the tokens of one app (client id here, client secret in Secrets Manager)."""
+    secret = f"lettershop/{M365}/oauth"
+    aws.put_secret(stack.endpoint_url, secret, box.client_secret)
+    store_channel(
+        stack,
+        (box.user, "no-password"),
+        channel_id=M365,
+        pop3_port=stack.oauth_dovecot.pop3s_port,
+        pop3_security="tls",
+        pop3_login="oauth2",
+        pop3_password_secret=None,
+        smtp_port=stack.oauth_smtp.port,
+        smtp_security="starttls",
+        smtp_auth=True,
+        smtp_login="oauth2",
+        smtp_username=box.user,
+        smtp_password_secret=None,
+        oauth_provider="microsoft",
+        oauth_tenant=M365_TENANT,
+        oauth_token_url=stack.oauth.microsoft_token_url(M365_TENANT),
+        oauth_client_id=box.client_id,
+        oauth_secret=secret,
+    )
+
+
+def report_oauth(stack: LocalStack, box: OAuthMailbox) -> None:
+    """What the OAuth channel's poll did: its mailbox, and the reply the OAuth SMTP server took."""
+    left = stack.oauth_dovecot.mailbox(box.user)
+    print(f"\nchannel {M365!r} (OAuth 2.0 logins):")
+    for what, raw in M365_MESSAGES.items():
+        print(f"  {what}: {'still on server' if raw in left else 'deleted'}")
+    for mail in stack.oauth_smtp.received:
+        reply = parse(mail.data)
+        names = [part.get_filename() for part in reply.iter_attachments()]
+        print(
+            f"  reply {reply['Subject']!r} to {', '.join(mail.rcpt_tos)} via SMTP as "
+            f"{mail.authenticated_user} (XOAUTH2), attached {names}"
+        )
 
 
 def upload_scripts(stack: LocalStack) -> list[str]:
@@ -146,7 +215,8 @@ def report(stack: LocalStack, mailboxes: dict[str, dict[str, bytes]]) -> None:
         left = stack.dovecot.mailbox(user)
         for what, raw in messages.items():
             digest = hashlib.sha256(raw).hexdigest()
-            where = next((k.split("/")[0] for k in archived if digest in k and k.endswith(".eml")), "-")
+            raw_copies = [k for k in archived if digest in k and k.startswith(("inbound/", "quarantine/"))]
+            where = next((k.split("/")[0] for k in raw_copies if k.endswith(".eml")), "-")
             answer = "-"
             if (message_id := str(parse(raw)["Message-ID"])) in replies:
                 mail, reply = replies[message_id]
