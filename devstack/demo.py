@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from devstack import aws
-from devstack.poll import invoke_poll, load_event, store_channel
+from devstack.poll import invoke_poll, load_event, store_channel, store_oauth_channel
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack, OAuthMailbox
 
@@ -113,7 +113,7 @@ def main() -> None:
             f"partner {PARTNER!r}: partners/{PARTNER}/{PRESCRIPT}, partners/{PARTNER}/{POSTSCRIPT}"
         )
         box = stack.new_oauth_mailbox()
-        store_oauth_channel(stack, box)
+        store_oauth_channel(stack, box, channel_id=M365, tenant=M365_TENANT)
         print(
             f"channel {M365!r}: POP3S {box.user} and SMTP STARTTLS, both AUTH XOAUTH2 with a token for "
             f"app {box.client_id} of tenant {M365_TENANT} (client secret in Secrets Manager), issued by "
@@ -145,33 +145,6 @@ def main() -> None:
     from adapters.script_store import DEFAULT_CACHE  # noqa: PLC0415  # src/ is on the path via devstack.poll
 
     DEFAULT_CACHE.clear()  # the scripts the poll cached in /tmp
-
-
-def store_oauth_channel(stack: LocalStack, box: OAuthMailbox) -> None:
-    """The ``m365`` channel: POP3S and SMTP STARTTLS, both logging in with XOAUTH2 as the mailbox,
-    with the tokens of one app (client id here, client secret in Secrets Manager)."""
-    secret = f"lettershop/{M365}/oauth"
-    aws.put_secret(stack.endpoint_url, secret, box.client_secret)
-    store_channel(
-        stack,
-        (box.user, "no-password"),
-        channel_id=M365,
-        pop3_port=stack.oauth_dovecot.pop3s_port,
-        pop3_security="tls",
-        pop3_login="oauth2",
-        pop3_password_secret=None,
-        smtp_port=stack.oauth_smtp.port,
-        smtp_security="starttls",
-        smtp_auth=True,
-        smtp_login="oauth2",
-        smtp_username=box.user,
-        smtp_password_secret=None,
-        oauth_provider="microsoft",
-        oauth_tenant=M365_TENANT,
-        oauth_token_url=stack.oauth.microsoft_token_url(M365_TENANT),
-        oauth_client_id=box.client_id,
-        oauth_secret=secret,
-    )
 
 
 def report_oauth(stack: LocalStack, box: OAuthMailbox) -> None:

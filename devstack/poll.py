@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack import aws
-from devstack.stack import LocalStack
+from devstack.stack import LocalStack, OAuthMailbox
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -70,6 +70,40 @@ def store_channel(
     item.update(overrides)
     aws.put_channel(endpoint, stack.names.channels_table, {k: v for k, v in item.items() if v is not None})
     return item
+
+
+def store_oauth_channel(
+    stack: LocalStack,
+    box: OAuthMailbox,
+    *,
+    channel_id: str = "acme",
+    tenant: str = "contoso.onmicrosoft.com",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A Microsoft 365-shaped channel on the OAuth servers of the stack: POP3S and SMTP (STARTTLS),
+    both logging in with XOAUTH2 as the mailbox, with the tokens of one app (client id in the item,
+    client secret in Secrets Manager as ``lettershop/<channel_id>/oauth``); the token URL is the
+    local authorization server's, in Entra's shape. Returns the item."""
+    secret = f"lettershop/{channel_id}/oauth"
+    aws.put_secret(stack.endpoint_url, secret, box.client_secret)
+    settings: dict[str, Any] = {
+        "pop3_port": stack.oauth_dovecot.pop3s_port,
+        "pop3_security": "tls",
+        "pop3_login": "oauth2",
+        "pop3_password_secret": None,
+        "smtp_port": stack.oauth_smtp.port,
+        "smtp_security": "starttls",
+        "smtp_auth": True,
+        "smtp_login": "oauth2",
+        "smtp_username": box.user,
+        "smtp_password_secret": None,
+        "oauth_provider": "microsoft",
+        "oauth_tenant": tenant,
+        "oauth_token_url": stack.oauth.microsoft_token_url(tenant),
+        "oauth_client_id": box.client_id,
+        "oauth_secret": secret,
+    }
+    return store_channel(stack, (box.user, "no-password"), channel_id=channel_id, **(settings | overrides))
 
 
 def _reply_settings(stack: LocalStack, channel_id: str, smtp: str) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """botocore failures sorted into our errors: throttling and network trouble are worth another try;
 anything else (access denied, a missing table or bucket) is the deployment's failure, not a message's."""
 
+from collections.abc import Callable
+
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
 from domain.errors import ChannelFailure, LetterShopError, TransientError
@@ -46,3 +48,17 @@ def classify(error: Exception, what: str) -> LetterShopError:
     if isinstance(error, ConnectionError | HTTPClientError | BotoCoreError):
         return TransientError(f"{what}: {error}")
     return ChannelFailure(f"{what}: {error}", setting=DEPLOYMENT)
+
+
+def conditional(write: Callable[[], object], what: str) -> bool:
+    """Run a conditional DynamoDB ``write``: False when its condition did not hold (nothing was
+    written), True when it was written; any other failure is raised as ``classify`` sorts it."""
+    try:
+        write()
+    except ClientError as error:
+        if error_code(error) == "ConditionalCheckFailedException":
+            return False
+        raise classify(error, what) from error
+    except BotoCoreError as error:
+        raise classify(error, what) from error
+    return True

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from adapters.aws_errors import classify, error_code
+from adapters.aws_errors import classify, conditional
 from domain.ledger import Claim, LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome
 
@@ -101,8 +101,8 @@ class DynamoDbLease:
 
     def acquire(self, channel_id: str, owner: str, seconds: float) -> bool:
         now = time.time()
-        try:
-            self._client.put_item(
+        return conditional(
+            lambda: self._client.put_item(
                 TableName=self._table,
                 Item={
                     "pk": {"S": _lease_key(channel_id)},
@@ -112,29 +112,22 @@ class DynamoDbLease:
                 },
                 ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
                 ExpressionAttributeValues={":now": {"N": str(int(now))}},
-            )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return False
-            raise classify(error, f"taking the poll lease of {channel_id} in table {self._table}") from error
-        except BotoCoreError as error:
-            raise classify(error, f"taking the poll lease of {channel_id} in table {self._table}") from error
-        return True
+            ),
+            f"taking the poll lease of {channel_id} in table {self._table}",
+        )
 
     def release(self, channel_id: str, owner: str) -> None:
-        try:
-            self._client.delete_item(
+        """Only the owner's own lease is deleted (one that expired and was taken since stays)."""
+        conditional(
+            lambda: self._client.delete_item(
                 TableName=self._table,
                 Key={"pk": {"S": _lease_key(channel_id)}},
                 ConditionExpression="#owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise classify(error, f"releasing the poll lease of {channel_id}") from error
-        except BotoCoreError as error:
-            raise classify(error, f"releasing the poll lease of {channel_id}") from error
+            ),
+            f"releasing the poll lease of {channel_id}",
+        )
 
 
 class DynamoDbReplyLimiter:
@@ -146,9 +139,8 @@ class DynamoDbReplyLimiter:
 
     def allow(self, channel_id: str, sender: str, hour: str, limit: int) -> bool:
         expires = int(time.time()) + REPLY_COUNTER_RETENTION_SECONDS
-        what = f"counting error replies to {sender} in table {self._table}"
-        try:
-            self._client.update_item(
+        return conditional(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": f"replies#{channel_id}#{sender}#{hour}"}},
                 UpdateExpression="ADD #sent :one SET expires_at = :expires",
@@ -159,14 +151,9 @@ class DynamoDbReplyLimiter:
                     ":limit": {"N": str(limit)},
                     ":expires": {"N": str(expires)},
                 },
-            )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return False
-            raise classify(error, what) from error
-        except BotoCoreError as error:
-            raise classify(error, what) from error
-        return True
+            ),
+            f"counting error replies to {sender} in table {self._table}",
+        )
 
 
 def ledger_item(entry: LedgerEntry) -> dict[str, Any]:

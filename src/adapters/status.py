@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from adapters.aws_errors import classify, error_code
+from adapters.aws_errors import classify, conditional
 from domain.outcomes import PollResult
 
 STATUS_RETENTION_SECONDS = 400 * 24 * 3600
@@ -143,16 +143,10 @@ class ChannelStatusStore:
             request["ConditionExpression"] = condition
             request["ExpressionAttributeNames"] = {k: v for k, v in names.items() if k in condition}
             request["ExpressionAttributeValues"] = {k: v for k, v in values.items() if k in condition}
-        what = f"writing the status of {channel_id} in table {self._table}"
-        try:
-            self._client.put_item(**request)
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return False
-            raise classify(error, what) from error
-        except BotoCoreError as error:
-            raise classify(error, what) from error
-        return True
+        return conditional(
+            lambda: self._client.put_item(**request),
+            f"writing the status of {channel_id} in table {self._table}",
+        )
 
 
 def status_key(channel_id: str) -> str:

@@ -19,7 +19,7 @@ import pytest
 from adapters import oauth
 from devstack import aws
 from devstack.oauth import AuthorizationServer
-from devstack.poll import invoke_poll, store_channel
+from devstack.poll import invoke_poll, store_oauth_channel
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack, OAuthMailbox
 from devstack.tls import make_tls_files
@@ -42,30 +42,6 @@ def oauth_logins(stack: LocalStack) -> Callable[[], int]:
     """How many XOAUTH2 logins the OAuth Dovecot accepted during this test (it serves the session)."""
     start = len(stack.oauth_dovecot.log_text())
     return lambda: stack.oauth_dovecot.log_text()[start:].count("method=XOAUTH2")
-
-
-def store_oauth_channel(stack: LocalStack, box: OAuthMailbox, **overrides: Any) -> dict[str, Any]:
-    """A Microsoft 365-shaped channel: POP3S and SMTP (STARTTLS), both logging in with XOAUTH2 as the
-    mailbox, one Entra app (client id, secret in Secrets Manager); the token URL is the local one."""
-    aws.put_secret(stack.endpoint_url, OAUTH_SECRET, box.client_secret)
-    settings: dict[str, Any] = {
-        "pop3_port": stack.oauth_dovecot.pop3s_port,
-        "pop3_security": "tls",
-        "pop3_login": "oauth2",
-        "pop3_password_secret": None,
-        "smtp_port": stack.oauth_smtp.port,
-        "smtp_security": "starttls",
-        "smtp_auth": True,
-        "smtp_login": "oauth2",
-        "smtp_username": box.user,
-        "smtp_password_secret": None,
-        "oauth_provider": "microsoft",
-        "oauth_tenant": TENANT,
-        "oauth_token_url": stack.oauth.microsoft_token_url(TENANT),
-        "oauth_client_id": box.client_id,
-        "oauth_secret": OAUTH_SECRET,
-    }
-    return store_channel(stack, (box.user, "no-password"), **(settings | overrides))
 
 
 def ledger_entry(stack: LocalStack, raw: bytes) -> dict[str, Any]:
