@@ -7,15 +7,14 @@ transport would raise, naming the setting to fix.
 """
 
 import smtplib
-import ssl
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, error_code
-from adapters.network import unknown_host
-from adapters.smtp import LOGIN_SETTINGS, TLS_SETTINGS, SmtpAccount
-from domain.errors import ChannelFailure, LetterShopError, TransientError
+from adapters.network import tls_context
+from adapters.smtp import SmtpAccount, classified, login_with_token
+from domain.errors import ChannelFailure
 
 
 def probe_smtp(account: SmtpAccount) -> str:
@@ -23,30 +22,13 @@ def probe_smtp(account: SmtpAccount) -> str:
     where = f"SMTP server {account.host}:{account.port}"
     try:
         return _conversation(account, where)
-    except LetterShopError:
-        raise
-    except smtplib.SMTPAuthenticationError as error:
-        raise ChannelFailure(
-            f"{where} refused the login of {account.username}: {error.smtp_code} {_text(error.smtp_error)}",
-            setting=LOGIN_SETTINGS,
-        ) from error
-    except smtplib.SMTPNotSupportedError as error:
-        raise ChannelFailure(f"{where}: {error}", setting="smtp_security, smtp_auth") from error
-    except ssl.SSLError as error:
-        raise ChannelFailure(f"{where}: TLS failed: {error}", setting=TLS_SETTINGS) from error
-    except OSError as error:
-        if unknown_host(error):
-            raise ChannelFailure(
-                f"SMTP server {account.host} is not a known host name: {error}", setting="smtp_host"
-            ) from error
-        raise TransientError(f"{where} not reachable: {error}") from error
-    except smtplib.SMTPException as error:
-        raise TransientError(f"{where} not usable: {error}") from error
+    except (smtplib.SMTPException, OSError) as error:  # sorted as the reply transport sorts them
+        raise classified(error, where, account, sender="", recipient="") from error
 
 
 def _conversation(account: SmtpAccount, where: str) -> str:
     steps: list[str] = []
-    context = ssl.create_default_context()
+    context = tls_context()
     if account.security == "tls":
         client: smtplib.SMTP = smtplib.SMTP_SSL(
             account.host, account.port, timeout=account.timeout, context=context
@@ -63,7 +45,10 @@ def _conversation(account: SmtpAccount, where: str) -> str:
             client.starttls(context=context)
             client.ehlo()
             steps.append("STARTTLS ok, certificate verified")
-        if account.username is not None and account.password is not None:
+        if account.username is not None and account.tokens is not None:
+            login_with_token(client, where, account.username, account.tokens)
+            steps.append(f"AUTH XOAUTH2 as {account.username} ok (OAuth 2.0 token)")
+        elif account.username is not None and account.password is not None:
             client.login(account.username, account.password)
             steps.append(f"AUTH as {account.username} ok")
     finally:
@@ -96,7 +81,3 @@ def probe_ses_identity(client: Any, sender: str) -> str:
     raise ChannelFailure(
         f"SES has no identity for {sender} or {domain}: create and verify one", setting="sender_address"
     )
-
-
-def _text(reply: bytes | str) -> str:
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply

@@ -69,7 +69,7 @@ class SmtpReplySender:
                 self.close()
                 raise
         except (smtplib.SMTPException, OSError) as error:
-            raise _classified(error, where, account, sender=sender, recipient=recipient) from error
+            raise classified(error, where, account, sender=sender, recipient=recipient) from error
 
     def close(self) -> None:
         """End the connection, if one is open (``QUIT``)."""
@@ -103,7 +103,7 @@ class SmtpReplySender:
                 raise ChannelFailure(
                     "an OAuth token is never sent over an unencrypted connection", setting="smtp_security"
                 )
-            _login_with_token(client, where, account.username, account.tokens)
+            login_with_token(client, where, account.username, account.tokens)
         elif account.username is not None and account.password is not None:
             client.login(account.username, account.password)
 
@@ -122,7 +122,7 @@ class SmtpReplySender:
         return client
 
 
-def _login_with_token(client: smtplib.SMTP, where: str, username: str, tokens: TokenSource) -> None:
+def login_with_token(client: smtplib.SMTP, where: str, username: str, tokens: TokenSource) -> None:
     """``AUTH XOAUTH2``; a cached token the server refuses (expired, revoked) is renewed once."""
     client.ehlo_or_helo_if_needed()
     offered = (client.esmtp_features.get("auth") or "").upper().split()
@@ -163,7 +163,7 @@ def _xoauth2(client: smtplib.SMTP, username: str, token: AccessToken) -> None:
         raise
 
 
-def _classified(  # noqa: PLR0911  # one return per kind of failure reads best
+def classified(  # noqa: PLR0911  # one return per kind of failure reads best
     error: smtplib.SMTPException | OSError, where: str, account: SmtpAccount, *, sender: str, recipient: str
 ) -> LetterShopError:
     """Whose failure it is (see the module's docstring)."""
