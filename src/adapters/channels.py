@@ -1,14 +1,15 @@
 """Channel items from the DynamoDB channel table, as plain Python values (``Decimal`` numbers, sets)."""
 
 from collections.abc import Iterator
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify
 
-_deserializer = TypeDeserializer()
+if TYPE_CHECKING:
+    from boto3.dynamodb.types import TypeDeserializer
 
 
 class ChannelTable:
@@ -41,4 +42,14 @@ class ChannelTable:
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+    deserializer = _deserializer()
+    return {name: deserializer.deserialize(value) for name, value in item.items()}
+
+
+@cache
+def _deserializer() -> "TypeDeserializer":
+    """boto3's deserializer, made when the first item is read: ``boto3.dynamodb`` imports all of
+    boto3, which the first AWS client (``adapters.clients``) imports then anyway, not the cold start."""
+    from boto3.dynamodb.types import TypeDeserializer  # noqa: PLC0415  # boto3, lazily
+
+    return TypeDeserializer()

@@ -7,7 +7,6 @@ key. Values never reach a log line: errors name the secret id only.
 
 import json
 
-from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, error_code
@@ -31,6 +30,9 @@ def client_secret(secret_id: str, *, setting: str) -> str:
 def secret_text(secret_id: str, *, setting: str) -> str:
     """The value stored under ``secret_id`` as it is; ``ChannelFailure`` naming ``setting`` when it
     cannot be read."""
+    # Powertools' parameters import all of boto3: imported by the first read, not at cold start
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+
     try:
         value = parameters.get_secret(secret_id, max_age=CACHE_SECONDS)
     except parameters.exceptions.GetParameterError as error:

@@ -65,9 +65,12 @@ MAX_MESSAGE_BYTES = 400 * 1024 * 1024
 
 
 class Channel(BaseModel):
-    """One channel item. Field names are the DynamoDB attribute names."""
+    """One channel item. Field names are the DynamoDB attribute names.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    Its validator is built when the first item is validated or the schema is asked for
+    (``defer_build``), not when the module is imported (the cold start, issue 11)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True)
 
     channel_id: ChannelId
     partner_id: ChannelId | None = None  # names a folder of scripts: the same rules as a channel id

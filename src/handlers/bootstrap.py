@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.archive import S3Archive
 from adapters.channels import ChannelTable
@@ -24,13 +24,15 @@ from domain.outcomes import PollResult
 from service.poll import Ports
 from service.ports import ReplySender
 from service.telemetry import logger
-from settings import PollSettings
+
+if TYPE_CHECKING:
+    from settings import PollSettings  # the handler reads the settings; pydantic-settings is not needed here
 
 
 class AwsWiring:
     """Implements ``service.poll.Wiring`` with the deployed tables, buckets and secrets."""
 
-    def __init__(self, settings: PollSettings) -> None:
+    def __init__(self, settings: "PollSettings") -> None:
         self._settings = settings
 
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:

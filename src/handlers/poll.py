@@ -2,23 +2,23 @@
 
 Thin: parse the event, call ``service.poll.poll``, emit the metrics of its result. The wiring is a
 parameter (default: the deployed AWS resources), so a unit test drives the handler with fakes.
+
+The import is the cold start (issue 11): what only an invocation needs is imported by it, once —
+the X-Ray SDK with Powertools' Tracer (``service.telemetry.tracer``), pydantic-settings with the
+function's settings, boto3 with the first AWS client (``adapters.clients``).
 """
 
 import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from domain.outcomes import PollResult
 from handlers.bootstrap import AwsWiring
 from service.poll import Wiring, poll
-from service.telemetry import logger, metrics
-from settings import poll_settings
-
-tracer = Tracer()
+from service.telemetry import logger, metrics, tracer
 
 LEASE_BEYOND_TIMEOUT_SECONDS = 60
 
@@ -48,6 +48,8 @@ def handler(
 ) -> dict[str, object]:
     """Poll the channel; a poll that ends in ``status: "error"`` raises after logging its result,
     so that the scheduler's retries, its dead-letter queue and the error alarm see it."""
+    from settings import poll_settings  # noqa: PLC0415  # pydantic-settings: by the first invocation
+
     channel_id = channel_id_of(event)
     logger.append_keys(channel_id=channel_id)
     metrics.add_dimension("channel_id", channel_id)

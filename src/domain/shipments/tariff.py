@@ -24,7 +24,8 @@ TARIFF_RESOURCE = "tariff.json"
 
 
 class _TariffFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # built when the first tariff is read (an import file is processed), not at import
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     version: str
     currency: Literal["CHF"]
