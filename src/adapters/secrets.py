@@ -12,7 +12,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from adapters.aws_errors import classify, error_code
 from domain.errors import ChannelFailure
 
-CACHE_SECONDS = 300
+# An hour: a channel polled every 5 minutes reads each secret once in 12 polls. A password changed
+# meanwhile fails one poll, which names the secret's setting; the wiring then forgets the cached
+# secrets (``forget_cached_secrets``), so the next poll reads them afresh.
+CACHE_SECONDS = 3600
 MISSING_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"})
 
 
@@ -65,3 +68,10 @@ def _password_from(secret_id: str, value: str, setting: str, key: str = "passwor
     if not value:
         raise ChannelFailure(f"secret {secret_id} is empty", setting=setting)
     return value
+
+
+def forget_cached_secrets() -> None:
+    """Read every secret afresh at its next use (after a refused login: it may have been rotated)."""
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415  # see secret_text
+
+    parameters.clear_caches()  # type: ignore[no-untyped-call]

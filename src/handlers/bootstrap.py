@@ -12,7 +12,7 @@ from adapters.mailbox_memory import DynamoDbMailboxMemory
 from adapters.oauth import MailboxTokens
 from adapters.pop3 import Pop3Account, Pop3Mailbox
 from adapters.scripts import S3ScriptRunner
-from adapters.secrets import password
+from adapters.secrets import forget_cached_secrets, password
 from adapters.serials import DynamoDbSerialCounter
 from adapters.ses import SesReplySender
 from adapters.smtp import SmtpAccount, SmtpReplySender
@@ -38,9 +38,13 @@ class AwsWiring:
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
         return ChannelTable(self._settings.channels_table, aws_client("dynamodb")).get(channel_id)
 
-    def record_status(self, result: PollResult) -> None:
-        """The channel's status item for ``lettershop channel list``, when it says something new
-        (``adapters.status``: a warm function skips an unchanged empty poll without a request)."""
+    def poll_ended(self, result: PollResult) -> None:
+        """After a poll that failed on a setting, the secrets are read afresh by the next one (a
+        rotated password fails one poll, not an hour of them); and the channel's status item for
+        ``lettershop channel list`` is written when it says something new (``adapters.status``: a
+        warm function skips an unchanged empty poll without a request)."""
+        if result.status == "error" and result.setting:
+            forget_cached_secrets()
         store = ChannelStatusStore(self._settings.state_table, aws_client("dynamodb"))
         try:
             store.record(result.channel_id, ChannelStatus.from_result(result, datetime.now(UTC)))

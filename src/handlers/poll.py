@@ -35,8 +35,9 @@ STATUS_METRICS = {"locked": "PollLocked", "invalid_config": "InvalidChannelConfi
 class PollWiring(Wiring, Protocol):
     """The poll's wiring, and where the channel's last status is kept (``lettershop channel list``)."""
 
-    def record_status(self, result: PollResult) -> None:
-        """Keep the result as the channel's status when it says something new; never raises."""
+    def poll_ended(self, result: PollResult) -> None:
+        """After each poll: keep the result as the channel's status when it says something new, and
+        after a failure that names a setting, read the secrets afresh next time; never raises."""
         ...
 
 
@@ -65,7 +66,7 @@ def handler(
         lease_seconds=context.get_remaining_time_in_millis() / 1000 + LEASE_BEYOND_TIMEOUT_SECONDS,
     )
     _emit_metrics(result, started)
-    wiring.record_status(result)
+    wiring.poll_ended(result)
     if result.status == "error":
         logger.error("poll ended in error", extra={"result": result.as_dict(), "setting": result.setting})
         raise PollFailed(f"poll of channel {channel_id} failed: {result.error}")

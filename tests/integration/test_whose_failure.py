@@ -2,6 +2,7 @@
 typo never costs a message an attempt, an odd sender never blocks or misdirects mail, no loops."""
 
 import hashlib
+import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from typing import Any
@@ -67,10 +68,7 @@ def test_a_wrong_smtp_password_keeps_the_message_until_it_is_fixed_then_answers_
     stored_reply = aws.get_object(stack.endpoint_url, stack.names.archive_bucket, entry["reply_key"])
 
     aws.put_secret(stack.endpoint_url, item["smtp_password_secret"], stack.smtp_password)
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # a new invocation after the fix
-    result = invoke_poll(EVENT)
+    result = invoke_poll(EVENT)  # the same warm function: the failed poll let go of cached secrets
 
     assert (result["processed"], result["deleted"]) == (1, 1)
     [mail] = stack.smtp.received
@@ -80,6 +78,23 @@ def test_a_wrong_smtp_password_keeps_the_message_until_it_is_fixed_then_answers_
     assert stack.dovecot.mailbox(mailbox[0]) == []
     assert invoke_poll(EVENT)["recognized"] == 0
     assert len(stack.smtp.received) == 1
+
+
+def test_a_rotated_pop3_password_fails_one_poll_and_the_next_reads_it_afresh(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    item = store_channel(stack, mailbox)
+    assert invoke_poll(EVENT)["status"] == "ok"  # the password is cached now (an hour)
+    stack.dovecot.add_user(mailbox[0], "rotated-password")
+    aws.put_secret(stack.endpoint_url, item["pop3_password_secret"], {"password": "rotated-password"})
+    stack.dovecot.deliver(mailbox[0], partner_mail())
+    time.sleep(1.5)  # Dovecot re-reads its password file within a second
+
+    with pytest.raises(PollFailed, match="POP3 login"):
+        invoke_poll(EVENT)  # still the cached password
+    result = invoke_poll(EVENT)
+
+    assert (result["status"], result["processed"]) == ("ok", 1)
 
 
 def test_a_sender_the_relay_cannot_carry_does_not_hold_up_the_message_behind_it(

@@ -29,7 +29,7 @@ class FakeWiring:
         self.secret_missing = secret_missing
         self.statuses: list[PollResult] = []
 
-    def record_status(self, result: PollResult) -> None:
+    def poll_ended(self, result: PollResult) -> None:
         self.statuses.append(result)
 
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
