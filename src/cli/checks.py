@@ -1,7 +1,7 @@
 """``lettershop channel check``: everything a poll needs, tried without changing anything.
 
-One :class:`Check` per step, each with the fix when it fails: both secrets resolve; POP3 logs in
-(TLS verified) and counts the messages (no ``DELE``, no ``QUIT``: nothing is committed); SMTP answers
+One :class:`Check` per step, each with the fix when it fails: both secrets resolve (for an OAuth
+channel: its client obtains an access token); POP3 logs in (TLS verified) and counts the messages (no ``DELE``, no ``QUIT``: nothing is committed); SMTP answers
 ``EHLO``, ``STARTTLS`` and ``AUTH`` (no mail sent), or the SES identity of ``sender_address`` is
 verified; every configured script exists and compiles.
 """
@@ -11,14 +11,15 @@ from dataclasses import dataclass
 
 from adapters.clients import aws_client
 from adapters.dry_run import session_of
-from adapters.pop3 import Pop3Account, Pop3Mailbox
+from adapters.oauth import MailboxTokens
+from adapters.pop3 import Pop3Mailbox
 from adapters.probe import probe_ses_identity, probe_smtp
 from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
 from adapters.secrets import password
-from adapters.smtp import SmtpAccount
 from cli.context import Stack
-from domain.channel import Channel
+from domain.channel import Channel, OAuthClient
 from domain.errors import ChannelFailure, LetterShopError, ScriptFailed, TransientError
+from handlers.bootstrap import pop3_account, smtp_account
 
 
 @dataclass(frozen=True)
@@ -30,41 +31,53 @@ class Check:
 
 
 def run_checks(channel: Channel, stack: Stack) -> Iterator[Check]:
-    pop3_password: str | None = None
-    pop3_secret = channel.pop3_password_secret
-    if _oauth(channel, "pop3_login"):
-        yield Check("POP3 login", None, "OAuth 2.0 (XOAUTH2): not checked by this version")
-    elif pop3_secret is not None:
-        check = _secret("POP3 password", pop3_secret, "pop3_password_secret")
-        if check.ok:
-            pop3_password = password(pop3_secret, setting="pop3_password_secret")
+    """The checks in the order a poll needs them; a login is not tried when what it needs failed."""
+    oauth = channel.oauth_client
+    secrets_ok = True
+    if channel.pop3_login == "password" and channel.pop3_password_secret is not None:
+        check = _secret("POP3 password", channel.pop3_password_secret, "pop3_password_secret")
+        secrets_ok &= bool(check.ok)
         yield check
-    smtp_password: str | None = None
-    smtp_oauth = bool(getattr(channel, "smtp_oauth", False))
-    smtp_secret = channel.smtp_password_secret
-    smtp_uses_secret = channel.reply_via == "smtp" and channel.smtp_auth and not smtp_oauth
-    if smtp_uses_secret and smtp_secret is not None:
-        check = _secret("SMTP password", smtp_secret, "smtp_password_secret")
-        if check.ok:
-            smtp_password = password(smtp_secret, setting="smtp_password_secret")
+    if (
+        channel.reply_via == "smtp"
+        and channel.smtp_auth
+        and not channel.smtp_oauth
+        and channel.smtp_password_secret
+    ):
+        check = _secret("SMTP password", channel.smtp_password_secret, "smtp_password_secret")
+        smtp_ok = bool(check.ok)
         yield check
-    if not _oauth(channel, "pop3_login"):
-        yield _pop3(channel, pop3_password)
+    else:
+        smtp_ok = True
+    if oauth is not None:
+        check = _token(oauth, channel)
+        secrets_ok &= bool(check.ok)
+        smtp_ok &= bool(check.ok)
+        yield check
+    yield _pop3(channel) if secrets_ok else Check("POP3", None, "not tried: its login could not be prepared")
     if channel.reply_via == "ses":
         yield _ses(channel)
-    elif smtp_oauth:
-        yield Check("SMTP", None, "OAuth 2.0 (XOAUTH2) login: not checked by this version")
-    elif not smtp_uses_secret or smtp_password is not None:
-        yield _smtp(channel, smtp_password)
+    elif smtp_ok:
+        yield _smtp(channel)
     else:
-        yield Check("SMTP", None, "not tried: its password could not be read")
+        yield Check("SMTP", None, "not tried: its login could not be prepared")
     for stage, name in (("prescript", channel.prescript), ("postscript", channel.postscript)):
         if name:
             yield _script(stage, name, channel, stack)
 
 
-def _oauth(channel: Channel, login: str) -> bool:
-    return getattr(channel, login, "password") == "oauth2"
+def _token(oauth: OAuthClient, channel: Channel) -> Check:
+    """An access token from the channel's OAuth client (the login of POP3 and/or SMTP)."""
+    mailbox = channel.pop3_username if channel.pop3_login == "oauth2" else channel.smtp_username or ""
+    try:
+        MailboxTokens(oauth, mailbox).token()
+    except LetterShopError as error:
+        return Check("OAuth token", False, str(error), _fix(error, channel))
+    return Check(
+        "OAuth token",
+        True,
+        f"{oauth.provider} token for client {oauth.client_id or '-'} from {oauth.token_url}",
+    )
 
 
 def _secret(label: str, secret_id: str, setting: str) -> Check:
@@ -81,40 +94,26 @@ def _secret(label: str, secret_id: str, setting: str) -> Check:
     return Check(label, True, f"secret {secret_id} is readable")
 
 
-def _pop3(channel: Channel, pop3_password: str | None) -> Check:
+def _pop3(channel: Channel) -> Check:
     where = f"{channel.pop3_host}:{channel.incoming_port} ({channel.pop3_security})"
-    if pop3_password is None:
-        return Check("POP3", None, f"{where}: not tried, its password could not be read")
-    account = Pop3Account(
-        host=channel.pop3_host,
-        port=channel.incoming_port,
-        security=channel.pop3_security,
-        username=channel.pop3_username,
-        password=pop3_password,
-    )
     try:
-        with session_of(Pop3Mailbox(account)) as session:
+        with session_of(Pop3Mailbox(pop3_account(channel))) as session:
             count = len(session.messages())
     except LetterShopError as error:
         return Check("POP3", False, str(error), _fix(error, channel))
     tls = "" if channel.pop3_security == "none" else ", certificate verified"
+    how = " with an OAuth 2.0 token (XOAUTH2)" if channel.pop3_login == "oauth2" else ""
     return Check(
-        "POP3", True, f"logged in as {channel.pop3_username} at {where}{tls}; {count} message(s) waiting"
+        "POP3",
+        True,
+        f"logged in as {channel.pop3_username}{how} at {where}{tls}; {count} message(s) waiting",
     )
 
 
-def _smtp(channel: Channel, smtp_password: str | None) -> Check:
-    assert channel.smtp_host is not None  # noqa: S101  # the model demands it for smtp
-    account = SmtpAccount(
-        host=channel.smtp_host,
-        port=channel.smtp_port,
-        security=channel.smtp_security,
-        username=channel.smtp_username if channel.smtp_auth else None,
-        password=smtp_password,
-    )
+def _smtp(channel: Channel) -> Check:
     where = f"{channel.smtp_host}:{channel.smtp_port} ({channel.smtp_security})"
     try:
-        steps = probe_smtp(account)
+        steps = probe_smtp(smtp_account(channel))
     except LetterShopError as error:
         return Check("SMTP", False, str(error), _fix(error, channel))
     return Check("SMTP", True, f"{where}: {steps}; no mail sent")

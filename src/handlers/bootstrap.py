@@ -54,7 +54,7 @@ class AwsWiring:
     def ports(self, channel: Channel) -> Ports:
         """Adapters for one channel; reads its passwords (cached across warm invocations)."""
         settings = self._settings
-        mailbox = Pop3Mailbox(_pop3_account(channel))
+        mailbox = Pop3Mailbox(pop3_account(channel))
         dynamodb = aws_client("dynamodb")
         return Ports(
             mailbox=mailbox,
@@ -69,7 +69,7 @@ class AwsWiring:
         )
 
 
-def _pop3_account(channel: Channel) -> Pop3Account:
+def pop3_account(channel: Channel) -> Pop3Account:
     """The POP3 login: OAuth 2.0 tokens (fetched at login, cached), or the password from Secrets Manager."""
     account = Pop3Account(
         host=channel.pop3_host,
@@ -87,6 +87,12 @@ def _pop3_account(channel: Channel) -> Pop3Account:
 def _reply_sender(channel: Channel) -> ReplySender:
     if channel.reply_via == "ses":
         return SesReplySender(aws_client("sesv2"))
+    return SmtpReplySender(smtp_account(channel))
+
+
+def smtp_account(channel: Channel) -> SmtpAccount:
+    """The SMTP relay of a channel that replies by SMTP: its login with OAuth 2.0 tokens, with the
+    password from Secrets Manager, or none (``smtp_auth`` off)."""
     assert channel.smtp_host is not None  # noqa: S101  # the channel model demands it for smtp
     oauth = channel.oauth_client if channel.smtp_oauth else None
     smtp_password = (
@@ -94,13 +100,11 @@ def _reply_sender(channel: Channel) -> ReplySender:
         if channel.smtp_auth and channel.smtp_password_secret and oauth is None
         else None
     )
-    return SmtpReplySender(
-        SmtpAccount(
-            host=channel.smtp_host,
-            port=channel.smtp_port,
-            security=channel.smtp_security,
-            username=channel.smtp_username if channel.smtp_auth else None,
-            password=smtp_password,
-            tokens=MailboxTokens(oauth, channel.smtp_username or "") if oauth is not None else None,
-        )
+    return SmtpAccount(
+        host=channel.smtp_host,
+        port=channel.smtp_port,
+        security=channel.smtp_security,
+        username=channel.smtp_username if channel.smtp_auth else None,
+        password=smtp_password,
+        tokens=MailboxTokens(oauth, channel.smtp_username or "") if oauth is not None else None,
     )

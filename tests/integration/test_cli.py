@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 from adapters.status import forget_written
 from cli.main import app
 from devstack import aws
-from devstack.poll import SENDER_ADDRESS, invoke_poll, load_event, store_channel
+from devstack.poll import SENDER_ADDRESS, invoke_poll, load_event, store_channel, store_oauth_channel
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack
 
@@ -287,6 +287,34 @@ def test_check_names_a_refused_smtp_login(stack: LocalStack, mailbox: tuple[str,
     assert "refused the login of lettershop-relay" in result.stdout
     assert "fix: check smtp_username and the password stored in lettershop/acme/smtp" in result.stdout
     assert stack.smtp.received == []
+
+
+def test_check_of_an_oauth_channel_obtains_a_token_and_logs_in_with_it(stack: LocalStack) -> None:
+    box = stack.new_oauth_mailbox()
+    store_oauth_channel(stack, box)
+
+    result = lettershop("channel", "check", "acme")
+
+    assert result.exit_code == 0, result.stdout
+    assert "ok   OAuth token: microsoft token for client " + box.client_id in result.stdout
+    assert f"ok   POP3: logged in as {box.user} with an OAuth 2.0 token (XOAUTH2)" in result.stdout
+    assert f"AUTH XOAUTH2 as {box.user} ok" in result.stdout
+    assert stack.oauth_smtp.received == []
+
+
+def test_check_names_a_refused_oauth_client_secret_and_tries_no_login(stack: LocalStack) -> None:
+    box = stack.new_oauth_mailbox()
+    item = store_oauth_channel(stack, box)
+    aws.put_secret(stack.endpoint_url, item["oauth_secret"], "not-the-client-secret")
+
+    result = lettershop("channel", "check", "acme")
+
+    assert result.exit_code == 1
+    assert "FAIL OAuth token:" in result.stdout
+    assert "invalid_client" in result.stdout
+    assert "fix: correct oauth_client_id, oauth_secret" in result.stdout
+    assert "skip POP3: not tried" in result.stdout
+    assert "skip SMTP: not tried" in result.stdout
 
 
 def test_check_names_a_missing_script_and_passes_once_it_is_uploaded(
