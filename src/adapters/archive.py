@@ -1,8 +1,10 @@
 """The S3 archive: raw inbound mail, the replies (with their export files) and the quarantine, all
 encrypted at rest.
 
-Every failure here is transient on purpose: a message whose raw bytes are not safely archived is
-never deleted from the mailbox (DESIGN §6), so it is tried again at the next poll.
+A message whose raw bytes are not safely archived is never deleted from the mailbox (DESIGN §6).
+A write that fails for throttling or the network is transient (the message is tried again at the
+next poll); one the bucket refuses (access denied, no such bucket) is the deployment's failure
+(``aws_errors.classify``): the poll stops, naming the stack, and no message is charged an attempt.
 """
 
 import io
@@ -15,7 +17,7 @@ from urllib.parse import quote, unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from adapters.aws_errors import error_code
+from adapters.aws_errors import classify, error_code
 from domain.errors import TransientError
 from domain.ledger import StoredReply
 from domain.outcomes import Outcome
@@ -73,9 +75,9 @@ class S3Archive:
             except ClientError as error:
                 if error_code(error) in ("404", "NoSuchKey", "NotFound"):
                     continue
-                raise TransientError(f"archive s3://{self._bucket}/{key} not readable: {error}") from error
+                raise classify(error, f"looking for a stored reply at s3://{self._bucket}/{key}") from error
             except BotoCoreError as error:
-                raise TransientError(f"archive s3://{self._bucket}/{key} not readable: {error}") from error
+                raise classify(error, f"looking for a stored reply at s3://{self._bucket}/{key}") from error
             metadata = head.get("Metadata", {})
             return StoredReply(key, unquote(metadata["recipient"]), Outcome(metadata["outcome"]))
         return None
@@ -100,6 +102,8 @@ class S3Archive:
             finally:
                 body.seek(0)
             return
+        from boto3.exceptions import S3UploadFailedError  # noqa: PLC0415  # boto3: not at cold start
+
         try:
             self._client.upload_fileobj(
                 _KeptOpen(body),
@@ -109,7 +113,9 @@ class S3Archive:
                 Config=_transfer_config(),
             )
         except (ClientError, BotoCoreError) as error:
-            raise TransientError(f"archive s3://{self._bucket}/{key} not written: {error}") from error
+            raise classify(error, f"writing s3://{self._bucket}/{key}") from error
+        except S3UploadFailedError as error:  # the transfer manager's own, around a part that failed
+            raise TransientError(f"writing s3://{self._bucket}/{key}: {error}") from error
         finally:
             body.seek(0)
 
@@ -126,7 +132,7 @@ class S3Archive:
                 **ENCRYPTION,
             )
         except (ClientError, BotoCoreError) as error:
-            raise TransientError(f"archive s3://{self._bucket}/{key} not written: {error}") from error
+            raise classify(error, f"writing s3://{self._bucket}/{key}") from error
 
 
 class _KeptOpen(io.RawIOBase):

@@ -97,6 +97,34 @@ def test_a_rotated_pop3_password_fails_one_poll_and_the_next_reads_it_afresh(
     assert (result["status"], result["processed"]) == ("ok", 1)
 
 
+def test_a_missing_archive_bucket_is_the_deployments_failure_and_costs_no_attempt(
+    stack: LocalStack, mailbox: tuple[str, str], json_logs: JsonLogs
+) -> None:
+    store_channel(stack, mailbox, max_attempts=1)
+    raw = partner_mail()
+    stack.dovecot.deliver(mailbox[0], raw)
+    s3 = aws.client("s3", stack.endpoint_url)
+    bucket = stack.names.archive_bucket
+    for version in s3.list_object_versions(Bucket=bucket).get("Versions", []):
+        s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+    s3.delete_bucket(Bucket=bucket)
+
+    try:
+        for _ in range(2):  # more than max_attempts: none is charged
+            with pytest.raises(PollFailed, match="NoSuchBucket"):
+                invoke_poll(EVENT)
+    finally:
+        aws.create_resources(stack.endpoint_url, stack.names)  # the bucket again, for the tests after
+
+    [failure] = {line["setting"] for line in json_logs.lines() if line["message"] == "poll ended in error"}
+    assert failure.startswith("the stack")
+    assert stack.dovecot.mailbox(mailbox[0]) == [raw]
+    assert ledger(stack, raw)["attempts"] == "0"
+    assert stack.smtp.received == []
+    result = invoke_poll(EVENT)
+    assert (result["processed"], result["deleted"]) == (1, 1)
+
+
 def test_a_sender_the_relay_cannot_carry_does_not_hold_up_the_message_behind_it(
     stack: LocalStack, mailbox: tuple[str, str]
 ) -> None:

@@ -367,8 +367,13 @@ def test_poll_writes_the_archive_and_reads_back_only_stored_replies(cfn: dict[st
             ["s3:AbortMultipartUpload", "s3:PutObject"],
             {"Fn::Sub": "${ArchiveBucket.Arn}/*"},
         ),
-        # the only read: a stored reply sent again (S3Archive.load of a ledger's reply_key)
-        "ReadStoredReplies": (["s3:GetObject"], {"Fn::Sub": "${ArchiveBucket.Arn}/replies/*"}),
+        # the only read: a stored reply (S3Archive.stored_reply, S3Archive.load)
+        "ReadStoredReplies": (
+            ["s3:GetObject"],
+            [{"Fn::Sub": "${ArchiveBucket.Arn}/exports/*"}, {"Fn::Sub": "${ArchiveBucket.Arn}/replies/*"}],
+        ),
+        # so that a missing stored reply answers 404, not 403 (S3Archive.stored_reply)
+        "MissingStoredReplyIs404": (["s3:ListBucket"], {"Fn::GetAtt": ["ArchiveBucket", "Arn"]}),
     }
 
 
