@@ -113,9 +113,9 @@ class S3Archive:
                 Config=_transfer_config(),
             )
         except (ClientError, BotoCoreError) as error:
-            raise classify(error, f"writing s3://{self._bucket}/{key}") from error
+            raise classify(error, f"archive s3://{self._bucket}/{key} not written") from error
         except S3UploadFailedError as error:  # the transfer manager's own, around a part that failed
-            raise TransientError(f"writing s3://{self._bucket}/{key}: {error}") from error
+            raise TransientError(f"archive s3://{self._bucket}/{key} not written: {error}") from error
         finally:
             body.seek(0)
 
@@ -132,7 +132,7 @@ class S3Archive:
                 **ENCRYPTION,
             )
         except (ClientError, BotoCoreError) as error:
-            raise classify(error, f"writing s3://{self._bucket}/{key}") from error
+            raise classify(error, f"archive s3://{self._bucket}/{key} not written") from error
 
 
 class _KeptOpen(io.RawIOBase):
