@@ -1,9 +1,10 @@
 """``lettershop channel check``: everything a poll needs, tried without changing anything.
 
 One :class:`Check` per step, each with the fix when it fails: both secrets resolve (for an OAuth
-channel: its client obtains an access token); POP3 logs in (TLS verified) and counts the messages (no ``DELE``, no ``QUIT``: nothing is committed); SMTP answers
-``EHLO``, ``STARTTLS`` and ``AUTH`` (no mail sent), or the SES identity of ``sender_address`` is
-verified; every configured script exists and compiles.
+channel: its client obtains an access token); POP3 logs in (TLS verified) and counts the messages
+(no ``DELE``, no ``QUIT``: nothing is committed); SMTP answers ``EHLO``, ``STARTTLS`` and ``AUTH``
+(no mail sent), or the SES identity of ``sender_address`` is verified; every configured script
+exists and compiles.
 """
 
 from collections.abc import Iterator
