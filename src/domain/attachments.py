@@ -15,6 +15,7 @@ headers of each part are read by our own tolerant code, so a broken header never
 from __future__ import annotations
 
 import binascii
+import io
 import quopri
 import re
 import unicodedata
@@ -22,14 +23,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy
 from email.errors import (
+    InvalidBase64PaddingDefect,
     MultipartInvariantViolationDefect,
     StartBoundaryNotFoundDefect,
 )
 from email.message import EmailMessage, Message
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from domain.bounds import BoundExceeded, PartBudget, check_header_fields, parse_bounded
+from domain.bounds import (
+    BoundExceeded,
+    PartBudget,
+    body_chunks,
+    check_header_fields,
+    parse_bounded,
+    spooled_body,
+    unspool_body,
+)
 from domain.errors import RejectedMessage
 from domain.filenames import attachment_name, clean_filename, unique_filename
 from domain.headers import Headers, decode_header_bytes, field_sizes, parse_headers
@@ -42,6 +52,9 @@ _MAX_MESSAGE_NESTING = 5
 _BOUNDARY_DEFECTS = (StartBoundaryNotFoundDefect, MultipartInvariantViolationDefect)
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _MIME_TYPE = re.compile(r"[a-z0-9!#$&.+^_`{|}~-]+/[a-z0-9!#$&.+^_`{|}~-]+")
+_UU_ENCODINGS = ("x-uuencode", "uuencode", "uue", "x-uue")
+_DECODE_PIECE = 256 * 1024  # bytes of a spooled body read and decoded at a time
+_HEAD_READ = 64 * 1024  # the header block of a message given as a file is read in growing pieces
 
 type _Part = Message[Any, Any]
 
@@ -87,7 +100,7 @@ def _boundary_trouble(message: _Part) -> tuple[int, int]:
     return trouble, -parts
 
 
-def _parse(raw: bytes, label: str, budget: PartBudget) -> tuple[_Part, list[str]]:
+def _parse(raw: bytes | IO[bytes], label: str, budget: PartBudget) -> tuple[_Part, list[str]]:
     """Parse with policy.default; with compat32 when that raises or cannot find boundaries.
 
     compat32 reads unquoted boundaries containing ``=`` (Outlook's ``----=_NextPart_...``), which the
@@ -182,7 +195,16 @@ def _payload(part: _Part, headers: dict[str, str]) -> bytes:
     """The decoded content. The email package's own decoding is used only where it reads the
     Content-Transfer-Encoding as we do: it takes ``base64 `` (a blank after it) for an unknown
     encoding, and its quoted-printable decoder drops the rest of a file written with lone-CR line
-    breaks at its first soft break (it skips to the next LF)."""
+    breaks at its first soft break (it skips to the next LF).
+
+    A large body the parser kept in a file (``domain.bounds.spooled_body``) is decoded from it
+    piece by piece, with the same result; where that is not certain (quoted-printable, uuencode,
+    base64 that is not clean), it is read whole first and decoded as below."""
+    if spooled_body(part):
+        streamed = _streamed_payload(part, headers)
+        if streamed is not None:
+            return streamed
+        unspool_body(part)
     encoding = headers.get("content-transfer-encoding", "").strip().lower()
     raw_encoding = str(part.get("content-transfer-encoding", "") or "").lower()
     if encoding != "quoted-printable" and raw_encoding == encoding:
@@ -204,6 +226,56 @@ def _payload(part: _Part, headers: dict[str, str]) -> bytes:
     if encoding == "quoted-printable":
         return quopri.decodestring(data if b"\n" in data else data.replace(b"\r", b"\r\n"))
     return data
+
+
+def _streamed_payload(part: _Part, headers: dict[str, str]) -> bytes | None:
+    """What ``_payload`` returns for a part with a spooled body, decoded piece by piece; None
+    where only the whole body gives the same result (``_payload`` then reads it whole).
+
+    Taken only where ``_payload`` would use ``part.get_payload(decode=True)``, which returns the
+    body's bytes as they are for any encoding but base64, quoted-printable and uuencode, and for
+    base64 strips every line break and decodes strictly (``binascii.a2b_base64``, strict mode),
+    padding a short last quantum: piece by piece that gives the same bytes as long as no piece but
+    the last holds padding and every piece decodes strictly.
+    """
+    encoding = headers.get("content-transfer-encoding", "").strip().lower()
+    try:
+        cte = str(part.get("content-transfer-encoding", "") or "").lower()
+    except Exception:  # read whole, so that _payload meets the same error
+        return None
+    if encoding == "quoted-printable" or cte != encoding or cte == "quoted-printable" or cte in _UU_ENCODINGS:
+        return None
+    if cte == "base64":
+        return _streamed_base64(part)
+    out = io.BytesIO()
+    for chunk in body_chunks(part, _DECODE_PIECE):
+        out.write(chunk)
+    return out.getvalue()
+
+
+def _streamed_base64(part: _Part) -> bytes | None:
+    """``decode_b(b"".join(body.splitlines()))`` of ``email`` on a spooled body, piece by piece, as
+    long as the strict decoding it tries first succeeds; None when it would not."""
+    out = io.BytesIO()
+    carry = b""
+    for chunk in body_chunks(part, _DECODE_PIECE):
+        data = carry + chunk.translate(None, b"\r\n")
+        cut = max(0, len(data) - (len(data) % 4 or 4))  # the last quantum may hold padding: kept back
+        block, carry = data[:cut], data[cut:]
+        if b"=" in block:
+            return None
+        try:
+            out.write(binascii.a2b_base64(block, strict_mode=True))
+        except binascii.Error:
+            return None
+    short = len(carry) % 4
+    try:
+        out.write(binascii.a2b_base64(carry + b"==="[: 4 - short] if short else carry, strict_mode=True))
+    except binascii.Error:
+        return None
+    if short:
+        part.policy.handle_defect(part, InvalidBase64PaddingDefect())
+    return out.getvalue()
 
 
 def _describe_defect(defect: object) -> str:
@@ -305,15 +377,33 @@ class _Collector:
         self.add(name, content, kind)
 
 
-def parse_message(raw: bytes, patterns: Sequence[str]) -> ParsedMessage:
-    """The import files and other attachments of a full raw message.
+def _header_block(raw: bytes | IO[bytes]) -> Headers:
+    """The message's header block (``parse_headers``), read from the start of a file only as far
+    as it takes: until the line after the block is complete, or the end of the file."""
+    if isinstance(raw, bytes):
+        return parse_headers(raw)
+    raw.seek(0)
+    head = bytearray()
+    size = _HEAD_READ
+    while True:
+        chunk = raw.read(size)
+        head += chunk
+        headers = parse_headers(bytes(head))
+        if not chunk or b"\n" in head[len(headers.raw) :]:
+            return headers
+        size *= 2
+
+
+def parse_message(raw: bytes | IO[bytes], patterns: Sequence[str]) -> ParsedMessage:
+    """The import files and other attachments of a full raw message, given as bytes or as a binary
+    file (read from its start, in pieces: the message is never held whole in memory).
 
     Raises RejectedMessage("message cannot be parsed: ...") only when there is no header at all or
     the parser itself gives up, and ``BoundExceeded`` (a RejectedMessage naming the bound) when the
     message claims more structure than ``domain.bounds`` allows - checked before the header fields
     are decoded and while the parts are parsed; any other damage is recorded in ``defects``.
     """
-    headers = parse_headers(raw)
+    headers = _header_block(raw)
     check_header_fields(field_sizes(headers.raw), "the message header")
     if not headers.fields:
         raise RejectedMessage("message cannot be parsed: no header fields")

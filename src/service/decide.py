@@ -10,11 +10,11 @@ whole before any file is looked at, and a file with more data rows than ``max_ro
 alone (``process_import(max_rows=...)``); neither spends a serial.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import make_msgid
-from typing import Literal
+from typing import IO, Literal
 
 from domain.attachments import ParsedMessage, parse_message
 from domain.channel import Channel
@@ -26,13 +26,13 @@ from domain.reply import (
     FileReport,
     ReplyContext,
     answers_our_reply,
+    exports_reply_bytes,
     reply_bytes,
     reply_with_error,
-    reply_with_exports,
     safe_filename,
 )
 from domain.senders import reply_address_problem
-from domain.shipments import ProcessedFile, SerialSource, process_import
+from domain.shipments import SerialSource, process_import
 from domain.shipments.partner_text import shorten
 from service.ports import ReplyLimiter, ScriptCall, ScriptRunner
 from service.telemetry import logger
@@ -45,7 +45,6 @@ class Decision:
     outcome: Outcome
     reason: str | None = None
     reply: bytes | None = None
-    exports: Sequence[ProcessedFile] = ()
 
 
 SerialsFor = Callable[[str], SerialSource]
@@ -84,9 +83,14 @@ class Decider:
     limiter: ReplyLimiter
     time_left: Callable[[], float]
 
-    def decide(self, raw: bytes, sender: str, received: datetime, serials_for: SerialsFor) -> Decision:
+    def decide(
+        self, raw: bytes | IO[bytes], sender: str, received: datetime, serials_for: SerialsFor
+    ) -> Decision:
         """Parse, run scripts, process; a message that cannot be parsed is rejected, and an error
-        reply beyond the channel's hourly limit for this sender is not sent (rejected instead)."""
+        reply beyond the channel's hourly limit for this sender is not sent (rejected instead).
+
+        ``raw`` is the whole message, as bytes or as a binary file that is read from its start in
+        pieces (``domain.attachments.parse_message``), never whole."""
         decision = self._decide(raw, sender, received, serials_for)
         if decision.outcome is Outcome.FAILED and not self._may_send_error_reply(sender, received):
             limit = self.channel.max_error_replies_per_hour
@@ -100,7 +104,9 @@ class Decider:
         hour = received.strftime("%Y-%m-%dT%H")
         return limit > 0 and self.limiter.allow(self.channel.channel_id, sender, hour, limit)
 
-    def _decide(self, raw: bytes, sender: str, received: datetime, serials_for: SerialsFor) -> Decision:
+    def _decide(
+        self, raw: bytes | IO[bytes], sender: str, received: datetime, serials_for: SerialsFor
+    ) -> Decision:
         channel = self.channel
         try:
             parsed = parse_message(raw, channel.import_file_patterns)
@@ -150,8 +156,9 @@ class Decider:
             return Decision(Outcome.FAILED, reply=reply_bytes(reply_with_error(context, problem, reports)))
         files = [{"name": p.import_name, "accepted": p.accepted, "rejected": p.rejected} for p in exports]
         logger.info("message processed", extra={"files": files})
-        reply = reply_bytes(reply_with_exports(context, reports))
-        return Decision(Outcome.PROCESSED, reply=reply, exports=exports)
+        # The exports are not kept with the decision: once in the reply, their bytes (and the import
+        # files' contents behind them) are let go before the reply is stored and sent.
+        return Decision(Outcome.PROCESSED, reply=exports_reply_bytes(context, reports))
 
     def _process(
         self, filename: str, content: bytes, sender: str, parsed: ParsedMessage, serials: SerialSource

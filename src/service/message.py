@@ -40,7 +40,7 @@ from service.retrieval import RetrievalFailures
 from service.serial_blocks import RecordedSerials
 from service.telemetry import logger, metrics
 
-SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
+SPOOL_IN_MEMORY_BYTES = 1024 * 1024  # a larger raw message waits on disk (/tmp), read in pieces
 RECORD_ATTEMPTS = 3
 
 Checkpoint = Callable[[str], None]
@@ -158,9 +158,8 @@ class MessageSettler:
             return
         self.archive.store_inbound(channel.channel_id, message.digest, message.raw, message.received)
         self.checkpoint("archived")
-        message.raw.seek(0)
         decision = self.decider.decide(
-            message.raw.read(),
+            message.raw,  # read in pieces from its start, never whole (domain.attachments)
             sender,
             message.received,
             lambda key: RecordedSerials(self.serials, key, message),
