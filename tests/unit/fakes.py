@@ -1,5 +1,6 @@
 """In-memory fakes that record what the poll did to them (unit tests only)."""
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -27,8 +28,16 @@ class FakeMailbox:
     def deliver(self, uid: str, raw: bytes) -> None:
         self.messages[uid] = raw
 
+    logins: int = 0
+    refuse_login: Exception | None = None
+    logged_in: threading.Event = field(default_factory=threading.Event)
+
     @contextmanager
     def session(self) -> Iterator["FakeSession"]:
+        self.logins += 1
+        self.logged_in.set()
+        if self.refuse_login is not None:
+            raise self.refuse_login
         session = FakeSession(self, list(self.messages))
         yield session
         for uid in session.marked:
