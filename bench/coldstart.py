@@ -49,17 +49,16 @@ def lambda_environment() -> dict[str, str]:
     }
 
 
+def python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter run with ``args`` in the checkout, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def import_seconds(module: str, env: dict[str, str]) -> float:
     """Seconds ``import <module>`` takes in a fresh interpreter."""
-    done = subprocess.run(
-        [sys.executable, "-c", TIMER.format(module=module)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = python(["-c", TIMER.format(module=module)], env)
     if done.returncode != 0:
         raise RuntimeError(f"import {module} failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
@@ -80,15 +79,7 @@ def self_time_by_package(importtime_stderr: str) -> dict[str, float]:
 
 def importtime_breakdown(module: str, env: dict[str, str], top: int = 8) -> list[tuple[str, float]]:
     """The ``top`` packages by self time while importing ``module`` (one run, ``-X importtime``)."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = python(["-X", "importtime", "-c", f"import {module}"], env)
     totals = self_time_by_package(done.stderr)
     return sorted(totals.items(), key=lambda item: -item[1])[:top]
 

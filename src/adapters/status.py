@@ -52,19 +52,8 @@ class ChannelStatus:
 
     @classmethod
     def from_result(cls, result: PollResult, at: datetime) -> "ChannelStatus":
-        return cls(
-            status=result.status,
-            at=at,
-            detail=result.error,
-            setting=result.setting,
-            seen=result.seen,
-            recognized=result.recognized,
-            processed=result.processed,
-            failed=result.failed,
-            rejected=result.rejected,
-            deferred=result.deferred,
-            deleted=result.deleted,
-        )
+        counts = {name: getattr(result, name) for name in COUNTS}
+        return cls(status=result.status, at=at, detail=result.error, setting=result.setting, **counts)
 
     @classmethod
     def invalid(cls, errors: Iterable[tuple[str, str]], at: datetime) -> "ChannelStatus":
