@@ -270,7 +270,7 @@ def empty_poll(stack: LocalStack, handler: Handler) -> tuple[bool, Poll]:
     problem = next((p.counts(seen=0) for p in warm_polls if p.counts(seen=0)), None)
     expired = secrets_expired_poll(handler, "bench-empty")
     print(
-        f"{'':<34} once the secrets' cache has expired (every poll at a 5-minute interval): "
+        f"{'':<34} once the secrets' cache has expired (once an hour, adapters/secrets.py): "
         f"{ms(expired.seconds)}, AWS calls {expired.calls.count}: {expired.calls.breakdown()}"
     )
     ok = verdict(
