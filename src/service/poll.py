@@ -94,7 +94,7 @@ def poll(
                 extra={"allowed_senders_normalised": dict(notes)},
             )
         if not channel.active:
-            logger.info("channel is not active; mailbox not touched")
+            logger.info("channel is not active; its mailbox is not polled")
             return PollResult(channel_id, status="inactive")
         remember(channel)
         taken = early.take(channel)
@@ -110,7 +110,7 @@ def poll(
         )
     except InvalidChannel as error:
         logger.error(
-            "channel configuration is invalid; mailbox not touched",
+            "channel configuration is invalid; its mailbox is not polled",
             extra={"errors": [{"field": field, "reason": reason} for field, reason in error.errors]},
         )
         return PollResult(channel_id, status="invalid_config", error=str(error))
@@ -165,7 +165,7 @@ def poll_channel(
                 return result
             owner = uuid.uuid4().hex
             if not ports.lease.acquire(channel.channel_id, owner, lease_seconds):
-                logger.warning("another poll of this channel is running; mailbox not touched")
+                logger.warning("another poll of this channel is running; this one changes nothing")
                 return PollResult(channel.channel_id, status="locked")
             try:
                 retrievals = RetrievalFailures(memory, channel)
