@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Literal
 
 from adapters.network import tls_context, unknown_host
 from adapters.oauth import AccessToken, TokenSource, xoauth2
+from domain.bounds import MAX_SCREENED_HEADER_BYTES
 from domain.errors import ChannelFailure, ConnectionLost, TransientError
 from service.ports import MessageRef
 
@@ -195,8 +196,17 @@ class Pop3Session:
         ]
 
     def headers(self, number: int) -> bytes:
+        """The header block, at most ``MAX_SCREENED_HEADER_BYTES`` of it (the rest is read, dropped)."""
         lines: list[bytes] = []
-        self._multiline(f"TOP {number} 0", lines.append)
+        kept = 0
+
+        def keep(line: bytes) -> None:
+            nonlocal kept
+            if kept < MAX_SCREENED_HEADER_BYTES:
+                lines.append(line[: MAX_SCREENED_HEADER_BYTES - kept])
+                kept += len(lines[-1])
+
+        self._multiline(f"TOP {number} 0", keep)
         return b"".join(lines)
 
     def retrieve(self, number: int, sink: BinaryIO) -> None:

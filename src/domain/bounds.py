@@ -44,6 +44,10 @@ MAX_HEADER_FIELDS = 1_000
 MAX_HEADER_FIELD_BYTES = 64 * 1024
 MAX_TNEF_ATTRIBUTES = 10_000
 MAX_TNEF_VALUES = 50_000
+# What the screening before download (``TOP n 0``) keeps of a header block; the rest is read from
+# the connection and dropped. Recognition sees the first MiB; a message whose Subject stands later
+# is not recognised on a shared account (an exclusive one downloads it, and the parse bounds apply).
+MAX_SCREENED_HEADER_BYTES = 1024 * 1024
 
 _CHUNK = 64 * 1024  # bytes handed to the parser at a time: it stops at the first bound crossed
 _SPOOL_BODY_BYTES = 1024 * 1024  # a leaf body larger than this stays in a temporary file (``spooled_body``)

@@ -41,3 +41,23 @@ def test_a_message_of_many_parts_is_quarantined_and_the_one_behind_it_processed(
     assert "more than 1,000 MIME parts (bound max_mime_parts = 1,000)" in json.dumps(reason)
     assert any(key.endswith(".eml") for key in keys)  # the raw message is kept for the operator
     assert stack.dovecot.mailbox(mailbox[0]) == []
+
+
+def test_a_huge_header_block_is_screened_from_its_first_mib_and_the_mail_behind_it_is_answered(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    store_channel(stack, mailbox)  # a shared account: recognised by the keyword in the Subject
+    filler = b"".join(b"X-Filler-%d: " % n + b"f" * 990 + b"\r\n" for n in range(3_000))  # 3 MB
+    huge = (
+        f"From: {PARTNER}\r\nTo: lettershop@operator.example\r\n".encode()
+        + filler
+        + b"Subject: LetterShop import\r\nMIME-Version: 1.0\r\n\r\nbody\r\n"
+    )
+    stack.dovecot.deliver(mailbox[0], huge)
+    stack.dovecot.deliver(mailbox[0], partner_mail())
+
+    result = invoke_poll(EVENT)
+
+    assert (result["seen"], result["recognized"], result["processed"]) == (2, 1, 1)
+    assert stack.dovecot.mailbox(mailbox[0]) == [huge]  # its Subject stands past the first MiB
+    assert invoke_poll(EVENT)["seen"] == 0  # remembered as not ours: never screened again
