@@ -23,7 +23,7 @@ from typing import BinaryIO, Protocol
 from domain.ledger import LedgerEntry, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
-from service.ports import Ledger, Mailbox, MailboxSession, MemoryStore, MessageRef
+from service.ports import Archive, Ledger, Mailbox, MailboxSession, MemoryStore, MessageRef
 
 
 @dataclass
@@ -114,10 +114,12 @@ class _Hashing:
 
 
 class DryRunArchive:
-    """Implements ``service.ports.Archive``: stores nothing, notes what would be stored."""
+    """Implements ``service.ports.Archive``: stores nothing, notes what would be stored; a reply an
+    earlier poll stored is read from the ``real`` archive (reading changes nothing)."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, real: Archive) -> None:
         self._journal = journal
+        self._real = real
         self._replies: dict[str, bytes] = {}
 
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str:
@@ -150,12 +152,12 @@ class DryRunArchive:
         return key
 
     def stored_reply(self, channel_id: str, digest: str, received: datetime) -> StoredReply | None:
-        """A dry run stores no reply, so there is none of an earlier (dead) poll to find here."""
-        return None
+        """The reply a poll that died stored, from the real archive (a dry run stores none)."""
+        return self._real.stored_reply(channel_id, digest, received)
 
     def load(self, key: str) -> bytes:
-        """A reply stored in this dry run; a real key (an answer of an earlier poll) is not read."""
-        return self._replies.get(key, b"")
+        """A reply stored in this dry run, else the real one an earlier poll stored."""
+        return self._replies[key] if key in self._replies else self._real.load(key)
 
 
 class LedgerReader(Protocol):

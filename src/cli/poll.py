@@ -98,7 +98,7 @@ def _dry_run(channel: Channel, settings: PollSettings) -> None:
         ports = replace(
             real,
             mailbox=DryRunMailbox(ProgressMailbox(real.mailbox, advance), journal),
-            archive=DryRunArchive(journal),
+            archive=DryRunArchive(journal, real.archive),
             replies=RecordingReplySender(journal),
             serials=PlaceholderSerials(ledger),
             ledger=ledger,

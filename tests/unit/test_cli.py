@@ -32,6 +32,7 @@ from domain.channel import load_channel
 from domain.ledger import LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome, PollResult
 from service.ports import MessageRef
+from tests.unit.fakes import FakeArchive
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "docs" / "channel-schema.json"
@@ -240,13 +241,20 @@ def test_dry_run_archive_ledger_replies_and_serials_keep_everything_in_memory() 
     journal = Journal()
     journal_message = MessageJournal(MessageRef(1, 10, "u1"), digest=DIGEST)
     journal.messages[1] = journal_message
-    archive = DryRunArchive(journal)
+    real = FakeArchive()
+    archive = DryRunArchive(journal, real)
     now = datetime(2026, 11, 29, tzinfo=UTC)
     key = archive.store_reply(
         "acme", DIGEST, b"reply", now, outcome=Outcome.PROCESSED, recipient="p@partner.example"
     )
     assert archive.load(key) == b"reply"
     assert archive.stored_reply("acme", DIGEST, now) is None
+    assert real.objects == {}  # nothing stored for real
+    earlier = real.store_reply(
+        "acme", DIGEST, b"sent before", now, outcome=Outcome.FAILED, recipient="p@x.example"
+    )
+    assert archive.stored_reply("acme", DIGEST, now) == real.stored[earlier]
+    assert archive.load(earlier) == b"sent before"
     assert journal_message.reply_outcome is Outcome.PROCESSED
     replies = RecordingReplySender(journal)
     replies.send(b"reply", sender="s@o.example", recipient="p@partner.example")
