@@ -5,7 +5,7 @@ cleanly (DESIGN §1, §6). Every poll status is decided here: ``ok``, ``inactive
 
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,7 +17,6 @@ from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import PollResult
 from domain.senders import normalization_notes
 from service.decide import Decider, script_seconds
-from service.early_login import EarlyLogin, remember
 from service.message import Checkpoint, MessageSettler
 from service.ports import (
     Archive,
@@ -76,8 +75,7 @@ def poll(
     checkpoint: Checkpoint = _no_checkpoint,
 ) -> PollResult:
     """Poll the channel ``channel_id`` once, whatever state its item is in, and say what happened.
-    The POP3 login may start while the item is read (``service.early_login``)."""
-    early = EarlyLogin(wiring, channel_id)
+    Every connection of the poll is opened with the settings of the item it has just read."""
     try:
         item = wiring.channel_item(channel_id)
         if item is None:
@@ -96,13 +94,9 @@ def poll(
         if not channel.active:
             logger.info("channel is not active; its mailbox is not polled")
             return PollResult(channel_id, status="inactive")
-        remember(channel)
-        taken = early.take(channel)
-        ports, logged_in = taken if taken is not None else (wiring.ports(channel), None)
         return poll_channel(
             channel,
-            ports,
-            logged_in=logged_in,
+            wiring.ports(channel),
             now=now,
             time_left=time_left,
             lease_seconds=lease_seconds,
@@ -120,8 +114,6 @@ def poll(
     except LetterShopError as error:
         logger.error("poll failed: %s", error)
         return PollResult(channel_id, status="error", error=str(error))
-    finally:
-        early.discard()
 
 
 def _log_channel_failure(error: ChannelFailure) -> None:
@@ -137,7 +129,6 @@ def poll_channel(
     channel: Channel,
     ports: Ports,
     *,
-    logged_in: AbstractContextManager[MailboxSession] | None = None,
     now: Callable[[], datetime],
     time_left: Callable[[], float],
     lease_seconds: float,
@@ -150,13 +141,12 @@ def poll_channel(
     work, only one poll of a channel runs at a time (``lease_seconds``: a little longer than the
     function may run). ``time_left`` answers how many seconds the poll may still start a new message
     in; the poll stops taking messages when it reaches zero or ``max_messages_per_poll`` is reached,
-    and ends the POP3 session with ``QUIT`` so that deletions commit. ``logged_in``: a session
-    logged in already (``service.early_login``), else the poll logs in to ``ports.mailbox``.
+    and ends the POP3 session with ``QUIT`` so that deletions commit.
     """
     result = PollResult(channel_id=channel.channel_id)
     late: list[LedgerEntry] = []
     try:
-        with logged_in if logged_in is not None else ports.mailbox.session() as session:
+        with ports.mailbox.session() as session:
             refs = session.messages()
             memory = ports.memory.load(channel.channel_id) if refs else MailboxMemory()
             waiting = [ref for ref in refs if not memory.is_foreign(ref.uid)]

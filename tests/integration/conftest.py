@@ -14,7 +14,6 @@ from adapters.mailbox_memory import forget_warm_memories
 from adapters.oauth import clear_cache
 from adapters.serials import forget_known_counters
 from adapters.status import forget_written
-from service.early_login import forget_channels
 from service.telemetry import logger
 from settings import poll_settings
 
@@ -27,7 +26,6 @@ def cold_start() -> Iterator[None]:
     forget_warm_memories()
     forget_known_counters()
     forget_written()
-    forget_channels()
     yield
     parameters.clear_caches()  # type: ignore[no-untyped-call]
 

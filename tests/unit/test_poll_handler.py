@@ -13,18 +13,9 @@ from domain.channel import Channel
 from domain.errors import ChannelFailure
 from domain.outcomes import PollResult
 from handlers.poll import PollFailed, handler
-from service.early_login import forget_channels
 from service.poll import Ports
 from settings import poll_settings
 from tests.unit.test_poll_service import World, make_channel
-
-
-@pytest.fixture(autouse=True)
-def cold_start() -> Iterator[None]:
-    """Each test a new function instance: no channel remembered for an early login."""
-    forget_channels()
-    yield
-    forget_channels()
 
 
 class FakeWiring:
@@ -51,6 +42,18 @@ class FakeWiring:
                 setting="pop3_password_secret",
             )
         return self.world.ports()
+
+
+class RecordingWiring(FakeWiring):
+    """Records the channel each poll's ports were built with."""
+
+    def __init__(self, world: World, items: Mapping[str, Mapping[str, Any]]) -> None:
+        super().__init__(world, items)
+        self.built: list[Channel] = []
+
+    def ports(self, channel: Channel) -> Ports:
+        self.built.append(channel)
+        return super().ports(channel)
 
 
 def item(**changes: Any) -> dict[str, Any]:
@@ -146,68 +149,30 @@ def test_a_locked_channel_counts_as_locked(capsys: pytest.CaptureFixture[str]) -
     assert metrics_of(capsys)["PollLocked"] == [1.0]
 
 
-class SlowTable(FakeWiring):
-    """A channel table that answers only once a login has started (or after a second): a poll
-    that logs in while the item is read finds the login started, one that waits for the item not."""
-
-    def __init__(self, world: World, items: Mapping[str, Mapping[str, Any]]) -> None:
-        super().__init__(world, items)
-        self.logins_while_reading: list[int] = []
-
-    def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
-        self.world.mailbox.logged_in.wait(timeout=1.0)
-        self.logins_while_reading.append(self.world.mailbox.logins)
-        return super().channel_item(channel_id)
-
-
-def test_the_next_poll_of_an_unchanged_channel_logs_in_while_its_item_is_read() -> None:
-    world = World()
-    wiring = SlowTable(world, {"acme": item()})
-
-    first = invoke(wiring)
-    world.mailbox.deliver("u1", partner_mail())
-    world.mailbox.logged_in.clear()
-    second = invoke(wiring)
-
-    assert wiring.logins_while_reading == [0, 2]  # the first poll knew no channel yet
-    assert world.mailbox.logins == 2  # the early session was the second poll's
-    assert (first["status"], second["processed"], second["deleted"]) == ("ok", 1, 1)
-
-
-def test_a_changed_item_ends_the_early_session_unused_and_the_poll_logs_in_anew() -> None:
+def test_a_warm_poll_connects_only_with_the_item_it_has_just_read() -> None:
+    """DESIGN §6: no connection is opened, and no credential sent, with settings of an earlier item."""
     world = World()
     items: dict[str, Mapping[str, Any]] = {"acme": item()}
-    wiring = FakeWiring(world, items)
+    wiring = RecordingWiring(world, items)
     invoke(wiring)
     world.mailbox.deliver("u1", partner_mail())
-    items["acme"] = item(max_messages_per_poll=7)
+    items["acme"] = item(pop3_host="pop.moved.example")
 
     result = invoke(wiring)
 
-    assert world.mailbox.logins == 3  # the first poll, the early login ended unused, the poll's own
+    assert [channel.pop3_host for channel in wiring.built] == ["pop.example", "pop.moved.example"]
+    assert world.mailbox.logins == 2  # one login a poll, each with the ports of the item it read
     assert (result["processed"], result["deleted"]) == (1, 1)
 
 
-def test_an_inactive_channel_ends_the_early_session_and_touches_nothing() -> None:
+def test_a_warm_poll_of_a_deactivated_channel_opens_no_connection() -> None:
     world = World()
     items: dict[str, Mapping[str, Any]] = {"acme": item()}
-    wiring = FakeWiring(world, items)
+    wiring = RecordingWiring(world, items)
     invoke(wiring)
     world.mailbox.deliver("u1", partner_mail())
     items["acme"] = item(active=False)
 
     assert invoke(wiring)["status"] == "inactive"
+    assert (len(wiring.built), world.mailbox.logins) == (1, 1)
     assert list(world.mailbox.messages) == ["u1"]
-    assert world.mailbox.retrieved == []
-
-
-def test_a_refused_early_login_is_the_polls_one_failure_not_a_second_attempt() -> None:
-    world = World()
-    wiring = FakeWiring(world, {"acme": item()})
-    invoke(wiring)
-    world.mailbox.refuse_login = ChannelFailure("POP3 login refused", setting="pop3_password_secret")
-
-    with pytest.raises(PollFailed, match="POP3 login refused"):
-        invoke(wiring)
-
-    assert world.mailbox.logins == 2
