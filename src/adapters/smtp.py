@@ -60,7 +60,7 @@ class SizeOffer:
         if not client.has_extn("size"):
             return cls()
         value = str(client.esmtp_features.get("size") or "").strip()
-        return cls(True, int(value) if value.isdigit() and int(value) > 0 else None)
+        return cls(True, int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None)
 
 
 class SmtpReplySender:

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from adapters.oauth import AccessToken
-from adapters.smtp import SmtpAccount, SmtpReplySender
+from adapters.smtp import SizeOffer, SmtpAccount, SmtpReplySender
 from domain.errors import ChannelFailure, ReplyTooLarge, TransientError, UndeliverableReply
 
 REPLY = b"Subject: Re: x\r\n\r\nbody\r\n"
@@ -195,6 +197,18 @@ def test_a_size_offered_without_a_limit_is_no_limit(size: str) -> None:
     sender_with(client).send(REPLY * 100, sender="a@b.example", recipient="c@d.example")
 
     assert len(client.sent) == 1
+
+
+@given(st.one_of(st.text(max_size=30), st.integers(min_value=-5, max_value=10**12).map(str)))
+@example("²")  # a digit to str.isdigit, not to int()
+@example(" 0012 ")
+def test_whatever_a_server_offers_as_size_is_read_without_raising(value: str) -> None:
+    offer = SizeOffer.of(RecordingClient(size=value))  # type: ignore[arg-type]
+
+    assert offer.offered
+    if offer.limit is not None:
+        assert offer.limit > 0
+        assert str(offer.limit) == value.strip().lstrip("0")
 
 
 @pytest.mark.parametrize(
