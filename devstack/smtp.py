@@ -4,6 +4,10 @@ Default: plain port with STARTTLS required and AUTH (PLAIN/LOGIN) required — a
 submission server. Flags give the other shapes the channel supports: no TLS requirement and/or no
 AUTH (``smtp_security: none``, ``smtp_auth: false``) and implicit TLS (``smtp_security: tls``).
 
+``data_size_limit`` is the largest message it takes (aiosmtpd's own, 32 MiB by default): it offers it
+as ``SIZE`` in ``EHLO`` (RFC 1870), answers a ``MAIL FROM`` with a larger ``SIZE=`` with ``552`` and
+refuses more data than that after ``DATA`` with ``552`` as well.
+
 Failure injection: :meth:`SmtpServer.fail_next` makes the server answer the next N ``MAIL``,
 ``RCPT`` or ``DATA`` commands with a given reply (``451 4.3.0 try later``, ``550 5.1.1 no such
 user``, ...) instead of accepting; a 421 also closes the connection, as RFC 5321 says it does.
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import DATA_SIZE_DEFAULT, MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from devstack.server import LocalServer
 from devstack.tls import HOST, TlsFiles, server_context
@@ -216,6 +220,7 @@ class SmtpServer(LocalServer):
         implicit_tls: bool = False,
         smtputf8: bool = False,
         introspect: Introspect | None = None,
+        data_size_limit: int = DATA_SIZE_DEFAULT,
     ) -> None:
         self.tls = tls
         self.users: dict[str, str] = dict(users or {})
@@ -224,6 +229,7 @@ class SmtpServer(LocalServer):
         self.implicit_tls = implicit_tls
         self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531); aiosmtpd, like many relays, does not by default
         self.introspect = introspect  # set: logins are AUTH XOAUTH2 tokens only (see _OAuthRecorder)
+        self.data_size_limit = data_size_limit  # offered as SIZE; larger messages are refused with 552
         self.received: list[ReceivedMail] = []
         self.auth_attempts: list[tuple[str, bool]] = []
         self.refused: list[RefusedCommand] = []
@@ -244,6 +250,7 @@ class SmtpServer(LocalServer):
             "server_hostname": "localhost",
             "ready_timeout": 10.0,
             "enable_SMTPUTF8": self.smtputf8,
+            "data_size_limit": self.data_size_limit,
         }
         handler = _Recorder(self)
         if self.introspect is not None:

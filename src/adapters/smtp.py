@@ -4,10 +4,14 @@ The stored reply is sent byte for byte (``sendmail``), so a retry sends exactly 
 Errors are sorted for DESIGN §6 (whose failure is it):
 
 * a 4xx reply, a timeout or a dropped connection: ``TransientError`` (the message is tried again);
+* a reply larger than the ``SIZE`` the server offered in ``EHLO`` (RFC 1870; checked before anything
+  is sent), a 552 to ``MAIL FROM`` carrying ``SIZE=`` (``smtplib`` adds it wherever ``SIZE`` is
+  offered) or a 552 after ``DATA``: ``ReplyTooLarge`` (that message's own problem; the partner is
+  told so in a short notice);
 * the recipient refused for good (5xx at RCPT or DATA), or a non-ASCII address and a server that
   does not offer SMTPUTF8: ``UndeliverableReply`` (that message's own problem);
 * a refused login, AUTH or STARTTLS not offered, TLS failing, an unknown host, our sender address
-  refused (5xx at MAIL FROM): ``ChannelFailure`` naming the setting to fix.
+  refused (any other 5xx at MAIL FROM): ``ChannelFailure`` naming the setting to fix.
 
 The login is ``AUTH PLAIN/LOGIN`` with the password, or ``AUTH XOAUTH2`` with an OAuth 2.0 bearer
 token (``smtp_login: oauth2``, never on an unencrypted connection); a refused token that came from the
@@ -21,7 +25,7 @@ from typing import Literal
 
 from adapters.network import tls_context, unknown_host
 from adapters.oauth import AccessToken, TokenSource, xoauth2
-from domain.errors import ChannelFailure, LetterShopError, TransientError, UndeliverableReply
+from domain.errors import ChannelFailure, LetterShopError, ReplyTooLarge, TransientError, UndeliverableReply
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,23 @@ OAUTH_SETTINGS = (
     "smtp_username, oauth_client_id, oauth_secret (and the app's permission to send as smtp_username)"
 )
 TLS_SETTINGS = "smtp_security, smtp_port (or the server's certificate)"
+TOO_LARGE = 552  # RFC 1870 §6.1, RFC 5321 §4.2.3: message size exceeds fixed maximum message size
+
+
+@dataclass(frozen=True)
+class SizeOffer:
+    """What the server said of ``SIZE`` in ``EHLO`` (RFC 1870): whether it offers it (``smtplib``
+    then sends ``SIZE=`` with ``MAIL FROM``), and its limit in bytes (None: no limit declared)."""
+
+    offered: bool = False
+    limit: int | None = None
+
+    @classmethod
+    def of(cls, client: smtplib.SMTP) -> "SizeOffer":
+        if not client.has_extn("size"):
+            return cls()
+        value = str(client.esmtp_features.get("size") or "").strip()
+        return cls(True, int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None)
 
 
 class SmtpReplySender:
@@ -56,11 +77,20 @@ class SmtpReplySender:
         account = self._account
         where = f"SMTP server {account.host}:{account.port}"
         utf8 = not (sender + recipient).isascii()
+        offer = SizeOffer()
         try:
             client = self._session(where)
             if utf8 and not client.has_extn("smtputf8"):
                 raise UndeliverableReply(
                     f"{where} does not offer SMTPUTF8, which the address {recipient} needs"
+                )
+            offer = SizeOffer.of(client)
+            if offer.limit is not None and len(data) > offer.limit:
+                raise ReplyTooLarge(
+                    f"{where} takes messages of at most {offer.limit} bytes (SIZE); "
+                    f"the reply to {recipient} has {len(data)}",
+                    size=len(data),
+                    limit=offer.limit,
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
             try:
@@ -69,7 +99,9 @@ class SmtpReplySender:
                 self.close()
                 raise
         except (smtplib.SMTPException, OSError) as error:
-            raise classified(error, where, account, sender=sender, recipient=recipient) from error
+            raise classified(
+                error, where, account, sender=sender, recipient=recipient, size=len(data), offer=offer
+            ) from error
 
     def close(self) -> None:
         """End the connection, if one is open (``QUIT``)."""
@@ -164,11 +196,26 @@ def _xoauth2(client: smtplib.SMTP, username: str, token: AccessToken) -> None:
 
 
 def classified(  # noqa: PLR0911  # one return per kind of failure reads best
-    error: smtplib.SMTPException | OSError, where: str, account: SmtpAccount, *, sender: str, recipient: str
+    error: smtplib.SMTPException | OSError,
+    where: str,
+    account: SmtpAccount,
+    *,
+    sender: str,
+    recipient: str,
+    size: int = 0,
+    offer: SizeOffer = SizeOffer(),  # frozen: one shared default is safe
 ) -> LetterShopError:
-    """Whose failure it is (see the module's docstring)."""
+    """Whose failure it is (see the module's docstring); ``size`` is the reply's, ``offer`` what the
+    server said of ``SIZE``. A reply refused as too large had passed the check against the offered
+    limit, so the limit the server applied is not known."""
     if isinstance(error, smtplib.SMTPResponseException) and 400 <= error.smtp_code < 500:
         return TransientError(f"{where} answered {_reply(error)}")
+    if isinstance(error, smtplib.SMTPResponseException) and _too_large(error, offer):
+        return ReplyTooLarge(
+            f"{where} refused the reply of {size} bytes to {recipient} as too large: {_reply(error)}",
+            size=size,
+            limit=None,
+        )
     if isinstance(error, smtplib.SMTPAuthenticationError):
         how = "the OAuth token for " if account.tokens is not None else "the login of "
         return ChannelFailure(
@@ -196,6 +243,13 @@ def classified(  # noqa: PLR0911  # one return per kind of failure reads best
             f"SMTP server {account.host} is not a known host name: {error}", setting="smtp_host"
         )
     return TransientError(f"{where} not usable: {error}")
+
+
+def _too_large(error: smtplib.SMTPResponseException, offer: SizeOffer) -> bool:
+    """552 after ``DATA``, or to a ``MAIL FROM`` that carried ``SIZE=``: the message is too large."""
+    if isinstance(error, smtplib.SMTPDataError):
+        return error.smtp_code == TOO_LARGE
+    return isinstance(error, smtplib.SMTPSenderRefused) and error.smtp_code == TOO_LARGE and offer.offered
 
 
 def _quit(client: smtplib.SMTP) -> None:

@@ -12,6 +12,8 @@ a message is decided in one place, ``service.failures.consequence_of``:
                          ``error``; no message is charged an attempt; ``setting`` names what to fix.
 * ``UndeliverableReply`` the reply can never reach this sender (recipient refused for good, SMTPUTF8
                          needed and not offered): that message is settled ``failed`` without a reply.
+* ``ReplyTooLarge``      the reply is larger than the relay (or SES) takes: that message is settled
+                         ``failed``, and the partner gets a short notice naming both sizes instead.
 * ``PermanentError``     an import file (or the whole message) cannot be processed as it is: the
                          partner gets an error reply. Raised and caught inside ``service.decide``.
 * ``RejectedMessage``    a recognised message that is not answered: stranger, automatic, unparsable.
@@ -40,6 +42,16 @@ class ChannelFailure(LetterShopError):
 
 class UndeliverableReply(LetterShopError):
     """The reply cannot be delivered to this recipient, now or later: the message's own problem."""
+
+
+class ReplyTooLarge(LetterShopError):
+    """The reply (``size`` bytes) is more than the relay or SES takes (``limit`` bytes, None when it
+    did not say): the message's own problem, never the channel's."""
+
+    def __init__(self, message: str, *, size: int, limit: int | None) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class PermanentError(LetterShopError):

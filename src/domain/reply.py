@@ -11,6 +11,7 @@ with one of them (or with a tab or a carriage return), e.g. a line of a script's
 
 import binascii
 import io
+import math
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -135,6 +136,28 @@ def reply_with_error(context: ReplyContext, problem: str, reports: Sequence[File
         lines += ["", *(_describe(report) for report in reports)]
     lines += ["", "Please correct the file and send it again. Nothing from this message has been imported."]
     return _base(context, "\n".join(lines))
+
+
+def reply_too_large(context: ReplyContext, *, size: int, limit: int | None) -> EmailMessage:
+    """The short notice, without attachments, that goes instead of an answer of ``size`` bytes the
+    mail server did not take (``limit``: the most it takes, None when it did not say): both sizes,
+    and into how many files to split the import so each answer fits."""
+    most = f"the {_amount(limit)} that our mail server takes" if limit else "what our mail server takes"
+    parts = f"at least {math.ceil(size / limit)} smaller files" if limit else "smaller files"
+    lines = [
+        "The answer to your message could not be sent: with its export files it comes to "
+        f"{_amount(size)}, more than {most}.",
+        "",
+        f"Please split the import into {parts} and send them again, each in a message of its own.",
+        "No shipment id of this message has reached you; use those of the new answers.",
+    ]
+    return _base(context, "\n".join(lines))
+
+
+def _amount(size: int) -> str:
+    """``12.3 MB (12,345,678 bytes)``: decimal units, as mail servers state their limits."""
+    rounded = f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{size / 1000:.1f} kB"
+    return f"{rounded} ({size:,} bytes)"
 
 
 def answers_our_reply(headers: Headers) -> bool:

@@ -68,6 +68,19 @@ def screen(channel: Channel, headers: Headers, size: int) -> tuple[str, None] | 
     return sender, None
 
 
+def reply_context(channel: Channel, headers: Headers, recipient: str, date: datetime) -> ReplyContext:
+    """The channel answers ``recipient`` about the message with these headers, in a reply of its own."""
+    return ReplyContext(
+        sender_address=channel.sender_address,
+        recipient=recipient,
+        subject=headers.subject,
+        message_id=headers.message_id,
+        references=headers.references,
+        reply_message_id=make_msgid(REPLY_ID_MARK, domain=channel.sender_address.rpartition("@")[2]),
+        date=date,
+    )
+
+
 def script_seconds(channel: Channel) -> float:
     """Seconds one import file may spend in the channel's scripts: it starts only when they fit."""
     scripts = sum(1 for name in (channel.prescript, channel.postscript) if name)
@@ -115,15 +128,7 @@ class Decider:
         if not parsed.import_files and answers_our_reply(parsed.headers):
             reason = "automatic: it answers one of our replies and carries no import file (no loop)"
             return Decision(Outcome.REJECTED, reason=reason)
-        context = ReplyContext(
-            sender_address=channel.sender_address,
-            recipient=sender,
-            subject=parsed.headers.subject,
-            message_id=parsed.headers.message_id,
-            references=parsed.headers.references,
-            reply_message_id=make_msgid(REPLY_ID_MARK, domain=channel.sender_address.rpartition("@")[2]),
-            date=received,
-        )
+        context = reply_context(channel, parsed.headers, sender, received)
         if parsed.defects:
             logger.info("message parsed with defects", extra={"defects": list(parsed.defects)})
         if not parsed.import_files:

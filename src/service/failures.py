@@ -8,18 +8,21 @@ decides. The message handler applies the consequence in one place (``MessageSett
 | ``ChannelFailure``      | ``STOP``       | stays; claim released, no attempt counted     | stops       |
 | ``ConnectionLost``      | ``DISCONNECT`` | stays; claim released, no attempt counted     | ends        |
 | ``UndeliverableReply``  | ``SETTLE``     | settled ``failed`` without a reply; deleted   | goes on     |
+| ``ReplyTooLarge``       | ``NOTIFY``     | settled ``failed``; a short notice naming the | goes on     |
+|                         |                | reply's size and the limit is its answer      |             |
 | anything else           | ``DEFER``      | stays; one attempt; quarantined at the limit  | goes on     |
 """
 
 from enum import StrEnum
 
-from domain.errors import ChannelFailure, ConnectionLost, UndeliverableReply
+from domain.errors import ChannelFailure, ConnectionLost, ReplyTooLarge, UndeliverableReply
 
 
 class Consequence(StrEnum):
     STOP = "stop"
     DISCONNECT = "disconnect"
     SETTLE = "settle"
+    NOTIFY = "notify"
     DEFER = "defer"
 
 
@@ -27,6 +30,7 @@ _CONSEQUENCES: dict[type[BaseException], Consequence] = {
     ChannelFailure: Consequence.STOP,
     ConnectionLost: Consequence.DISCONNECT,
     UndeliverableReply: Consequence.SETTLE,
+    ReplyTooLarge: Consequence.NOTIFY,
 }
 
 

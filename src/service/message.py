@@ -22,18 +22,19 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import BinaryIO, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from domain.channel import Channel
-from domain.errors import ConnectionLost, LetterShopError, TransientError
+from domain.errors import ConnectionLost, LetterShopError, ReplyTooLarge, TransientError, UndeliverableReply
 from domain.inbound import Headers, is_recognized, parse_headers
 from domain.ledger import LedgerEntry, Stage
 from domain.outcomes import Outcome, PollResult
-from service.decide import Decider, Decision, screen
+from domain.reply import reply_bytes, reply_too_large
+from service.decide import Decider, Decision, reply_context, screen
 from service.failures import Consequence, consequence_of
 from service.ports import Archive, Ledger, MailboxSession, MessageRef, ReplySender, SerialCounter
 from service.retrieval import RetrievalFailures
@@ -209,6 +210,9 @@ class MessageSettler:
                 self._release(message, str(error))
                 self.result.count(Outcome.DEFERRED)
             raise error
+        if consequence is Consequence.NOTIFY and entry is not None and entry.recipient is not None:
+            self._notify(message, entry.recipient, cast(ReplyTooLarge, error))
+            return
         if consequence is Consequence.SETTLE and entry is not None:
             logger.error(
                 "reply could not be delivered; the message is settled as failed: %s",
@@ -227,6 +231,34 @@ class MessageSettler:
         self._defer(
             message, str(error) if isinstance(error, TransientError) else f"unexpected error: {error!r}"
         )
+
+    def _notify(self, message: _Message, recipient: str, error: ReplyTooLarge) -> None:
+        """The reply is more than the relay takes: a short notice naming both sizes becomes the
+        answer, to the recorded recipient through the same transport. It is stored (``replies/``;
+        the large reply stays where it is) and recorded before it is sent, so a retry sends the
+        notice, never the large reply again. A notice that fails is handled as any answer's
+        failure; one that does not fit either settles the message without a reply."""
+        logger.error(
+            "reply too large for the relay; the partner gets a notice instead: %s",
+            error,
+            extra={"recipient": recipient, "reply_bytes": error.size, "limit_bytes": error.limit},
+        )
+        metrics.add_metric(name="ReplyTooLarge", unit=MetricUnit.Count, value=1)
+        context = reply_context(self.channel, message.headers, recipient, self.now())
+        notice = reply_bytes(reply_too_large(context, size=error.size, limit=error.limit))
+        try:
+            key = self._store(message, Decision(Outcome.FAILED, reply=notice), recipient)
+            answered = message.ledger_entry.answered(Outcome.FAILED, reply_key=key, recipient=recipient)
+            message.entry = self._save(replace(answered, last_error=str(error)))
+            message.reply = notice
+            self._send(message)
+        except ReplyTooLarge as still:
+            self._on_failure(message, UndeliverableReply(f"not even the notice fits: {still}"))
+            return
+        except Exception as failed:  # the notice's failure goes to the one mapping
+            self._on_failure(message, failed)
+            return
+        self._delete_after_failure(message)
 
     def _defer(self, message: _Message, error: str) -> None:
         """Keep the message for the next poll (one attempt counted); after ``max_attempts`` quarantine it."""

@@ -7,21 +7,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from adapters.oauth import AccessToken
-from adapters.smtp import SmtpAccount, SmtpReplySender
-from domain.errors import ChannelFailure, TransientError, UndeliverableReply
+from adapters.smtp import SizeOffer, SmtpAccount, SmtpReplySender
+from domain.errors import ChannelFailure, ReplyTooLarge, TransientError, UndeliverableReply
 
 REPLY = b"Subject: Re: x\r\n\r\nbody\r\n"
 
 
 class RecordingClient:
     def __init__(
-        self, *, fail: Exception | None = None, quit_fails: bool = False, extensions: tuple[str, ...] = ()
+        self,
+        *,
+        fail: Exception | None = None,
+        quit_fails: bool = False,
+        extensions: tuple[str, ...] = (),
+        size: str | None = None,
     ) -> None:
         self.fail = fail
         self.quit_fails = quit_fails
-        self.extensions = extensions
+        self.extensions = extensions + (("size",) if size is not None else ())
+        self.esmtp_features = {"size": size} if size is not None else {}
         self.sent: list[tuple[str, list[str], bytes, list[str]]] = []
         self.closed = False
         self.dropped = False
@@ -147,7 +155,8 @@ def test_a_non_ascii_recipient_without_smtputf8_is_the_messages_problem() -> Non
     ("failure", "expected"),
     [
         (smtplib.SMTPDataError(451, b"4.3.0 try later"), TransientError),
-        (smtplib.SMTPDataError(552, b"5.3.4 too big"), UndeliverableReply),
+        (smtplib.SMTPDataError(552, b"5.3.4 too big"), ReplyTooLarge),
+        (smtplib.SMTPDataError(554, b"5.7.1 rejected as spam"), UndeliverableReply),
         (smtplib.SMTPRecipientsRefused({"c@d.example": (550, b"no such user")}), UndeliverableReply),
         (smtplib.SMTPRecipientsRefused({"c@d.example": (450, b"mailbox busy")}), TransientError),
         (smtplib.SMTPSenderRefused(553, b"not our sender", "a@b.example"), ChannelFailure),
@@ -164,6 +173,75 @@ def test_a_non_ascii_recipient_without_smtputf8_is_the_messages_problem() -> Non
 def test_failures_are_sorted_by_whose_they_are(failure: Exception, expected: type[Exception]) -> None:
     with pytest.raises(expected):
         sender_with(RecordingClient(fail=failure)).send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+
+def test_a_reply_over_the_offered_size_is_refused_before_anything_is_sent() -> None:
+    client, spare = RecordingClient(size="100"), RecordingClient()
+    sender, opened = connecting(client, spare)
+    large = REPLY + b"x" * (101 - len(REPLY))
+
+    with pytest.raises(ReplyTooLarge) as raised:
+        sender.send(large, sender="a@b.example", recipient="c@d.example")
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")  # the notice, say
+
+    assert (raised.value.size, raised.value.limit) == (101, 100)
+    assert "at most 100 bytes (SIZE)" in str(raised.value)
+    assert [msg for _, _, msg, _ in client.sent] == [REPLY]
+    assert opened == [client]  # nothing went wrong with the connection
+
+
+@pytest.mark.parametrize("size", ["0", ""])
+def test_a_size_offered_without_a_limit_is_no_limit(size: str) -> None:
+    client = RecordingClient(size=size)
+
+    sender_with(client).send(REPLY * 100, sender="a@b.example", recipient="c@d.example")
+
+    assert len(client.sent) == 1
+
+
+@given(st.one_of(st.text(max_size=30), st.integers(min_value=-5, max_value=10**12).map(str)))
+@example("²")  # a digit to str.isdigit, not to int()
+@example(" 0012 ")
+def test_whatever_a_server_offers_as_size_is_read_without_raising(value: str) -> None:
+    offer = SizeOffer.of(RecordingClient(size=value))  # type: ignore[arg-type]
+
+    assert offer.offered
+    if offer.limit is not None:
+        assert offer.limit > 0
+        assert str(offer.limit) == value.strip().lstrip("0")
+
+
+@pytest.mark.parametrize(
+    ("size", "failure"),
+    [
+        (
+            "1000000",
+            smtplib.SMTPSenderRefused(552, b"5.3.4 message size exceeds fixed maximum", "a@b.example"),
+        ),
+        ("", smtplib.SMTPSenderRefused(552, b"5.3.4 message size exceeds fixed maximum", "a@b.example")),
+        ("1000000", smtplib.SMTPDataError(552, b"5.3.4 Too much mail data")),
+        (None, smtplib.SMTPDataError(552, b"5.3.4 Too much mail data")),
+    ],
+)
+def test_a_552_to_mail_from_with_size_or_after_data_is_a_reply_too_large(
+    size: str | None, failure: Exception
+) -> None:
+    with pytest.raises(ReplyTooLarge) as raised:
+        sender_with(RecordingClient(size=size, fail=failure)).send(
+            REPLY, sender="a@b.example", recipient="c@d.example"
+        )
+
+    assert (raised.value.size, raised.value.limit) == (len(REPLY), None)  # the offered limit was kept
+    assert "refused the reply of 24 bytes to c@d.example as too large: 552 5.3.4" in str(raised.value)
+
+
+def test_a_552_to_mail_from_without_size_offered_is_still_the_sender_address() -> None:
+    failure = smtplib.SMTPSenderRefused(552, b"5.7.1 sender not allowed", "a@b.example")
+
+    with pytest.raises(ChannelFailure) as raised:
+        sender_with(RecordingClient(fail=failure)).send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+    assert raised.value.setting == "sender_address"
 
 
 def test_a_refused_login_names_the_settings_to_fix() -> None:
