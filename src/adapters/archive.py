@@ -113,7 +113,7 @@ class S3Archive:
                         found.append(ArchivedReply(parsed, obj["Size"], obj["LastModified"]))
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"listing s3://{self._bucket}/{prefix}") from error
-        return sorted(found, key=lambda reply: reply.stored)
+        return sorted(found, key=lambda reply: (reply.stored, reply.key.key))
 
     def load(self, key: str) -> bytes:
         try:

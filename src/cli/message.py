@@ -86,7 +86,7 @@ def _list_replies(archive: S3Archive, channel_id: str, limit: int) -> None:
         replies = [reply for folder in REPLY_FOLDERS for reply in archive.replies(f"{folder}/{channel_id}/")]
     except LetterShopError as error:
         raise CliError(str(error)) from None
-    replies.sort(key=lambda reply: reply.stored, reverse=True)
+    replies.sort(key=lambda reply: (reply.stored, reply.key.key), reverse=True)
     shown = replies[:limit]
     table = Table(title=f"replies to {channel_id}'s messages (exports/, replies/)")
     table.add_column("key", no_wrap=True, min_width=max((len(r.key.key) for r in shown), default=3))
@@ -216,7 +216,7 @@ def _stored_replies(archive: S3Archive, where: ArchivedMessage, digest: str) -> 
     for folder in REPLY_FOLDERS:
         found += archive.replies(reply_prefix(folder, where.channel_id, digest))
         found += archive.replies(earlier_reply_key(folder, where.channel_id, where.day, digest))
-    return sorted(found, key=lambda reply: reply.stored)
+    return sorted(found, key=lambda reply: (reply.stored, reply.key.key))
 
 
 def _sent_before(entry: LedgerEntry | None, stored: list[ArchivedReply], archive: S3Archive) -> str:
