@@ -10,6 +10,7 @@ next poll); one the bucket refuses (access denied, no such bucket) is the deploy
 import io
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any, BinaryIO
@@ -17,6 +18,7 @@ from urllib.parse import quote, unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from adapters.archive_keys import ReplyKey, inbound_key, parse_reply_key, quarantine_stem, reply_key
 from adapters.aws_errors import classify, error_code
 from domain.errors import TransientError
 from domain.ledger import StoredReply
@@ -28,6 +30,15 @@ PART_BYTES = 8 * 1024 * 1024
 PARTS_AT_ONCE = 2
 
 
+@dataclass(frozen=True)
+class ArchivedReply:
+    """A stored reply as the bucket lists it."""
+
+    key: ReplyKey
+    size: int
+    stored: datetime
+
+
 class S3Archive:
     """Implements ``service.ports.Archive`` on the archive bucket, with an injected ``s3`` client."""
 
@@ -36,14 +47,14 @@ class S3Archive:
         self._client = client
 
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str:
-        key = f"inbound/{_day(channel_id, received)}/{digest}.eml"
+        key = inbound_key(channel_id, digest, received)
         self._upload(key, raw, "message/rfc822")
         return key
 
     def quarantine(
         self, channel_id: str, digest: str, raw: BinaryIO, reason: Mapping[str, object], received: datetime
     ) -> str:
-        key = f"quarantine/{_day(channel_id, received)}/{digest}"
+        key = quarantine_stem(channel_id, digest, received)
         self._upload(f"{key}.eml", raw, "message/rfc822")
         self._put(f"{key}.json", json.dumps(reason, indent=2, default=str).encode(), "application/json")
         return f"{key}.eml"
@@ -60,27 +71,49 @@ class S3Archive:
     ) -> str:
         """One object: the reply, which carries the export files of a processed message
         (``exports/…``; an error report goes to ``replies/…``), with its outcome and its one
-        recipient in the object's metadata."""
-        key = _reply_key(channel_id, digest, received, outcome)
+        recipient in the object's metadata. Its key is its own (``archive_keys.reply_key``), and the
+        write is conditional (``If-None-Match: *``): it never replaces a reply stored before."""
+        key = reply_key(channel_id, digest, received, outcome)
         metadata = {"outcome": outcome.value, "recipient": quote(recipient, safe="@")}
-        self._put(key, data, "message/rfc822", metadata)
+        self._put(key, data, "message/rfc822", metadata, only_new=True)
         return key
 
     def stored_reply(self, channel_id: str, digest: str, received: datetime) -> StoredReply | None:
         """The reply stored for this message by a poll that started at ``received``, if any."""
         for outcome in (Outcome.PROCESSED, Outcome.FAILED):
-            key = _reply_key(channel_id, digest, received, outcome)
-            try:
-                head = self._client.head_object(Bucket=self._bucket, Key=key)
-            except ClientError as error:
-                if error_code(error) in ("404", "NoSuchKey", "NotFound"):
-                    continue
-                raise classify(error, f"looking for a stored reply at s3://{self._bucket}/{key}") from error
-            except BotoCoreError as error:
-                raise classify(error, f"looking for a stored reply at s3://{self._bucket}/{key}") from error
-            metadata = head.get("Metadata", {})
-            return StoredReply(key, unquote(metadata["recipient"]), Outcome(metadata["outcome"]))
+            found = self.reply_at(reply_key(channel_id, digest, received, outcome))
+            if found is not None:
+                return found
         return None
+
+    def reply_at(self, key: str) -> StoredReply | None:
+        """The reply stored at ``key`` (its recipient and outcome), None when there is none."""
+        try:
+            head = self._client.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise classify(error, f"looking for a stored reply at s3://{self._bucket}/{key}") from error
+        except BotoCoreError as error:
+            raise classify(error, f"looking for a stored reply at s3://{self._bucket}/{key}") from error
+        metadata = head.get("Metadata", {})
+        return StoredReply(key, unquote(metadata["recipient"]), Outcome(metadata["outcome"]))
+
+    def replies(self, prefix: str) -> list[ArchivedReply]:
+        """Every stored reply under ``prefix`` (``archive_keys``), oldest first: for the command
+        line (``s3:ListBucket``); the poll never lists the archive."""
+        found = []
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            ):
+                for obj in page.get("Contents", []):
+                    parsed = parse_reply_key(obj["Key"])
+                    if parsed is not None:
+                        found.append(ArchivedReply(parsed, obj["Size"], obj["LastModified"]))
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"listing s3://{self._bucket}/{prefix}") from error
+        return sorted(found, key=lambda reply: (reply.stored, reply.key.key))
 
     def load(self, key: str) -> bytes:
         try:
@@ -120,8 +153,18 @@ class S3Archive:
             body.seek(0)
 
     def _put(
-        self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        only_new: bool = False,
     ) -> None:
+        """``only_new``: written only where no object is (``If-None-Match: *``); one that is there is
+        kept, and this write fails as transient (the next poll claims the message at another time,
+        so its reply gets another key)."""
+        condition = {"IfNoneMatch": "*"} if only_new else {}
         try:
             self._client.put_object(
                 Bucket=self._bucket,
@@ -129,9 +172,17 @@ class S3Archive:
                 Body=data,
                 ContentType=content_type,
                 Metadata=dict(metadata or {}),
+                **condition,
                 **ENCRYPTION,
             )
-        except (ClientError, BotoCoreError) as error:
+        except ClientError as error:
+            if error_code(error) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise TransientError(
+                    f"archive s3://{self._bucket}/{key} not written: a reply is stored there already "
+                    "(kept, never replaced)"
+                ) from error
+            raise classify(error, f"archive s3://{self._bucket}/{key} not written") from error
+        except BotoCoreError as error:
             raise classify(error, f"archive s3://{self._bucket}/{key} not written") from error
 
 
@@ -171,12 +222,3 @@ def _transfer_config() -> Any:
         max_concurrency=PARTS_AT_ONCE,
         max_io_queue=PARTS_AT_ONCE,
     )
-
-
-def _reply_key(channel_id: str, digest: str, received: datetime, outcome: Outcome) -> str:
-    folder = "exports" if outcome is Outcome.PROCESSED else "replies"
-    return f"{folder}/{_day(channel_id, received)}/{digest}.eml"
-
-
-def _day(channel_id: str, received: datetime) -> str:
-    return f"{channel_id}/{received:%Y/%m/%d}"

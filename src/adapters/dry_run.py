@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
+from adapters.archive_keys import inbound_key, quarantine_stem, reply_key
 from domain.ledger import LedgerEntry, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
@@ -114,8 +115,9 @@ class _Hashing:
 
 
 class DryRunArchive:
-    """Implements ``service.ports.Archive``: stores nothing, notes what would be stored; a reply an
-    earlier poll stored is read from the ``real`` archive (reading changes nothing)."""
+    """Implements ``service.ports.Archive``: stores nothing, notes what would be stored (under the
+    key a real poll writes, marked ``(dry run)``); a reply an earlier poll stored is read from the
+    ``real`` archive (reading changes nothing)."""
 
     def __init__(self, journal: Journal, real: Archive) -> None:
         self._journal = journal
@@ -123,7 +125,7 @@ class DryRunArchive:
         self._replies: dict[str, bytes] = {}
 
     def store_inbound(self, channel_id: str, digest: str, raw: BinaryIO, received: datetime) -> str:
-        return f"(dry run) inbound/{channel_id}/{received:%Y/%m/%d}/{digest}.eml"
+        return f"(dry run) {inbound_key(channel_id, digest, received)}"
 
     def quarantine(
         self, channel_id: str, digest: str, raw: BinaryIO, reason: Mapping[str, object], received: datetime
@@ -131,7 +133,7 @@ class DryRunArchive:
         message = self._journal.by_digest(digest)
         if message is not None:
             message.quarantine_reason = str(reason.get("reason", ""))
-        return f"(dry run) quarantine/{channel_id}/{received:%Y/%m/%d}/{digest}.eml"
+        return f"(dry run) {quarantine_stem(channel_id, digest, received)}.eml"
 
     def store_reply(
         self,
@@ -147,7 +149,7 @@ class DryRunArchive:
         if message is not None:
             message.reply = data
             message.reply_outcome = outcome
-        key = f"(dry run) replies/{channel_id}/{received:%Y/%m/%d}/{digest}.eml"
+        key = f"(dry run) {reply_key(channel_id, digest, received, outcome)}"
         self._replies[key] = data
         return key
 

@@ -9,43 +9,20 @@ Before the state machine reads the ledger (inside the poll's lease, at the first
 ``on_retrieve`` runs: the command
 line uses it to re-open a settled ledger entry (``reopened``), keeping the entry's recorded serial
 blocks, so the same import file gets the same shipment ids again, never new ones.
+
+:class:`ReplayMemory` stands in for the channel's mailbox memory: the one-message mailbox is not the
+channel's mailbox, so what the channel remembers of it (foreign messages, broken downloads: the
+``mailbox#<channel>`` item) is neither read nor written by a replay.
 """
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from domain.ledger import LedgerEntry
+from domain.mailbox_memory import MailboxMemory
 from service.ports import MessageRef
-
-ARCHIVE_KEY = re.compile(
-    r"^(?P<area>inbound|quarantine)/(?P<channel>[a-z0-9][a-z0-9-]{0,62})/\d{4}/\d{2}/\d{2}/"
-    r"(?P<digest>[0-9a-f]{64})\.eml$"
-)
-
-
-@dataclass(frozen=True)
-class ArchivedMessage:
-    """Where a raw message lies in the archive bucket: ``inbound/`` or ``quarantine/``, channel, SHA-256."""
-
-    key: str
-    area: str
-    channel_id: str
-    digest: str
-
-
-def parse_archive_key(key: str) -> ArchivedMessage | None:
-    """``inbound/<channel>/<yyyy>/<mm>/<dd>/<sha256>.eml`` (or ``quarantine/...``), else None.
-
-    Accepts ``s3://<bucket>/<key>`` too."""
-    if key.startswith("s3://"):
-        key = key[len("s3://") :].partition("/")[2]
-    match = ARCHIVE_KEY.match(key)
-    if match is None:
-        return None
-    return ArchivedMessage(key, match["area"], match["channel"], match["digest"])
 
 
 def reopened(entry: LedgerEntry) -> LedgerEntry:
@@ -103,3 +80,13 @@ class ReplaySession:
     def _check(number: int) -> None:
         if number != 1:
             raise ValueError(f"a replay has one message, not #{number}")
+
+
+class ReplayMemory:
+    """Implements ``service.ports.MemoryStore`` for a replay: remembers nothing, saves nothing."""
+
+    def load(self, channel_id: str) -> MailboxMemory:
+        return MailboxMemory()
+
+    def save(self, channel_id: str, memory: MailboxMemory) -> None:
+        """The channel's own memory is left as it is."""

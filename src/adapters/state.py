@@ -186,6 +186,8 @@ def ledger_item(entry: LedgerEntry) -> dict[str, Any]:
     if entry.claim is not None:
         item["claimed_by"] = {"S": entry.claim.poll_id}
         item["claimed_at"] = {"S": entry.claim.since.isoformat()}
+    if entry.dead_claims:
+        item["dead_claims"] = {"L": [{"S": since.isoformat()} for since in entry.dead_claims]}
     return item
 
 
@@ -208,6 +210,9 @@ def _entry(channel_id: str, digest: str, item: dict[str, Any]) -> LedgerEntry:
         recipient=item.get("recipient", {}).get("S"),
         serial_blocks=blocks,
         claim=claim,
+        dead_claims=tuple(
+            datetime.fromisoformat(since["S"]) for since in item.get("dead_claims", {}).get("L", [])
+        ),
     )
 
 

@@ -3,7 +3,11 @@
 A replay reads an archived (``inbound/``) or quarantined (``quarantine/``) raw message from the
 archive bucket and gives it to ``service.poll.poll_channel`` through a one-message mailbox
 (``adapters.replay``): the real ledger, archive, scripts and reply transport, the same state machine.
-No POP3 connection is made. A message that was answered before is refused unless ``--force``.
+No POP3 connection is made, and the channel's mailbox memory is neither read nor written
+(``adapters.replay.ReplayMemory``). A message that was answered before — its ledger entry says so,
+or, once the entry is forgotten (after 90 days) or settled, a reply to it is stored in the archive —
+is refused unless ``--force``. Every reply keeps its own key (``adapters.archive_keys``): a replay
+never replaces an earlier one, and ``message list`` shows each.
 """
 
 import hashlib
@@ -17,9 +21,16 @@ import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
-from adapters.archive import S3Archive
+from adapters.archive import ArchivedReply, S3Archive
+from adapters.archive_keys import (
+    REPLY_FOLDERS,
+    ArchivedMessage,
+    earlier_reply_key,
+    parse_archive_key,
+    reply_prefix,
+)
 from adapters.clients import aws_client
-from adapters.replay import ReplayMailbox, parse_archive_key, reopened
+from adapters.replay import ReplayMailbox, ReplayMemory, reopened
 from adapters.state import DynamoDbLedger
 from cli.context import CliError, handled, out, say, stack_of, warn
 from domain.errors import LetterShopError
@@ -63,8 +74,28 @@ def list_command(
         table.add_row(*row)
     out().print(table)
     say(f"{len(found)} message(s)" + (f", {limit} shown" if len(found) > limit else ""))
+    if not quarantined:
+        _list_replies(S3Archive(bucket, s3), channel_id, limit)
     if found:
         say("replay one with: lettershop message replay KEY")
+
+
+def _list_replies(archive: S3Archive, channel_id: str, limit: int) -> None:
+    """Every reply stored for the channel's messages, each under its own key (a replay's too)."""
+    try:
+        replies = [reply for folder in REPLY_FOLDERS for reply in archive.replies(f"{folder}/{channel_id}/")]
+    except LetterShopError as error:
+        raise CliError(str(error)) from None
+    replies.sort(key=lambda reply: (reply.stored, reply.key.key), reverse=True)
+    shown = replies[:limit]
+    table = Table(title=f"replies to {channel_id}'s messages (exports/, replies/)")
+    table.add_column("key", no_wrap=True, min_width=max((len(r.key.key) for r in shown), default=3))
+    for column in ("bytes", "stored"):
+        table.add_column(column, overflow="fold")
+    for reply in shown:
+        table.add_row(reply.key.key, str(reply.size), reply.stored.astimezone(UTC).strftime("%Y-%m-%d %H:%M"))
+    out().print(table)
+    say(f"{len(replies)} reply(ies)" + (f", {limit} shown" if len(replies) > limit else ""))
 
 
 @app.command("replay")
@@ -95,16 +126,7 @@ def replay_command(
     if digest != where.digest:
         warn(f"warning: the object's SHA-256 is {digest}, not the one its key names")
     ledger = DynamoDbLedger(settings.state_table, aws_client("dynamodb"))
-    before = ledger.get(channel.channel_id, digest)
-    if answered(before):
-        assert before is not None  # noqa: S101
-        say(_sent_before(before, archive))
-        if not force:
-            raise CliError(
-                "this message was answered before; nothing done. --force answers it again "
-                "(the partner gets a second reply)"
-            )
-        warn("--force: answering it again; the same shipment ids are used for the files answered before")
+    before = _unless_answered_before(ledger, archive, where, digest, force=force)
 
     def reopen() -> None:
         if before is not None and before.settled:
@@ -113,6 +135,7 @@ def replay_command(
     ports = replace(
         AwsWiring(settings).ports(channel),
         mailbox=ReplayMailbox(raw, uid=f"replay-{digest[:16]}", on_retrieve=reopen),
+        memory=ReplayMemory(),
     )
     result = poll_channel(
         channel,
@@ -145,6 +168,35 @@ def replay_command(
         )
 
 
+def _unless_answered_before(
+    ledger: DynamoDbLedger, archive: S3Archive, where: ArchivedMessage, digest: str, *, force: bool
+) -> LedgerEntry | None:
+    """The message's ledger entry, after refusing (without ``force``) a message answered before:
+    its ledger entry says so, or a reply to it is stored in the archive and the entry is settled or
+    forgotten (an entry still in progress goes on from its stage: a stored answer is sent, once)."""
+    try:
+        before = ledger.get(where.channel_id, digest)
+        stored = _stored_replies(archive, where, digest)
+    except LetterShopError as error:
+        raise CliError(str(error)) from None
+    if not answered(before) and not (stored and (before is None or before.settled)):
+        return before
+    say(_sent_before(before, stored, archive))
+    if not force:
+        raise CliError(
+            "this message was answered before; nothing done. --force answers it again "
+            "(the partner gets a second reply)"
+        )
+    if before is None:
+        warn(
+            "--force: answering it again; the ledger no longer knows it (entries are kept 90 days), "
+            "so its files get new shipment ids"
+        )
+    else:
+        warn("--force: answering it again; the same shipment ids are used for the files answered before")
+    return before
+
+
 def answered(entry: LedgerEntry | None) -> bool:
     """Whether a reply was sent (or tried for good) for this message: a stored reply of a settled
     processed or failed message. A quarantined one (given up, too) was never answered."""
@@ -156,21 +208,38 @@ def answered(entry: LedgerEntry | None) -> bool:
     )
 
 
-def _sent_before(entry: LedgerEntry, archive: S3Archive) -> str:
-    lines = [
-        f"answered before: outcome {entry.outcome}, reply to {entry.recipient}, stored as {entry.reply_key}"
-    ]
-    try:
-        assert entry.reply_key is not None  # noqa: S101
-        reply = message_from_bytes(archive.load(entry.reply_key), policy=policy.default)
-    except LetterShopError as error:
-        lines.append(f"  (the stored reply is not readable: {error})")
-        return "\n".join(lines)
-    for name in ("Date", "Subject", "Message-ID"):
-        lines.append(f"  {name}: {reply.get(name, '')}")
-    names = [part.get_filename() or "?" for part in reply.iter_attachments()]
-    if names:
-        lines.append(f"  attachments: {', '.join(names)}")
+def _stored_replies(archive: S3Archive, where: ArchivedMessage, digest: str) -> list[ArchivedReply]:
+    """The replies to this message in the archive (kept ``ArchiveRetentionDays``, longer than the
+    ledger's 90 days): under the message's own prefix, or, stored before every reply had its own
+    key, at the day of the archived message."""
+    found = []
+    for folder in REPLY_FOLDERS:
+        found += archive.replies(reply_prefix(folder, where.channel_id, digest))
+        found += archive.replies(earlier_reply_key(folder, where.channel_id, where.day, digest))
+    return sorted(found, key=lambda reply: (reply.stored, reply.key.key))
+
+
+def _sent_before(entry: LedgerEntry | None, stored: list[ArchivedReply], archive: S3Archive) -> str:
+    keys = [reply.key.key for reply in stored]
+    if answered(entry) and entry is not None and entry.reply_key not in keys:
+        keys.insert(0, str(entry.reply_key))
+    lines = []
+    for key in keys:
+        try:
+            found = archive.reply_at(key)
+            reply = message_from_bytes(archive.load(key), policy=policy.default)
+        except LetterShopError as error:
+            lines.append(f"answered before: stored as {key} (not readable: {error})")
+            continue
+        if found is None:
+            lines.append(f"answered before: stored as {key} (no longer in the archive)")
+            continue
+        lines.append(f"answered before: outcome {found.outcome}, reply to {found.recipient}, stored as {key}")
+        for name in ("Date", "Subject", "Message-ID"):
+            lines.append(f"  {name}: {reply.get(name, '')}")
+        names = [part.get_filename() or "?" for part in reply.iter_attachments()]
+        if names:
+            lines.append(f"  attachments: {', '.join(names)}")
     return "\n".join(lines)
 
 

@@ -11,6 +11,9 @@ A message is known by channel + SHA-256 of its raw bytes. Its stage only ever mo
 Which poll works on the message, and since when, is the separate ``claim``. A claim left behind by
 another poll means that poll died on the message (killed, timed out, out of memory): the next claim
 counts that as an attempt. A failure that is not the message's own releases the claim without one.
+The start of a poll that died while the message was ``received`` is kept (``dead_claims``) until a
+poll has looked whether it stored an answer: its stored reply is found by that time, and sent, never
+a second one — also when the first look fails and the message waits for the next poll.
 """
 
 from collections.abc import Mapping
@@ -79,6 +82,7 @@ class LedgerEntry:
     recipient: str | None = None
     serial_blocks: Mapping[str, SerialBlock] = field(default_factory=dict)
     claim: Claim | None = None
+    dead_claims: tuple[datetime, ...] = ()  # when polls that died while it was received started
 
     @property
     def settled(self) -> bool:
@@ -89,10 +93,24 @@ class LedgerEntry:
         return self.attempts >= max_attempts
 
     def claimed(self, poll_id: str, now: datetime) -> "LedgerEntry":
-        """Taken up by ``poll_id``; a claim another poll left behind counts as one failed attempt."""
+        """Taken up by ``poll_id``; a claim another poll left behind counts as one failed attempt,
+        and, while nothing is recorded as answered, is kept among ``dead_claims``."""
         if self.claim is not None and self.claim.poll_id != poll_id:
-            return replace(self, claim=Claim(poll_id, now), attempts=self.attempts + 1, last_error=CRASHED)
+            dead = self.dead_claims
+            if self.stage is Stage.RECEIVED and self.claim.since not in dead:
+                dead = (*dead, self.claim.since)
+            return replace(
+                self,
+                claim=Claim(poll_id, now),
+                attempts=self.attempts + 1,
+                last_error=CRASHED,
+                dead_claims=dead,
+            )
         return replace(self, claim=Claim(poll_id, now))
+
+    def none_stored_by_dead_claims(self) -> "LedgerEntry":
+        """The polls that died stored no answer (looked up): nothing is left to look for."""
+        return replace(self, dead_claims=())
 
     def released(self, error: str, *, attempt: bool) -> "LedgerEntry":
         """Let go after a failure; ``attempt``: the failure was the message's and counts as one."""
@@ -105,7 +123,9 @@ class LedgerEntry:
         """The outcome is decided and its answer stored; a reply is stored with its one recipient."""
         if (reply_key is None) != (recipient is None):
             raise ValueError("a stored reply needs its recipient, and a recipient a stored reply")
-        return self._to(Stage.ANSWERED, outcome=outcome, reply_key=reply_key, recipient=recipient)
+        return self._to(
+            Stage.ANSWERED, outcome=outcome, reply_key=reply_key, recipient=recipient, dead_claims=()
+        )
 
     def replied(self, outcome: Outcome | None = None, *, error: str | None = None) -> "LedgerEntry":
         """Settled: the reply went out, or none is due (``outcome`` overrides the stored one)."""

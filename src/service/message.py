@@ -123,8 +123,8 @@ class MessageSettler:
             self._archive_again(message)
         else:
             claimed = entry.claimed(self.poll_id, message.received)
-            if claimed.attempts != entry.attempts:  # another poll died holding it: one attempt more
-                claimed = self._save(self._recovered(claimed, entry))
+            if claimed.attempts != entry.attempts or claimed.dead_claims:  # another poll died on it
+                claimed = self._recovered(message, claimed)
             entry = message.entry = claimed
             if entry.exhausted(self.channel.max_attempts):
                 self._give_up(message, entry.last_error or "too many attempts")
@@ -331,16 +331,21 @@ class MessageSettler:
             recipient=recipient,
         )
 
-    def _recovered(self, claimed: LedgerEntry, before: LedgerEntry) -> LedgerEntry:
-        """A poll died on this message: when it had stored its answer already (the ledger records an
-        answer only when something fails), that answer is the one to send — never a new one."""
-        if before.stage is not Stage.RECEIVED or before.claim is None:
-            return claimed
-        stored = self.archive.stored_reply(self.channel.channel_id, before.digest, before.claim.since)
-        if stored is None:
-            return claimed
-        logger.info("the poll that died had stored its answer; it is sent now", extra={"reply": stored.key})
-        return claimed.answered(stored.outcome, reply_key=stored.key, recipient=stored.recipient)
+    def _recovered(self, message: _Message, claimed: LedgerEntry) -> LedgerEntry:
+        """Polls died on this message (one attempt more): one that had stored its answer already
+        (the ledger records an answer only when something fails) has it sent now — never a new one.
+        The entry is saved first with the dead polls' claims, so a look-up that fails (the message
+        waits, ``_on_failure``) or a crash keeps what the next poll must look for."""
+        message.entry = claimed
+        self._save(claimed)
+        for since in claimed.dead_claims:
+            stored = self.archive.stored_reply(self.channel.channel_id, claimed.digest, since)
+            if stored is not None:
+                logger.info(
+                    "the poll that died had stored its answer; it is sent now", extra={"reply": stored.key}
+                )
+                return claimed.answered(stored.outcome, reply_key=stored.key, recipient=stored.recipient)
+        return claimed.none_stored_by_dead_claims()
 
     def _archive_again(self, message: _Message) -> None:
         """Archive an answered message once more (it was, before its answer): never a reason to keep it."""

@@ -454,6 +454,103 @@ def test_replay_of_a_quarantined_message_answers_it_once(stack: LocalStack, mail
     assert ";ACCEPTED;LA" in export_of(first_reply.data)
 
 
+def answered_once(stack: LocalStack, mailbox: tuple[str, str]) -> tuple[str, bytes]:
+    """A partner's message answered by a real poll: its inbound key and the reply as sent."""
+    store_channel(stack, mailbox)
+    stack.dovecot.deliver(mailbox[0], partner_mail())
+    assert invoke_poll(load_event("poll-channel.json", channel_id="acme"))["processed"] == 1
+    [inbound] = aws.list_keys(stack.endpoint_url, stack.names.archive_bucket, "inbound/acme/")
+    [mail] = stack.smtp.wait_for(1)
+    return inbound, mail.data
+
+
+def state_item(stack: LocalStack, pk: str) -> dict[str, Any] | None:
+    answer = aws.client("dynamodb", stack.endpoint_url).get_item(
+        TableName=stack.names.state_table, Key={"pk": {"S": pk}}, ConsistentRead=True
+    )
+    item: dict[str, Any] | None = answer.get("Item")
+    return item
+
+
+def test_replay_of_an_answered_message_the_ledger_forgot_needs_force(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    inbound, first = answered_once(stack, mailbox)
+    digest = inbound.rsplit("/", 1)[1].removesuffix(".eml")
+    # 90 days later: the ledger entry has expired (TTL), the archive still holds message and reply
+    aws.client("dynamodb", stack.endpoint_url).delete_item(
+        TableName=stack.names.state_table, Key={"pk": {"S": f"ledger#acme#{digest}"}}
+    )
+    counter = state_item(stack, "counter#s10")
+
+    refused = lettershop("message", "replay", inbound)
+
+    assert refused.exit_code == 1
+    assert "answered before: outcome processed, reply to orders@partner.example, stored as exports/acme/" in (
+        refused.stdout
+    )
+    assert str(message_from_bytes(first, policy=policy.default)["Message-ID"]).strip() in refused.stdout
+    assert "--force answers it again" in refused.stderr
+    assert len(stack.smtp.received) == 1
+    assert state_item(stack, "counter#s10") == counter  # no shipment id issued
+    assert state_item(stack, f"ledger#acme#{digest}") is None
+
+    forced = lettershop("message", "replay", inbound, "--force")
+
+    assert forced.exit_code == 0, forced.output
+    assert "the ledger no longer knows it" in forced.stderr
+    assert len(stack.smtp.wait_for(2)) == 2
+
+
+def test_a_replay_keeps_the_first_reply_and_message_list_shows_each(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    inbound, first = answered_once(stack, mailbox)
+    [first_key] = aws.list_keys(stack.endpoint_url, stack.names.archive_bucket, "exports/acme/")
+
+    forced = lettershop("message", "replay", inbound, "--force")  # the same day
+
+    assert forced.exit_code == 0, forced.output
+    second = stack.smtp.wait_for(2)[1].data
+    keys = aws.list_keys(stack.endpoint_url, stack.names.archive_bucket, "exports/acme/")
+    assert len(keys) == 2
+    [second_key] = [key for key in keys if key != first_key]
+    assert aws.get_object(stack.endpoint_url, stack.names.archive_bucket, first_key) == first
+    assert aws.get_object(stack.endpoint_url, stack.names.archive_bucket, second_key) == second
+    assert first != second  # its own Message-ID and Date
+    assert export_of(first) == export_of(second)  # the same shipment ids
+    listed = lettershop("message", "list", "acme")
+    assert listed.exit_code == 0, listed.output
+    assert first_key in listed.stdout
+    assert second_key in listed.stdout
+    assert "2 reply(ies)" in listed.stdout
+
+
+def test_a_replay_leaves_the_channels_mailbox_memory_as_it_was(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    user = mailbox[0]
+    store_channel(stack, mailbox)
+    stack.dovecot.deliver(user, partner_mail(subject="Lunch on Friday?", attachments=()))  # foreign
+    stack.dovecot.deliver(user, partner_mail())
+    assert invoke_poll(load_event("poll-channel.json", channel_id="acme"))["processed"] == 1
+    aws.client("dynamodb", stack.endpoint_url).update_item(
+        TableName=stack.names.state_table,
+        Key={"pk": {"S": "mailbox#acme"}},
+        UpdateExpression="SET failures = :failures",
+        ExpressionAttributeValues={":failures": {"M": {"broken-uid": {"N": "2"}}}},
+    )
+    memory = state_item(stack, "mailbox#acme")
+    assert memory is not None
+    assert len(memory["foreign"]["B"]) == 6  # the foreign message's fingerprint
+    [inbound] = aws.list_keys(stack.endpoint_url, stack.names.archive_bucket, "inbound/acme/")
+
+    replayed = lettershop("message", "replay", inbound, "--force")
+
+    assert replayed.exit_code == 0, replayed.output
+    assert state_item(stack, "mailbox#acme") == memory
+
+
 def test_replay_refuses_a_key_that_is_no_archived_message(stack: LocalStack) -> None:
     result = lettershop("message", "replay", "exports/acme/2026/11/27/x/orders_export.csv")
 

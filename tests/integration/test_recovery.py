@@ -15,6 +15,7 @@ import pytest
 from adapters.state import DynamoDbLease
 from devstack import aws
 from devstack.poll import ROOT, invoke_poll, store_channel
+from devstack.proxy import TcpProxy
 from devstack.samples import partner_mail, with_sender
 from devstack.stack import LocalStack
 
@@ -92,6 +93,46 @@ def test_poll_killed_between_smtp_accept_and_ledger_resends_the_identical_reply(
     first, second = (mail.data for mail in stack.smtp.wait_for(2))
     assert parse_reply(first)["Message-ID"] == parse_reply(second)["Message-ID"]
     assert first.split(b"\r\n\r\n", 1)[1] == second.split(b"\r\n\r\n", 1)[1]
+    assert stack.dovecot.mailbox(mailbox[0]) == []
+
+
+def test_a_failed_look_for_a_dead_polls_reply_waits_and_then_sends_that_reply_once(
+    stack: LocalStack, mailbox: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll dies after storing its answer; the next one cannot read the archive (S3 refused)
+    when it looks for that answer: it defers, keeping what it looked for, and the one after sends
+    exactly that stored reply — one reply in all, the stored bytes."""
+    store_channel(stack, mailbox)
+    raw = partner_mail()
+    stack.dovecot.deliver(mailbox[0], raw)
+    s3 = TcpProxy(int(stack.endpoint_url.rsplit(":", 1)[1]))
+    s3.start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://{s3.host}:{s3.port}")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+        assert run_poll("acme", kill_at="answered") == {"killed": True}
+        [stored_key] = aws.list_keys(stack.endpoint_url, stack.names.archive_bucket, "exports/acme/")
+        stored = aws.get_object(stack.endpoint_url, stack.names.archive_bucket, stored_key)
+        expire_lease(stack, "acme")
+        s3.refuse()
+
+        looked = run_poll("acme")
+
+        assert (looked["status"], looked["deferred"], looked["deleted"]) == ("ok", 1, 0)
+        assert stack.smtp.received == []
+        s3.reset()
+
+        after = run_poll("acme")
+    finally:
+        s3.stop()
+
+    assert (after["status"], after["processed"], after["deleted"]) == ("ok", 1, 1)
+    [mail] = stack.smtp.wait_for(1)
+    assert mail.data == stored
+    time.sleep(0.5)
+    assert len(stack.smtp.received) == 1
+    assert aws.list_keys(stack.endpoint_url, stack.names.archive_bucket, "exports/acme/") == [stored_key]
     assert stack.dovecot.mailbox(mailbox[0]) == []
 
 

@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 from typer.testing import CliRunner
 
 import cli.context
+from adapters.archive_keys import parse_archive_key
 from adapters.clients import aws_client
 from adapters.dry_run import (
     DryRunArchive,
@@ -23,7 +24,7 @@ from adapters.dry_run import (
     PlaceholderSerials,
     RecordingReplySender,
 )
-from adapters.replay import ReplayMailbox, header_block, parse_archive_key, reopened
+from adapters.replay import ReplayMailbox, header_block, reopened
 from adapters.status import ChannelStatus, ChannelStatusStore, forget_written
 from cli.channel import example_item, schema_text, warnings_for
 from cli.context import CliError, Stack, read_item, to_dynamodb
