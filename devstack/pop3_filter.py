@@ -5,7 +5,8 @@ RFC 1939 makes ``UIDL`` and ``TOP`` optional, RFC 2449 adds ``CAPA``; Dovecot of
 cannot be told not to. :class:`Pop3Filter` forwards everything else unchanged to Dovecot's plain
 POP3 port and, while the session is in plain text, answers
 
-* each command of ``refuse`` with ``-ERR Unknown command`` (Dovecot never sees it);
+* each command of ``refuse`` with ``-ERR Unknown command`` (Dovecot never sees it); a rule is a verb
+  (``TOP``) or a verb with its first arguments (``TOP 1``: only the first message's headers);
 * ``CAPA`` with ``capabilities`` when that is set (a server whose CAPA lists less than Dovecot's).
 
 Under TLS (after ``STLS``) the client's commands are encrypted and pass unchanged.
@@ -34,7 +35,8 @@ class Pop3Filter(TcpProxy):
         verb = data.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")
         if data.endswith(b"\r\n") and verb.isalpha() and len(verb) <= 4:  # a POP3 command line
             self.commands.append(verb)
-            if verb in self.refused:
+            line = data.rstrip(b"\r\n").decode("ascii", "replace").upper()
+            if any(line == rule or line.startswith(f"{rule} ") for rule in self.refused):
                 connection.client.sendall(b"-ERR Unknown command: " + verb.encode() + b"\r\n")
                 return
             if verb == "CAPA" and self.capabilities is not None:

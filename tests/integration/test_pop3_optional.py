@@ -116,6 +116,22 @@ def test_top_refused_for_one_message_by_a_server_that_offers_it_defers_only_that
     assert stack.dovecot.mailbox(mailbox[0]) == [raw]
 
 
+def test_top_refused_for_one_message_by_a_server_without_capa_defers_only_that_message(
+    stack: LocalStack, mailbox: tuple[str, str], pop3_filter: Filter
+) -> None:
+    server = pop3_filter(refuse=frozenset({"CAPA", "TOP 1"}))
+    channel_behind(stack, mailbox, server)
+    first, second = partner_mail(), partner_mail(subject="LetterShop orders, second batch")
+    stack.dovecot.deliver(mailbox[0], first)
+    stack.dovecot.deliver(mailbox[0], second)
+
+    result = invoke_poll(EVENT)  # TOP of message 2 works: only message 1's headers were refused
+
+    assert (result["status"], result["processed"], result["deleted"]) == ("ok", 1, 1)
+    assert stack.dovecot.mailbox(mailbox[0]) == [first]
+    assert ledger(stack, first) == {}
+
+
 @pytest.mark.parametrize("security", ["none", "starttls"])
 def test_a_server_without_capa_is_polled_as_any_other_stls_included(
     stack: LocalStack, mailbox: tuple[str, str], pop3_filter: Filter, security: str
