@@ -15,7 +15,7 @@ Everything the state machine did is kept in a :class:`Journal`, per message, for
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol
@@ -264,8 +264,3 @@ class UnlimitedReplies:
 
     def allow(self, channel_id: str, sender: str, hour: str, limit: int) -> bool:
         return True
-
-
-def session_of(mailbox: Mailbox) -> AbstractContextManager[MailboxSession]:
-    """A session of ``mailbox`` that changes nothing on the server (for ``channel check``)."""
-    return DryRunMailbox(mailbox, Journal()).session()

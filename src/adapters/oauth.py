@@ -8,20 +8,22 @@
 
 Tokens come from authlib (imported when a token is fetched, never at cold start) over ``requests``,
 with the same certificate verification as the mail servers (``ssl.create_default_context()``, so
-``SSL_CERT_FILE`` applies). A token is reused until shortly before it expires: a poll may run five
-minutes and logs in to SMTP for each reply, so the margin is six minutes (half the lifetime of a
-shorter-lived token). Neither a token nor a secret ever reaches a log line or an error message.
+``SSL_CERT_FILE`` applies). The whole request has one deadline (``TIMEOUT_SECONDS``, not per read)
+and its answer a size cap (64 KiB), both kept by ``adapters.token_http``. A token is reused until
+shortly before it expires: a poll may run five minutes and logs in to SMTP for each reply, so the
+margin is six minutes (half the lifetime of a shorter-lived token). Neither a token nor a secret
+ever reaches a log line or an error message.
 
 Whose failure (DESIGN §6): the provider refusing the client (``invalid_client``, ``unauthorized_client``,
 ``invalid_scope``, ...) is a ``ChannelFailure`` naming the attribute to fix, with the provider's error
-text; a timeout, a dropped connection or a 5xx/429 answer is a ``TransientError``.
+text; an answer that is too large or not a JSON object is a ``ChannelFailure`` naming ``oauth_token_url``;
+a timeout (the deadline passed), a dropped connection or a 5xx/429 answer is a ``TransientError``.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -185,7 +187,7 @@ class MailboxTokens:
             else "client_secret_basic",
         )
         with session:
-            _verify_like_the_mail_servers(session)
+            _bounded(session, client, self._timeout)
             return self._call(
                 lambda: session.fetch_token(
                     client.token_url, grant_type="client_credentials", timeout=self._timeout
@@ -211,7 +213,7 @@ class MailboxTokens:
             default_timeout=self._timeout,
         )
         with session:
-            _verify_like_the_mail_servers(session)
+            _bounded(session, client, self._timeout)
             return self._call(session.refresh_token)
 
     def _call(self, fetch: Callable[[], Any]) -> dict[str, Any]:
@@ -224,17 +226,13 @@ class MailboxTokens:
         return dict(answer)
 
 
-def _verify_like_the_mail_servers(session: requests.Session) -> None:
-    """Certificates verified with the system's trust store (and ``SSL_CERT_FILE``), as for POP3/SMTP."""
-    from requests.adapters import HTTPAdapter  # noqa: PLC0415  # cold start
-
-    class _Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["ssl_context"] = ssl.create_default_context()
-            super().init_poolmanager(*args, **kwargs)
+def _bounded(session: requests.Session, client: OAuthClient, seconds: float) -> None:
+    """The request of ``session`` verified like the mail servers, done within ``seconds``, its answer
+    capped (``adapters.token_http``)."""
+    from adapters.token_http import BoundedTransport  # noqa: PLC0415  # cold start: imports requests
 
     session.trust_env = False  # no proxy or CA bundle from the environment beyond OpenSSL's own
-    session.mount("https://", _Adapter())
+    session.mount("https://", BoundedTransport(f"token endpoint {client.token_url}", seconds))
 
 
 def _service_account_key(secret_id: str, text: str) -> dict[str, str]:
@@ -304,10 +302,10 @@ def _classified(error: Exception, client: OAuthClient) -> LetterShopError:  # no
         if status >= 500 or status == 429:
             return TransientError(f"{where} answered HTTP {status} (will be retried)")
         return ChannelFailure(f"{where} answered HTTP {status}", setting="oauth_token_url")
+    if isinstance(error, json.JSONDecodeError) or (isinstance(error, ValueError) and "JSON" in str(error)):
+        return ChannelFailure(f"{where}: not a JSON token answer: {error}", setting="oauth_token_url")
     if isinstance(error, requests.RequestException):
         return TransientError(f"{where} failed: {error}")
-    if isinstance(error, ValueError) and "JSON" in str(error):
-        return ChannelFailure(f"{where}: {error}", setting="oauth_token_url")
     # Anything else happened before the request: a key that cannot sign, say.
     return ChannelFailure(
         f"the OAuth token request to {where} could not be made: {type(error).__name__}",

@@ -4,31 +4,39 @@ The login is ``USER``/``PASS``, or ``AUTH XOAUTH2`` with an OAuth 2.0 bearer tok
 as Microsoft 365 and Google take it: ``AUTH XOAUTH2``, ``+``, the base64 initial response), never on
 an unencrypted connection. A refused token that came from the cache is renewed once.
 
-``TOP n 0`` and ``RETR n`` are read line by line into a sink, so a large message is never held in
-memory and a line longer than poplib's 2 KiB limit (real mail has them) does not break the session.
-Deletions commit only at ``QUIT``, which is sent whenever the session is still healthy.
+``STLS`` (``pop3_security: starttls``) is sent unless the server's ``CAPA`` answers without it; a
+server that does not answer ``CAPA`` at all (RFC 1939 only) is asked for ``STLS`` all the same, and
+its refusal is a ``ChannelFailure`` naming ``pop3_security``. The session and the optional commands
+the poll relies on (``UIDL``, ``TOP``) are in ``adapters.pop3_session``. Deletions commit only at
+``QUIT``, which is sent whenever the session is still healthy.
 """
 
 import base64
 import binascii
 import poplib
 import ssl
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 from adapters.network import tls_context, unknown_host
 from adapters.oauth import AccessToken, TokenSource, xoauth2
-from domain.bounds import MAX_SCREENED_HEADER_BYTES
-from domain.errors import ChannelFailure, ConnectionLost, TransientError
-from service.ports import MessageRef
+from adapters.pop3_session import (
+    Pop3Probe,
+    Pop3Session,
+    capabilities_before_login,
+    close_quietly,
+    closed,
+    offers,
+    temporary,
+    text,
+)
+from domain.errors import ChannelFailure, TransientError
 
-MAX_LINE = 64 * 1024
 TLS_SETTINGS = "pop3_security, pop3_port (or the server's certificate)"
 LOGIN_SETTINGS = "pop3_username, pop3_password_secret"
 OAUTH_SETTINGS = "pop3_username, oauth_client_id, oauth_secret (and the app's permission for the mailbox)"
-WriteBytes = Callable[[bytes], object]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,15 @@ class Pop3Mailbox:
             raise
         session.close(commit=True)
 
+    def probe(self) -> Pop3Probe:
+        """Log in, count the messages, find out which optional commands the server offers; the line
+        is dropped without ``QUIT``, so nothing is committed (``channel check``)."""
+        session = Pop3Session(self._connect())
+        try:
+            return session.probe()
+        finally:
+            session.close(commit=False)
+
     def _connect(self) -> poplib.POP3:
         account = self._account
         where = f"{account.host}:{account.port}"
@@ -70,7 +87,7 @@ class Pop3Mailbox:
             else:
                 client = poplib.POP3(account.host, account.port, timeout=account.timeout)
         except poplib.error_proto as error:
-            raise TransientError(f"POP3 server {where} closed the connection: {_text(error)}") from error
+            raise TransientError(f"POP3 server {where} closed the connection: {text(error)}") from error
         except ssl.SSLEOFError as error:
             raise TransientError(f"POP3 server {where} closed the connection during TLS: {error}") from error
         except ssl.SSLError as error:
@@ -87,22 +104,33 @@ class Pop3Mailbox:
 
     def _start_tls(self, client: poplib.POP3, where: str) -> None:
         try:
-            client.stls(context=tls_context())
+            capabilities = capabilities_before_login(client)
+            if capabilities is not None and not offers(capabilities, "STLS"):
+                close_quietly(client)
+                raise ChannelFailure(
+                    f"POP3 server {where} does not offer STLS (its CAPA: {', '.join(capabilities)})",
+                    setting="pop3_security",
+                )
+            proto: Any = client  # poplib's own stls() gives up when the server does not answer CAPA
+            proto._shortcmd("STLS")
+            client.sock = tls_context().wrap_socket(client.sock, server_hostname=self._account.host)
+            client.file = client.sock.makefile("rb")
+            proto._tls_established = True
         except poplib.error_proto as error:
-            _close_quietly(client)
-            if _closed(error):
-                raise TransientError(f"POP3 server {where} closed the connection: {_text(error)}") from error
+            close_quietly(client)
+            if closed(error):
+                raise TransientError(f"POP3 server {where} closed the connection: {text(error)}") from error
             raise ChannelFailure(
-                f"POP3 server {where} refused STLS: {_text(error)}", setting="pop3_security"
+                f"POP3 server {where} refused STLS: {text(error)}", setting="pop3_security"
             ) from error
         except ssl.SSLEOFError as error:
-            _close_quietly(client)
+            close_quietly(client)
             raise TransientError(f"POP3 server {where} closed the connection during TLS: {error}") from error
         except ssl.SSLError as error:
-            _close_quietly(client)
+            close_quietly(client)
             raise ChannelFailure(f"POP3 server {where}: TLS failed: {error}", setting=TLS_SETTINGS) from error
-        except OSError as error:
-            _close_quietly(client)
+        except (OSError, EOFError) as error:
+            close_quietly(client)
             raise TransientError(f"POP3 server {where} dropped the connection: {error}") from error
 
     def _login(self, client: poplib.POP3, where: str) -> poplib.POP3:
@@ -113,23 +141,23 @@ class Pop3Mailbox:
             client.user(account.username)
             client.pass_(account.password or "")
         except poplib.error_proto as error:
-            _close_quietly(client)
-            raise self._refused(_text(error), where, _closed(error), LOGIN_SETTINGS) from error
+            close_quietly(client)
+            raise self._refused(text(error), where, closed(error), LOGIN_SETTINGS) from error
         except OSError as error:
-            _close_quietly(client)
+            close_quietly(client)
             raise TransientError(f"POP3 server {where} dropped the login: {error}") from error
         return client
 
-    def _refused(self, reply: str, where: str, closed: bool, settings: str) -> Exception:
+    def _refused(self, reply: str, where: str, dropped: bool, settings: str) -> Exception:
         user = self._account.username
-        if "[IN-USE]" in reply or "[SYS/TEMP]" in reply or closed:
+        if temporary(reply) or dropped:
             return TransientError(f"POP3 mailbox {user} at {where} is busy: {reply}")
         return ChannelFailure(f"POP3 login of {user} at {where} failed: {reply}", setting=settings)
 
     def _login_with_token(self, client: poplib.POP3, where: str, tokens: TokenSource) -> poplib.POP3:
         """``AUTH XOAUTH2``; a cached token the server refuses (expired, revoked) is renewed once."""
         if self._account.security == "none":  # the channel model refuses this already
-            _close_quietly(client)
+            close_quietly(client)
             raise ChannelFailure(
                 "an OAuth token is never sent over an unencrypted connection", setting="pop3_security"
             )
@@ -141,16 +169,16 @@ class Pop3Mailbox:
                 token = tokens.token()
                 refusal = self._xoauth2(client, where, token)
         except poplib.error_proto as error:
-            _close_quietly(client)
-            raise TransientError(f"POP3 server {where} broke off the login: {_text(error)}") from error
+            close_quietly(client)
+            raise TransientError(f"POP3 server {where} broke off the login: {text(error)}") from error
         except OSError as error:
-            _close_quietly(client)
+            close_quietly(client)
             raise TransientError(f"POP3 server {where} dropped the login: {error}") from error
         except BaseException:
-            _close_quietly(client)
+            close_quietly(client)
             raise
         if refusal is not None:
-            _close_quietly(client)
+            close_quietly(client)
             raise self._refused(refusal, where, refusal == "-ERR EOF", OAUTH_SETTINGS)
         return client
 
@@ -160,7 +188,7 @@ class Pop3Mailbox:
         proto._putcmd("AUTH XOAUTH2")
         ready = _line(proto)
         if not ready.startswith("+") or ready.startswith("+OK"):
-            if "[SYS/TEMP]" in ready or "[IN-USE]" in ready:
+            if temporary(ready):
                 return ready
             raise ChannelFailure(
                 f"POP3 server {where} does not take AUTH XOAUTH2: {ready}", setting="pop3_login, pop3_host"
@@ -176,110 +204,6 @@ class Pop3Mailbox:
         return reply
 
 
-class Pop3Session:
-    """One logged-in session; implements ``service.ports.MailboxSession``."""
-
-    def __init__(self, client: poplib.POP3) -> None:
-        self._client = client
-        self._healthy = True
-
-    def messages(self) -> list[MessageRef]:
-        """``STAT`` first: an empty mailbox (the common case) answers in one round trip."""
-        count: list[int] = []
-        self._command(lambda: count.append(self._client.stat()[0]))
-        if not count[0]:
-            return []
-        sizes = self._listing("LIST")
-        uids = self._listing("UIDL")
-        return [
-            MessageRef(number=n, size=int(size), uid=uids.get(n, "")) for n, size in sorted(sizes.items())
-        ]
-
-    def headers(self, number: int) -> bytes:
-        """The header block, at most ``MAX_SCREENED_HEADER_BYTES`` of it (the rest is read, dropped)."""
-        lines: list[bytes] = []
-        kept = 0
-
-        def keep(line: bytes) -> None:
-            nonlocal kept
-            if kept < MAX_SCREENED_HEADER_BYTES:
-                lines.append(line[: MAX_SCREENED_HEADER_BYTES - kept])
-                kept += len(lines[-1])
-
-        self._multiline(f"TOP {number} 0", keep)
-        return b"".join(lines)
-
-    def retrieve(self, number: int, sink: BinaryIO) -> None:
-        self._multiline(f"RETR {number}", sink.write)
-
-    def delete(self, number: int) -> None:
-        self._command(lambda: self._client.dele(number))
-
-    def close(self, *, commit: bool) -> None:
-        """``QUIT`` (commits deletions) when healthy and asked to; otherwise just drop the line."""
-        if commit and self._healthy:
-            try:
-                self._client.quit()
-            except (poplib.error_proto, OSError) as error:
-                raise ConnectionLost(f"POP3 QUIT failed, deletions may not be committed: {error}") from error
-            return
-        _close_quietly(self._client)
-
-    def _listing(self, command: str) -> dict[int, str]:
-        lines: list[bytes] = []
-        self._multiline(command, lines.append)
-        entries: dict[int, str] = {}
-        for line in lines:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].isdigit():
-                entries[int(parts[0])] = parts[1].decode("ascii", "replace")
-        return entries
-
-    def _multiline(self, command: str, write: WriteBytes) -> None:
-        """Send ``command``; pass each line of the answer to ``write``, un-dot-stuffed, as sent."""
-
-        def run() -> None:
-            client: Any = self._client  # poplib has no streaming API; these two are its own helpers
-            client._putcmd(command)
-            client._getresp()
-            at_line_start = True
-            while True:
-                chunk = self._client.file.readline(MAX_LINE)
-                if not chunk:
-                    raise EOFError("connection closed in the middle of a message")
-                complete = chunk.endswith(b"\n")
-                if at_line_start and complete and chunk.rstrip(b"\r\n") == b".":
-                    return
-                if at_line_start and chunk.startswith(b".."):
-                    chunk = chunk[1:]
-                write(chunk)
-                at_line_start = complete
-
-        self._command(run)
-
-    def _command(self, run: Callable[[], object]) -> None:
-        try:
-            run()
-        except poplib.error_proto as error:
-            if _closed(error):
-                self._healthy = False
-                raise ConnectionLost(f"POP3 connection lost: {_text(error)}") from error
-            raise TransientError(f"POP3 server refused: {_text(error)}") from error
-        except (OSError, EOFError) as error:
-            self._healthy = False
-            raise ConnectionLost(f"POP3 connection lost: {error}") from error
-
-
-def _closed(error: poplib.error_proto) -> bool:
-    """poplib reports a connection closed by the server as the reply ``-ERR EOF``."""
-    return _text(error) == "-ERR EOF"
-
-
-def _text(error: poplib.error_proto) -> str:
-    reply = error.args[0] if error.args else error
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-
-
 def _line(proto: Any) -> str:
     line, _ = proto._getline()
     return bytes(line).decode("utf-8", "replace")
@@ -291,8 +215,3 @@ def _challenge(reply: str) -> str:
         return base64.b64decode(reply[1:].strip(), validate=True).decode("utf-8", "replace")
     except (binascii.Error, ValueError):
         return reply[1:].strip()
-
-
-def _close_quietly(client: poplib.POP3) -> None:
-    with suppress(OSError):
-        client.close()

@@ -1,8 +1,9 @@
 """``lettershop channel check``: everything a poll needs, tried without changing anything.
 
 One :class:`Check` per step, each with the fix when it fails: both secrets resolve (for an OAuth
-channel: its client obtains an access token); POP3 logs in (TLS verified) and counts the messages
-(no ``DELE``, no ``QUIT``: nothing is committed); SMTP answers ``EHLO``, ``STARTTLS`` and ``AUTH``
+channel: its client obtains an access token); POP3 logs in (TLS verified), counts the messages and
+says which optional commands the server offers (``CAPA``, ``UIDL``, ``TOP``: the poll needs the last
+two) (no ``DELE``, no ``QUIT``: nothing is committed); SMTP answers ``EHLO``, ``STARTTLS`` and ``AUTH``
 (no mail sent), or the SES identity of ``sender_address`` is verified; every configured script
 exists and compiles.
 """
@@ -11,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from adapters.clients import aws_client
-from adapters.dry_run import session_of
 from adapters.oauth import MailboxTokens
 from adapters.pop3 import Pop3Mailbox
+from adapters.pop3_session import Pop3Probe
 from adapters.probe import probe_ses_identity, probe_smtp
 from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
 from adapters.secrets import password
@@ -98,17 +99,32 @@ def _secret(label: str, secret_id: str, setting: str) -> Check:
 def _pop3(channel: Channel) -> Check:
     where = f"{channel.pop3_host}:{channel.incoming_port} ({channel.pop3_security})"
     try:
-        with session_of(Pop3Mailbox(pop3_account(channel))) as session:
-            count = len(session.messages())
+        probe = Pop3Mailbox(pop3_account(channel)).probe()
     except LetterShopError as error:
         return Check("POP3", False, str(error), _fix(error, channel))
     tls = "" if channel.pop3_security == "none" else ", certificate verified"
     how = " with an OAuth 2.0 token (XOAUTH2)" if channel.pop3_login == "oauth2" else ""
-    return Check(
-        "POP3",
-        True,
-        f"logged in as {channel.pop3_username}{how} at {where}{tls}; {count} message(s) waiting",
+    detail = (
+        f"logged in as {channel.pop3_username}{how} at {where}{tls}; {probe.messages} message(s) waiting; "
+        f"{_optional_commands(probe)}"
     )
+    lacking = [name for name, offered in (("UIDL", probe.uidl), ("TOP", probe.top)) if offered is False]
+    if lacking:
+        return Check(
+            "POP3",
+            False,
+            f"{detail}; the server does not offer {' and '.join(lacking)}",
+            f"the poll needs UIDL and TOP (optional in RFC 1939): have them enabled on {channel.pop3_host}, "
+            "or move the channel to a mailbox on a server that offers them (pop3_host)",
+        )
+    return Check("POP3", True, detail)
+
+
+def _optional_commands(probe: Pop3Probe) -> str:
+    """Which optional commands the server offers, as ``channel check`` prints it."""
+    capa = "CAPA not answered" if probe.capabilities is None else f"CAPA: {', '.join(probe.capabilities)}"
+    top = {True: "yes", False: "no", None: "not known (no CAPA and no message to try it on)"}[probe.top]
+    return f"optional commands: UIDL {'yes' if probe.uidl else 'no'}, TOP {top}, {capa}"
 
 
 def _smtp(channel: Channel) -> Check:

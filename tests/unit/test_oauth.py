@@ -22,6 +22,7 @@ from joserfc.jwk import RSAKey
 from adapters import oauth
 from adapters import secrets as secrets_adapter
 from adapters.oauth import AccessToken, MailboxTokens, xoauth2
+from adapters.token_http import BoundedTransport
 from domain.channel import OAuthClient
 from domain.errors import ChannelFailure, TransientError
 
@@ -218,6 +219,12 @@ def http_error(status: int) -> requests.HTTPError:
         (http_error(503), MICROSOFT, TransientError, None),
         (http_error(429), MICROSOFT, TransientError, None),
         (http_error(404), MICROSOFT, ChannelFailure, "oauth_token_url"),
+        (  # a malformed answer is the endpoint's (the setting's), though requests files it as its own
+            requests.exceptions.JSONDecodeError("Expecting value", "<html>", 0),
+            MICROSOFT,
+            ChannelFailure,
+            "oauth_token_url",
+        ),
     ],
 )
 def test_failures_are_sorted_by_whose_they_are(
@@ -273,7 +280,7 @@ def test_google_sends_a_service_account_assertion_for_the_mailbox(monkeypatch: p
         response.headers["Content-Type"] = "application/json"
         return response
 
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    monkeypatch.setattr(BoundedTransport, "send", send)
 
     token = MailboxTokens(GOOGLE, "orders@acme.example").token()
 
