@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import ChannelFailure, ConnectionLost, LetterShopError, TransientError
+from domain.inbound import recognition_key
 from domain.ledger import LedgerEntry
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import PollResult
@@ -146,20 +147,24 @@ def poll_channel(
     """Poll the channel's mailbox once and return what happened.
 
     The poll logs in and lists the mailbox first: when every message on it is one it remembers as
-    foreign (``MailboxMemory``), there is nothing to do, and it ends without taking the lease. With
-    work, only one poll of a channel runs at a time (``lease_seconds``: a little longer than the
-    function may run). ``time_left`` answers how many seconds the poll may still start a new message
-    in; the poll stops taking messages when it reaches zero or ``max_messages_per_poll`` is reached,
-    and ends the POP3 session with ``QUIT`` so that deletions commit. ``logged_in``: a session
-    logged in already (``service.early_login``), else the poll logs in to ``ports.mailbox``.
+    foreign (``MailboxMemory``, as decided with the channel's recognition settings) or skips as
+    unretrievable (``RetrievalFailures``), there is nothing to do, and it ends without taking the
+    lease. With work, only one poll of a channel runs at a time (``lease_seconds``: a little longer
+    than the function may run). The messages are looked at in the memory's order (``screening``:
+    what older ones the last poll did not reach, a bounded number, then the new ones). ``time_left``
+    answers how many seconds the poll may still start a new message in; the poll stops taking
+    messages when it reaches zero or ``max_messages_per_poll`` is reached (skipped messages count
+    for neither), and ends the POP3 session with ``QUIT`` so that deletions commit. ``logged_in``: a
+    session logged in already (``service.early_login``), else the poll logs in to ``ports.mailbox``.
     """
     result = PollResult(channel_id=channel.channel_id)
     late: list[LedgerEntry] = []
     try:
         with logged_in if logged_in is not None else ports.mailbox.session() as session:
             refs = session.messages()
-            memory = ports.memory.load(channel.channel_id) if refs else MailboxMemory()
-            waiting = [ref for ref in refs if not memory.is_foreign(ref.uid)]
+            stored = ports.memory.load(channel.channel_id) if refs else MailboxMemory()
+            retrievals = RetrievalFailures(stored.deciding(_recognition(channel)), channel)
+            waiting, later = _queue(refs, retrievals, result)
             if not waiting:
                 logger.debug("nothing new on the server", extra={"messages": len(refs)})
                 return result
@@ -168,13 +173,14 @@ def poll_channel(
                 logger.warning("another poll of this channel is running; this one changes nothing")
                 return PollResult(channel.channel_id, status="locked")
             try:
-                retrievals = RetrievalFailures(memory, channel)
+                looked: list[MessageRef] = []
                 try:
                     _poll(
                         channel=channel,
                         ports=ports,
                         session=session,
                         waiting=waiting,
+                        looked=looked,
                         retrievals=retrievals,
                         late=late,
                         result=result,
@@ -184,7 +190,11 @@ def poll_channel(
                         checkpoint=checkpoint,
                     )
                 finally:
-                    _remember(channel, ports, memory, retrievals.memory, refs)
+                    unreached = (waiting + later)[len(looked) :]
+                    next_up = unreached[0].uid if unreached else ""
+                    _remember(
+                        channel, ports, before=stored, after=retrievals.memory, refs=refs, next_up=next_up
+                    )
             finally:
                 _release(channel, ports, owner)
     except ConnectionLost as error:
@@ -197,12 +207,30 @@ def poll_channel(
     return result
 
 
+def _recognition(channel: Channel) -> str:
+    return recognition_key(exclusive_account=channel.exclusive_account, keyword=channel.subject_keyword)
+
+
+def _queue(
+    refs: list[MessageRef], retrievals: RetrievalFailures, result: PollResult
+) -> tuple[list[MessageRef], list[MessageRef]]:
+    """The messages this poll looks at, in order, and those it leaves for later polls (the
+    memory's ``screening``), without the ones skipped as unretrievable (counted in ``skipped``)."""
+    screening = retrievals.memory.screening([ref.uid for ref in refs])
+    skipped = {i for i in screening.order if retrievals.given_up(refs[i])}
+    result.skipped = len(skipped)
+    waiting = [refs[i] for i in screening.order[: screening.now] if i not in skipped]
+    later = [refs[i] for i in screening.order[screening.now :] if i not in skipped]
+    return waiting, later
+
+
 def _poll(
     *,
     channel: Channel,
     ports: Ports,
     session: MailboxSession,
     waiting: list[MessageRef],
+    looked: list[MessageRef],
     retrievals: RetrievalFailures,
     late: list[LedgerEntry],
     result: PollResult,
@@ -238,6 +266,7 @@ def _poll(
                 logger.warning("time budget of this poll used up; the rest waits for the next poll")
                 break
             result.seen += 1
+            looked.append(ref)
             with _message_keys(ref):
                 keep_going, ours = _handle_or_stop(settler, ref, result)
             if not ours:
@@ -250,10 +279,17 @@ def _poll(
 
 
 def _remember(
-    channel: Channel, ports: Ports, before: MailboxMemory, after: MailboxMemory, refs: list[MessageRef]
+    channel: Channel,
+    ports: Ports,
+    *,
+    before: MailboxMemory,
+    after: MailboxMemory,
+    refs: list[MessageRef],
+    next_up: str,
 ) -> None:
-    """Save what the poll learnt of the mailbox, when it learnt anything (one write)."""
-    kept = after.kept(ref.uid for ref in refs)
+    """Save what the poll learnt of the mailbox, when it learnt anything (one write); ``next_up``:
+    the first message it did not look at ("" when it looked at all)."""
+    kept = after.kept([ref.uid for ref in refs], next_up=next_up)
     if kept == before:
         return
     try:
