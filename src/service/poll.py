@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import ChannelFailure, ConnectionLost, LetterShopError, TransientError
-from domain.inbound import recognition_key
 from domain.ledger import LedgerEntry
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import PollResult
@@ -34,6 +33,7 @@ from service.ports import (
     SerialCounter,
 )
 from service.retrieval import RetrievalFailures
+from service.screening import queue, recognition, save_memory
 from service.telemetry import logger
 
 
@@ -163,8 +163,8 @@ def poll_channel(
         with logged_in if logged_in is not None else ports.mailbox.session() as session:
             refs = session.messages()
             stored = ports.memory.load(channel.channel_id) if refs else MailboxMemory()
-            retrievals = RetrievalFailures(stored.deciding(_recognition(channel)), channel)
-            waiting, later = _queue(refs, retrievals, result)
+            retrievals = RetrievalFailures(stored.deciding(recognition(channel)), channel)
+            waiting, later = queue(refs, retrievals, result)
             if not waiting:
                 logger.debug("nothing new on the server", extra={"messages": len(refs)})
                 return result
@@ -192,8 +192,13 @@ def poll_channel(
                 finally:
                     unreached = (waiting + later)[len(looked) :]
                     next_up = unreached[0].uid if unreached else ""
-                    _remember(
-                        channel, ports, before=stored, after=retrievals.memory, refs=refs, next_up=next_up
+                    save_memory(
+                        channel,
+                        ports.memory,
+                        before=stored,
+                        after=retrievals.memory,
+                        refs=refs,
+                        next_up=next_up,
                     )
             finally:
                 _release(channel, ports, owner)
@@ -205,23 +210,6 @@ def poll_channel(
         _record_late(ports, late)
     logger.info("poll finished", extra=result.as_dict())
     return result
-
-
-def _recognition(channel: Channel) -> str:
-    return recognition_key(exclusive_account=channel.exclusive_account, keyword=channel.subject_keyword)
-
-
-def _queue(
-    refs: list[MessageRef], retrievals: RetrievalFailures, result: PollResult
-) -> tuple[list[MessageRef], list[MessageRef]]:
-    """The messages this poll looks at, in order, and those it leaves for later polls (the
-    memory's ``screening``), without the ones skipped as unretrievable (counted in ``skipped``)."""
-    screening = retrievals.memory.screening([ref.uid for ref in refs])
-    skipped = {i for i in screening.order if retrievals.given_up(refs[i])}
-    result.skipped = len(skipped)
-    waiting = [refs[i] for i in screening.order[: screening.now] if i not in skipped]
-    later = [refs[i] for i in screening.order[screening.now :] if i not in skipped]
-    return waiting, later
 
 
 def _poll(
@@ -276,26 +264,6 @@ def _poll(
     finally:
         retrievals.memory = retrievals.memory.with_foreign(foreign)
     checkpoint("before_quit")
-
-
-def _remember(
-    channel: Channel,
-    ports: Ports,
-    *,
-    before: MailboxMemory,
-    after: MailboxMemory,
-    refs: list[MessageRef],
-    next_up: str,
-) -> None:
-    """Save what the poll learnt of the mailbox, when it learnt anything (one write); ``next_up``:
-    the first message it did not look at ("" when it looked at all)."""
-    kept = after.kept([ref.uid for ref in refs], next_up=next_up)
-    if kept == before:
-        return
-    try:
-        ports.memory.save(channel.channel_id, kept)
-    except TransientError as error:
-        logger.warning("mailbox memory not saved; the next poll looks at these messages again: %s", error)
 
 
 def _record_late(ports: Ports, entries: list[LedgerEntry]) -> None:
