@@ -139,6 +139,15 @@ def test_unretrievable_messages_use_up_no_batch_and_channel_show_counts_them(
     assert "last outcome: ok: 2 processed, 2 skipped (unretrievable)" in shown.output
     assert "skipped as unretrievable: 2 message(s) left on the mail server" in shown.output
 
+    # And once the operator removed them on the mail server, the next poll says so
+    for folder in ("new", "cur"):
+        for path in (stack.dovecot.maildir(mailbox[0]) / folder).iterdir():
+            path.unlink()
+    assert "skipped" not in invoke_poll(EVENT)
+    shown = CliRunner().invoke(app, ["channel", "show", "acme"], env={"POWERTOOLS_METRICS_DISABLED": "true"})
+    assert "last outcome: ok" in shown.output
+    assert "skipped" not in shown.output
+
 
 def test_a_corrected_keyword_takes_effect_at_the_next_poll_of_a_warm_instance(
     stack: LocalStack, mailbox: tuple[str, str]
