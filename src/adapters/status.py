@@ -19,13 +19,13 @@ from domain.outcomes import PollResult
 
 STATUS_RETENTION_SECONDS = 400 * 24 * 3600
 MAX_DETAIL_CHARS = 2000
-COUNTS = ("seen", "recognized", "processed", "failed", "rejected", "deferred", "deleted")
+COUNTS = ("seen", "recognized", "processed", "failed", "rejected", "deferred", "deleted", "skipped")
 HANDLED = ("processed", "failed", "rejected", "deferred")
 INVALID = "invalid_config"
 SAVED = "saved"
 
 # What this process last wrote per (table, channel): a warm function skips unchanged empty polls.
-_last_written: dict[tuple[str, str], tuple[str, str | None]] = {}
+_last_written: dict[tuple[str, str], tuple[str, str | None, int]] = {}
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class ChannelStatus:
     rejected: int = 0
     deferred: int = 0
     deleted: int = 0
+    skipped: int = 0  # unretrievable messages the poll left on the server without looking at them
 
     @classmethod
     def from_result(cls, result: PollResult, at: datetime) -> "ChannelStatus":
@@ -70,8 +71,12 @@ class ChannelStatus:
         return sum(getattr(self, name) for name in HANDLED)
 
     def summary(self) -> str:
-        """One line for a table: ``ok: 2 processed, 1 rejected`` or ``error: <detail>``."""
-        counts = ", ".join(f"{getattr(self, name)} {name}" for name in HANDLED if getattr(self, name))
+        """One line for a table: ``ok: 2 processed, 1 rejected, 1 skipped (unretrievable)`` or
+        ``error: <detail>``."""
+        counted = [f"{getattr(self, name)} {name}" for name in HANDLED if getattr(self, name)]
+        if self.skipped:
+            counted.append(f"{self.skipped} skipped (unretrievable)")
+        counts = ", ".join(counted)
         text = self.status
         if counts:
             text += f": {counts}"
@@ -100,16 +105,20 @@ class ChannelStatusStore:
         self._write(channel_id, record, condition=None)
 
     def record(self, channel_id: str, record: ChannelStatus) -> bool:
-        """Write the record only when it says something new: messages were handled, or the status or
-        its detail differs from the stored one. A warm process remembers what it wrote and skips the
-        request; otherwise one conditional write decides. Whether it was written."""
-        signature = (record.status, record.detail)
+        """Write the record only when it says something new: messages were handled, or the status,
+        its detail or the count of skipped messages differs from the stored one. A warm process
+        remembers what it wrote and skips the request; otherwise one conditional write decides.
+        Whether it was written."""
+        signature = (record.status, record.detail, record.skipped)
         memo = (self._table, channel_id)
         if not record.handled and _last_written.get(memo) == signature:
             return False
         condition = None
         if not record.handled:
-            condition = "attribute_not_exists(pk) OR #status <> :status OR #detail <> :detail"
+            condition = (
+                "attribute_not_exists(pk) OR #status <> :status OR #detail <> :detail"
+                " OR attribute_not_exists(#skipped) OR #skipped <> :skipped"
+            )
         written = self._write(channel_id, record, condition=condition)
         _last_written[memo] = signature
         return written
@@ -122,9 +131,10 @@ class ChannelStatusStore:
     def _write(self, channel_id: str, record: ChannelStatus, *, condition: str | None) -> bool:
         request: dict[str, Any] = {"TableName": self._table, "Item": _item(channel_id, record)}
         if condition is not None:
-            names = {"#status": "status", "#detail": "detail", "#source": "source"}
+            names = {"#status": "status", "#detail": "detail", "#source": "source", "#skipped": "skipped"}
             values = {
                 ":status": {"S": record.status},
+                ":skipped": {"N": str(record.skipped)},
                 ":detail": {"S": _detail(record)},
                 ":sync": {"S": "schedule-sync"},
                 ":invalid": {"S": INVALID},
@@ -186,6 +196,7 @@ def _record(item: dict[str, Any]) -> ChannelStatus:
         rejected=count("rejected"),
         deferred=count("deferred"),
         deleted=count("deleted"),
+        skipped=count("skipped"),
     )
 
 

@@ -227,6 +227,12 @@ def show_command(ctx: typer.Context, channel_id: Annotated[str, typer.Argument(m
         "counts: "
         + ", ".join(f"{name} {getattr(status, name)}" for name in ("seen", "recognized", "deleted"))
     )
+    if status.skipped:
+        say(
+            f"skipped as unretrievable: {status.skipped} message(s) left on the mail server (they broke "
+            "the POP3 connection at every RETR); the poll log 'message cannot be retrieved' names their "
+            "UIDL and size: repair or remove them there (docs/operations.md)"
+        )
 
 
 @app.command("check")

@@ -52,6 +52,11 @@ def is_recognized(subject: str, *, exclusive_account: bool, keyword: str | None)
     return wanted in _comparable(clean_text(decode_words(subject)))
 
 
+def recognition_key(*, exclusive_account: bool, keyword: str | None) -> str:
+    """What decides ``is_recognized``, as one string: equal keys recognise the same messages."""
+    return "exclusive" if exclusive_account else f"keyword:{_comparable(keyword or '')}"
+
+
 def _without_comments(value: str) -> tuple[str, bool]:
     """``value`` with its RFC 5322 comments replaced by a blank - nested ``(a (b))``, quoted pairs
     ``(a \\) b)``, not inside a quoted string - and whether every comment was closed (an unclosed

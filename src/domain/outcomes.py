@@ -27,6 +27,7 @@ class PollResult:
     rejected: int = 0
     deferred: int = 0
     deleted: int = 0
+    skipped: int = 0  # left on the server unlooked at: they broke RETR ``max_attempts`` times
     error: str | None = None
     setting: str | None = None  # the channel attribute(s) to fix, when the channel failed
 
@@ -34,4 +35,6 @@ class PollResult:
         setattr(self, outcome.value, getattr(self, outcome.value) + 1)
 
     def as_dict(self) -> dict[str, object]:
-        return {key: value for key, value in asdict(self).items() if key not in ("error", "setting") or value}
+        """Every count; ``skipped``, ``error`` and ``setting`` only when there are some."""
+        optional = ("skipped", "error", "setting")
+        return {key: value for key, value in asdict(self).items() if key not in optional or value}

@@ -103,9 +103,6 @@ class MessageSettler:
             logger.debug("not a LetterShop message; left on the server untouched")
             return False
         self.result.recognized += 1
-        if self.retrievals.given_up(ref):
-            self.result.count(Outcome.DEFERRED)
-            return True
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
             message = _Message(ref, headers, self.now(), cast(BinaryIO, spool))
             try:

@@ -32,6 +32,7 @@ from service.ports import (
     SerialCounter,
 )
 from service.retrieval import RetrievalFailures
+from service.screening import queue, recognition, save_memory
 from service.telemetry import logger
 
 
@@ -137,19 +138,23 @@ def poll_channel(
     """Poll the channel's mailbox once and return what happened.
 
     The poll logs in and lists the mailbox first: when every message on it is one it remembers as
-    foreign (``MailboxMemory``), there is nothing to do, and it ends without taking the lease. With
-    work, only one poll of a channel runs at a time (``lease_seconds``: a little longer than the
-    function may run). ``time_left`` answers how many seconds the poll may still start a new message
-    in; the poll stops taking messages when it reaches zero or ``max_messages_per_poll`` is reached,
-    and ends the POP3 session with ``QUIT`` so that deletions commit.
+    foreign (``MailboxMemory``, as decided with the channel's recognition settings) or skips as
+    unretrievable (``RetrievalFailures``), there is nothing to do, and it ends without taking the
+    lease. With work, only one poll of a channel runs at a time (``lease_seconds``: a little longer
+    than the function may run). The messages are looked at in the memory's order (``screening``:
+    what older ones the last poll did not reach, a bounded number, then the new ones). ``time_left``
+    answers how many seconds the poll may still start a new message in; the poll stops taking
+    messages when it reaches zero or ``max_messages_per_poll`` is reached (skipped messages count
+    for neither), and ends the POP3 session with ``QUIT`` so that deletions commit.
     """
     result = PollResult(channel_id=channel.channel_id)
     late: list[LedgerEntry] = []
     try:
         with ports.mailbox.session() as session:
             refs = session.messages()
-            memory = ports.memory.load(channel.channel_id) if refs else MailboxMemory()
-            waiting = [ref for ref in refs if not memory.is_foreign(ref.uid)]
+            stored = ports.memory.load(channel.channel_id) if refs else MailboxMemory()
+            retrievals = RetrievalFailures(stored.deciding(recognition(channel)), channel)
+            waiting, later = queue(refs, retrievals, result)
             if not waiting:
                 logger.debug("nothing new on the server", extra={"messages": len(refs)})
                 return result
@@ -158,13 +163,14 @@ def poll_channel(
                 logger.warning("another poll of this channel is running; this one changes nothing")
                 return PollResult(channel.channel_id, status="locked")
             try:
-                retrievals = RetrievalFailures(memory, channel)
+                looked: list[MessageRef] = []
                 try:
                     _poll(
                         channel=channel,
                         ports=ports,
                         session=session,
                         waiting=waiting,
+                        looked=looked,
                         retrievals=retrievals,
                         late=late,
                         result=result,
@@ -174,7 +180,16 @@ def poll_channel(
                         checkpoint=checkpoint,
                     )
                 finally:
-                    _remember(channel, ports, memory, retrievals.memory, refs)
+                    unreached = (waiting + later)[len(looked) :]
+                    next_up = unreached[0].uid if unreached else ""
+                    save_memory(
+                        channel,
+                        ports.memory,
+                        before=stored,
+                        after=retrievals.memory,
+                        refs=refs,
+                        next_up=next_up,
+                    )
             finally:
                 _release(channel, ports, owner)
     except ConnectionLost as error:
@@ -193,6 +208,7 @@ def _poll(
     ports: Ports,
     session: MailboxSession,
     waiting: list[MessageRef],
+    looked: list[MessageRef],
     retrievals: RetrievalFailures,
     late: list[LedgerEntry],
     result: PollResult,
@@ -228,6 +244,7 @@ def _poll(
                 logger.warning("time budget of this poll used up; the rest waits for the next poll")
                 break
             result.seen += 1
+            looked.append(ref)
             with _message_keys(ref):
                 keep_going, ours = _handle_or_stop(settler, ref, result)
             if not ours:
@@ -237,19 +254,6 @@ def _poll(
     finally:
         retrievals.memory = retrievals.memory.with_foreign(foreign)
     checkpoint("before_quit")
-
-
-def _remember(
-    channel: Channel, ports: Ports, before: MailboxMemory, after: MailboxMemory, refs: list[MessageRef]
-) -> None:
-    """Save what the poll learnt of the mailbox, when it learnt anything (one write)."""
-    kept = after.kept(ref.uid for ref in refs)
-    if kept == before:
-        return
-    try:
-        ports.memory.save(channel.channel_id, kept)
-    except TransientError as error:
-        logger.warning("mailbox memory not saved; the next poll looks at these messages again: %s", error)
 
 
 def _record_late(ports: Ports, entries: list[LedgerEntry]) -> None:

@@ -2,8 +2,9 @@
 
 Such a message cannot even be read, so it has no ledger entry; the count lives in the channel's
 ``MailboxMemory`` (saved at the end of the poll). After ``max_attempts`` broken downloads the message
-is skipped, so it no longer stops every poll before the messages behind it, and it stays on the
-server for an operator (alarm ``MessageUnretrievable``).
+is skipped before it is looked at, each poll: it no longer stops the messages behind it, it counts
+against neither ``max_messages_per_poll`` nor the time budget, and it stays on the server for an
+operator (the poll result's ``skipped``, ``lettershop channel show``, alarm ``MessageUnretrievable``).
 """
 
 from aws_lambda_powertools.metrics import MetricUnit

@@ -389,7 +389,10 @@ def test_a_message_that_always_breaks_retr_is_skipped_and_stops_holding_up_the_r
     proxy.reset()
     result = invoke_poll(EVENT)
 
-    assert counts(result) == (2, 2, 1, 0, 0, 1, 1)
+    # The second poll went on after the message the first one broke on: it answered the fine one,
+    # whose deletion the broken session did not commit; this one deletes it, without a new reply.
+    assert counts(result) == (1, 1, 0, 0, 0, 0, 1)
+    assert result["skipped"] == 1
     assert stack.dovecot.mailbox(mailbox[0]) == [broken]
     [mail] = stack.smtp.wait_for(1)
     assert parse(mail.data)["In-Reply-To"] == parse(fine)["Message-ID"]
