@@ -3,7 +3,10 @@
 tnefparse trusts the counts inside the blob: a crafted file can make it loop for billions of
 iterations or copy the blob once per attribute. Before handing data to it we walk the structure
 ourselves with bounds checks (``_check``) and refuse what no Outlook would write: counts or lengths
-beyond the data are ``TnefError`` (the blob is listed as a broken attachment); more attributes or
+beyond the data of a whole attribute are ``TnefError`` (the blob is listed as a broken attachment).
+A blob that ends inside its last attribute (cut short in transit, seen in real mail) is read up to
+that attribute: tnefparse gets only the whole attributes, and the attachment the cut falls into
+before its data is whole is marked ``cut`` (``read_tnef``). More attributes or
 MAPI values than ``domain.bounds`` allows, even when the data holds them, is ``BoundExceeded`` (the
 message is rejected) - both before tnefparse allocates anything. Whatever tnefparse raises on broken
 data is turned into ``TnefError``.
@@ -25,6 +28,11 @@ _IMESSAGE_SIG = b"\x07\x03\x02\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x
 _ATT_MAPI_PROPS = 0x9003
 _ATT_RECIP_TABLE = 0x9004
 _ATT_ATTACHMENT = 0x9005
+_ATT_ATTACH_RENDDATA = 0x9002
+_ATT_ATTACH_DATA = 0x800F
+_LEVEL_ATTACHMENT = 2
+_ATTRIBUTE_FRAME = 11  # level (1), id (4), length (4) and checksum (2) around an attribute's data
+_PAD = b"\x00\x00"
 _MAPI_ATTACH_DATA_OBJ = 0x3701
 _FIXED_SIZES = {0x0002: 2, 0x000B: 2, 0x0003: 4, 0x0004: 4, 0x000A: 4, 0x0005: 8, 0x0006: 8, 0x0007: 8}
 _FIXED_SIZES |= {0x0014: 8, 0x0040: 8, 0x0048: 16}
@@ -43,6 +51,7 @@ class TnefFile:
     name: str  # as stored, not yet made safe; "" when the blob names none
     content: bytes
     embedded: tuple[TnefFile, ...] = ()  # attachments of an attached Outlook message
+    cut: bool = False  # the blob ends before this attachment's data: it has none
 
 
 class _Insane(Exception):
@@ -152,37 +161,73 @@ def _walk_variable(
     return offset
 
 
-def _check(data: bytes, depth: int = 0, tally: _Tally | None = None) -> None:
+@dataclass
+class _Layout:
+    """What the walk over a blob's attributes found: where its last whole attribute ends, whether the
+    blob goes on beyond it (cut short inside an attribute), and the attachments begun."""
+
+    end: int
+    cut: bool = False
+    attachments: int = 0
+    last_has_data: bool = False  # the last attachment begun has an attAttachData or attAttachment
+
+
+def _check(data: bytes, depth: int = 0, tally: _Tally | None = None) -> _Layout:
     """Raise ``_Insane`` for a blob tnefparse should not be given, ``BoundExceeded`` for one
-    beyond the bounds."""
+    beyond the bounds; the layout of its whole attributes.
+
+    The outermost blob may be cut short: the walk stops at the first attribute the data does not hold
+    whole (``_Layout.cut``), and only the attributes before it are checked and handed to tnefparse.
+    An embedded message (depth > 0) lies inside a whole attribute: an attribute of it that runs beyond
+    its data is ``_Insane``, as tnefparse would quietly hand out the shortened data.
+    """
     if tally is None:
         tally = _Tally()
     if depth > _MAX_DEPTH:
         raise _Insane
+    layout = _Layout(end=6)
     offset, copied = 6, 0
-    while offset + 12 < len(data):
-        tally.attribute()  # counted on past the copy limit below: many attributes is a bound
-        copied += len(data) - offset
+    # tnefparse reads an attribute while more than 12 bytes are left; the outermost blob is given to it
+    # padded (``_PAD``), so that a last whole attribute of 11 or 12 bytes is read too.
+    least = _ATTRIBUTE_FRAME if depth == 0 else _ATTRIBUTE_FRAME + 2
+    while offset + least <= len(data):
         (name,) = struct.unpack_from("<H", data, offset + 1)
         length = _u32(data, offset + 5)
-        if offset + 9 + length + 2 > len(data):
-            raise _Insane  # truncated: tnefparse would quietly hand out the shortened data
+        if offset + _ATTRIBUTE_FRAME + length > len(data):
+            if depth:
+                raise _Insane  # truncated: tnefparse would quietly hand out the shortened data
+            break
+        tally.attribute()  # counted on past the copy limit below: many attributes is a bound
+        copied += len(data) - offset
         body = data[offset + 9 : offset + 9 + length]
-        if name in (_ATT_MAPI_PROPS, _ATT_ATTACHMENT) and len(body) >= 4:
-            _walk_mapi(body, 0, depth, tally)
-        if name == _ATT_RECIP_TABLE and len(body) >= 4:
-            rows = _u32(body, 0)
-            if rows > len(body) // 4:
-                raise _Insane
-            row_offset = 4
-            for _ in range(rows):
-                if row_offset + 4 > len(body):
-                    break  # tnefparse raises struct.error here
-                tally.claim(1)  # a row is an object of its own, also when it holds no property
-                row_offset = _walk_mapi(body, row_offset, depth, tally)
-        offset += min(len(data) - offset, length + 11)
+        _check_body(data[offset], name, body, depth=depth, tally=tally, layout=layout)
+        offset += length + _ATTRIBUTE_FRAME
+        layout.end = offset
+    layout.cut = depth == 0 and layout.end < len(data)
     if copied > _MAX_COPY_BYTES:
         raise _Insane
+    return layout
+
+
+def _check_body(level: int, name: int, body: bytes, *, depth: int, tally: _Tally, layout: _Layout) -> None:
+    """Check one whole attribute's data; note in ``layout`` where attachments begin and hold data."""
+    if name == _ATT_ATTACH_RENDDATA:  # tnefparse begins a new attachment with it, at any level
+        layout.attachments += 1
+        layout.last_has_data = False
+    elif level == _LEVEL_ATTACHMENT and name in (_ATT_ATTACH_DATA, _ATT_ATTACHMENT):
+        layout.last_has_data = True
+    if name in (_ATT_MAPI_PROPS, _ATT_ATTACHMENT) and len(body) >= 4:
+        _walk_mapi(body, 0, depth, tally)
+    if name == _ATT_RECIP_TABLE and len(body) >= 4:
+        rows = _u32(body, 0)
+        if rows > len(body) // 4:
+            raise _Insane
+        row_offset = 4
+        for _ in range(rows):
+            if row_offset + 4 > len(body):
+                break  # tnefparse raises struct.error here
+            tally.claim(1)  # a row is an object of its own, also when it holds no property
+            row_offset = _walk_mapi(body, row_offset, depth, tally)
 
 
 def _name_of(attachment: object) -> str:
@@ -211,14 +256,24 @@ def _files(parsed: object, depth: int) -> Iterator[TnefFile]:
 
 def read_tnef(data: bytes) -> tuple[TnefFile, ...]:
     """The attachments in a TNEF blob; raises TnefError when it cannot or should not be read, and
-    ``BoundExceeded`` (a ``RejectedMessage``) when it holds more than ``domain.bounds`` allows."""
+    ``BoundExceeded`` (a ``RejectedMessage``) when it holds more than ``domain.bounds`` allows.
+
+    A blob cut short (it ends inside an attribute, as some real ``winmail.dat`` files do) is read up
+    to its last whole attribute: the attachments before the cut are read. The last attachment is
+    ``cut`` (no content) when the blob ends before its data (``attAttachData``, or the property list
+    that carries an attached message); one whose data is whole is read under its short name when the
+    property list with its long name is what was cut.
+    """
     if not data.startswith(SIGNATURE):
         raise TnefError("not a TNEF file (wrong signature)")
     try:
-        _check(data)
+        layout = _check(data)
     except (_Insane, struct.error) as exc:
         raise TnefError("TNEF structure is inconsistent (counts or lengths beyond the data)") from exc
     try:
-        return tuple(_files(TNEF(data, do_checksum=False), 0))
+        files = list(_files(TNEF(data[: layout.end] + _PAD, do_checksum=False), 0))
     except Exception as exc:  # tnefparse raises anything from struct.error to UnboundLocalError
         raise TnefError(f"TNEF cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    if files and len(files) == layout.attachments and not layout.last_has_data:
+        files[-1] = TnefFile(name=files[-1].name, content=b"", cut=True)
+    return tuple(files)
