@@ -1,15 +1,19 @@
 """Reading and writing the CSV text of import and export files.
 
-* Encoding: UTF-8 (a BOM is allowed and remembered), failing that Windows-1252. NUL bytes and UTF-16/32
-  byte order marks mean "not a CSV text file" (an Excel workbook renamed to .csv, a UTF-16 export).
-* Delimiter: ``;`` or ``,``. ``csv.Sniffer`` (restricted to those two) makes the first guess; when it
-  cannot decide, the more frequent of the two in the first line wins. The caller tries the other one
+* Encoding: UTF-8 (a BOM is allowed and remembered), failing that Windows-1252; or UTF-16 (little or
+  big endian) when the file starts with its byte order mark, as Excel's "Unicode text" is written.
+  NUL characters and UTF-32 byte order marks mean "not a CSV text file" (an Excel workbook renamed to
+  .csv).
+* Delimiter: a first line ``sep=X`` (Excel's delimiter hint) decides it: ``X`` is the delimiter and
+  that line is not part of the table (Excel does not show it; line numbers count from the line after
+  it). Otherwise ``;``, ``,`` or a tab: ``csv.Sniffer`` (restricted to those) makes the first guess;
+  when it cannot decide, the most frequent of them in the first line wins. The caller tries the others
   too when the guess does not give a valid header (see ``candidate_delimiters``).
 * Quoting is always ``"`` with doubled quotes inside (RFC 4180); only the delimiter is sniffed. A
   quote in the middle of a cell is an ordinary character. A quote that opens a cell and is never
   closed would make the rest of the file one cell (``csv`` says nothing about it): ``RecordReader``
   reports the line where it opened (``unclosed_quote_line``), and the file is not processed.
-* The export keeps the import's encoding, BOM, delimiter and line ending (CRLF or LF).
+* The export keeps the import's encoding, BOM, delimiter, ``sep=`` line and line ending (CRLF or LF).
 * Streaming: the file is never decoded whole. ``TextSource`` decodes a fresh pass chunk by chunk,
   ``RecordReader`` holds one record at a time, and ``ExportWriter`` spools the export to a temporary
   file past ``_SPOOL_BYTES``; the caller reads the file in as many passes as it needs.
@@ -21,23 +25,25 @@ import io
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from domain.errors import InvalidImportFile
 
-Encoding = Literal["utf-8", "cp1252"]
-DELIMITERS = (";", ",")
+Encoding = Literal["utf-8", "cp1252", "utf-16-le", "utf-16-be"]
+DELIMITERS = (";", ",", "\t")
 _SNIFF_SAMPLE_CHARS = 64 * 1024
 _DECODE_CHUNK_BYTES = 256 * 1024
 _FLUSH_CHARS = 64 * 1024  # export text encoded and written per chunk of about this size
 _SPOOL_BYTES = 1024 * 1024  # an export larger than this is spooled to a temporary file
-_FOREIGN_BOMS = (
-    (codecs.BOM_UTF32_LE, "UTF-32"),
-    (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"),
-    (codecs.BOM_UTF16_BE, "UTF-16"),
+_FOREIGN_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)  # checked first: UTF-32 LE starts like UTF-16 LE
+_UTF16_BOMS: tuple[tuple[bytes, Encoding], ...] = (
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
+_BOMS: dict[Encoding, bytes] = {"utf-8": codecs.BOM_UTF8, **{encoding: bom for bom, encoding in _UTF16_BOMS}}
+_SEP_LINE = re.compile(r"sep=(.)(?:\r\n|\r|\n|\Z)", re.IGNORECASE)
+_SEP_LINE_CHARS = 8  # "sep=X" and its line end: the characters looked at for it
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the line ends of io.StringIO(newline=""), as csv counts lines
 
 
@@ -48,6 +54,7 @@ class TextFormat:
     encoding: Encoding
     bom: bool
     line_terminator: str
+    delimiter_hint: str | None = None  # the delimiter of a first line "sep=X", written back in the export
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class Record:
 
 
 class TextSource:
-    """An import file known to be UTF-8 or Windows-1252 text, read as text as often as needed.
+    """An import file known to be text in one of the ``Encoding``s, read as text as often as needed.
 
     Nothing is decoded up front: ``open`` decodes incrementally, so one pass over the file holds a
     chunk of its text at a time, never the whole of it.
@@ -72,13 +79,19 @@ class TextSource:
 
     def __init__(self, data: bytes, text_format: TextFormat) -> None:
         self._data = data
+        self._start = len(_BOMS[text_format.encoding]) if text_format.bom else 0
         self.format = text_format
+        with self.open() as stream:
+            hint = _delimiter_hint(stream.read(_SEP_LINE_CHARS))
+        if hint is not None:
+            self._start += len(hint[1].encode(text_format.encoding))
+            self.format = replace(text_format, delimiter_hint=hint[0])
 
     def open(self) -> io.TextIOWrapper:
-        """A fresh text stream over the file (after the BOM); lines end as written (``newline=""``)."""
+        """A fresh text stream over the file (after the BOM and a ``sep=`` line); lines end as written
+        (``newline=""``)."""
         raw = io.BytesIO(self._data)  # shares the bytes, no copy
-        if self.format.bom:
-            raw.seek(len(codecs.BOM_UTF8))
+        raw.seek(self._start)
         return io.TextIOWrapper(raw, encoding=self.format.encoding, newline="")
 
     def sample(self) -> str:
@@ -92,16 +105,20 @@ class TextSource:
 
 
 def decode(filename: str, data: bytes) -> TextSource:
-    """The file as text; ``InvalidImportFile`` when it is not UTF-8 or Windows-1252 text.
+    """The file as text; ``InvalidImportFile`` when it is not UTF-8, Windows-1252 or UTF-16 text.
 
-    The encoding is decided for the whole file: UTF-8 when every byte of it decodes as UTF-8, else
-    Windows-1252. The check decodes chunk by chunk and keeps none of the text.
+    The encoding is decided for the whole file: UTF-16 when it starts with a UTF-16 byte order mark,
+    UTF-8 when every byte of it decodes as UTF-8, else Windows-1252. The check decodes chunk by chunk
+    and keeps none of the text.
     """
-    for foreign_bom, name in _FOREIGN_BOMS:
-        if data.startswith(foreign_bom):
-            raise InvalidImportFile(
-                f"{filename}: the file is {name} encoded; send UTF-8 or Windows-1252 text"
-            )
+    if data.startswith(_FOREIGN_BOMS):
+        raise InvalidImportFile(
+            f"{filename}: the file is UTF-32 encoded; send UTF-8, UTF-16 (with its byte order mark) or "
+            "Windows-1252 text"
+        )
+    for utf16_bom, utf16 in _UTF16_BOMS:
+        if data.startswith(utf16_bom):
+            return _decode_utf16(filename, data, utf16)
     if b"\x00" in data:
         raise InvalidImportFile(f"{filename}: the file contains NUL bytes; it is not a CSV text file")
     bom = data.startswith(codecs.BOM_UTF8)
@@ -124,15 +141,51 @@ def decode(filename: str, data: bytes) -> TextSource:
     return TextSource(data, TextFormat(encoding=encoding, bom=bom, line_terminator=terminator))
 
 
-def candidate_delimiters(source: TextSource) -> tuple[str, str]:
-    """Both delimiters, the more likely one first."""
+def _decode_utf16(filename: str, data: bytes, encoding: Encoding) -> TextSource:
+    """A file that starts with a UTF-16 byte order mark, checked to be UTF-16 text without NUL."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    view = memoryview(data)
+    nul = crlf = lf = False
+    last = ""
+    try:
+        for offset in range(len(codecs.BOM_UTF16_LE), len(data) + 1, _DECODE_CHUNK_BYTES):
+            final = offset + _DECODE_CHUNK_BYTES >= len(data)
+            text = last + decoder.decode(view[offset : offset + _DECODE_CHUNK_BYTES], final=final)
+            nul, crlf, lf = nul or "\x00" in text, crlf or "\r\n" in text, lf or "\n" in text
+            last = text[-1:]
+    except UnicodeDecodeError:
+        raise InvalidImportFile(
+            f"{filename}: the file starts with a UTF-16 byte order mark but is not valid UTF-16 text"
+        ) from None
+    if nul:
+        raise InvalidImportFile(f"{filename}: the file contains NUL characters; it is not a CSV text file")
+    terminator = "\r\n" if crlf or not lf else "\n"
+    return TextSource(data, TextFormat(encoding=encoding, bom=True, line_terminator=terminator))
+
+
+def _delimiter_hint(head: str) -> tuple[str, str] | None:
+    """The delimiter of Excel's hint line ``sep=X`` at the start of ``head``, and that line as written;
+    None when there is none, or its ``X`` cannot be a delimiter (a quote, letter, digit, blank)."""
+    match = _SEP_LINE.match(head)
+    if match is None:
+        return None
+    delimiter = match.group(1)
+    if delimiter != "\t" and (delimiter.isalnum() or not delimiter.isprintable() or delimiter in '" '):
+        return None
+    return delimiter, match.group(0)
+
+
+def candidate_delimiters(source: TextSource) -> tuple[str, ...]:
+    """The delimiter of a ``sep=`` line alone; else every delimiter, the most likely one first."""
+    if source.format.delimiter_hint is not None:
+        return (source.format.delimiter_hint,)
     sample = source.sample()
     try:
         guess = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
     except csv.Error:
         first_line = next((line for line in sample.splitlines() if line.strip()), "")
-        guess = "," if first_line.count(",") > first_line.count(";") else ";"
-    return (guess, ",") if guess == ";" else (guess, ";")
+        guess = max(DELIMITERS, key=first_line.count)  # the first of equals: ";" before ","
+    return (guess, *(delimiter for delimiter in DELIMITERS if delimiter != guess))
 
 
 class RecordReader:
@@ -204,7 +257,9 @@ class ExportWriter:
             lineterminator=text_format.line_terminator,
         )
         if text_format.bom:
-            self._file.write(codecs.BOM_UTF8)
+            self._file.write(_BOMS[text_format.encoding])
+        if text_format.delimiter_hint is not None:  # so that Excel opens the export as it opened the import
+            self._buffer.write(f"sep={text_format.delimiter_hint}{text_format.line_terminator}")
 
     def write(self, row: Sequence[str]) -> None:
         """One export row."""
@@ -227,7 +282,8 @@ class ExportWriter:
         self._buffer.close()
 
     def _flush(self) -> None:
-        # Both encoders keep no state, so encoding chunk by chunk gives the bytes of the whole text.
+        # The encoders keep no state (UTF-16 with its byte order given writes no BOM), so encoding chunk
+        # by chunk gives the bytes of the whole text.
         self._file.write(self._buffer.getvalue().encode(self._format.encoding, errors="replace"))
         self._buffer.seek(0)
         self._buffer.truncate()
