@@ -9,10 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devstack.samples import VALID_IMPORT, partner_mail
 from domain.attachments import parse_message
 from domain.tnef import TnefError, TnefFile, read_tnef
 from tests.unit.outcomes import PATTERNS
 from tests.unit.test_attachments import with_winmail
+from tests.unit.test_poll_service import World, body_of
 from tests.unit.tnef_samples import mapi_long_filename, tnef, tnef_attribute
 
 CSV = b"reference;name;street;postcode;city;weight_g\r\nR1;Muster;Weg 1;8000;Zurich;80\r\n"
@@ -77,6 +79,38 @@ def test_given_a_whole_attribute_whose_count_runs_beyond_it_when_read_then_still
     hostile += tnef_attribute(2, 0x00069005, struct.pack("<I", 0xFFFFFFFF) + b"\x00" * 16) + MESSAGE_CLASS
     with pytest.raises(TnefError, match="inconsistent"):
         read_tnef(hostile)
+
+
+# --- through the poll: the partner is answered --------------------------------------------------------
+
+
+def test_given_a_cut_winmail_dat_with_a_whole_import_file_when_polled_then_it_is_processed() -> None:
+    world = World()
+    blob = tnef((b"logo.png", PNG, None), (b"ORDERS~1.CSV", VALID_IMPORT, "orders.csv"))
+    world.mailbox.deliver("u1", partner_mail(attachments=[("winmail.dat", blob[:-7])]))
+
+    result = world.poll()
+
+    assert (result["processed"], result["failed"]) == (1, 0)
+    [reply] = world.replies.sent
+    assert [part.get_filename() for part in reply.message.iter_attachments()] == ["orders_export.csv"]
+
+
+def test_given_an_import_file_cut_inside_a_winmail_dat_when_polled_then_the_reply_names_it() -> None:
+    world = World()
+    blob = tnef((b"late.csv", VALID_IMPORT, None))
+    cut = blob[: blob.index(VALID_IMPORT) + 30]
+    world.mailbox.deliver(
+        "u1", partner_mail(attachments=[("winmail.dat", cut), ("orders.csv", VALID_IMPORT)])
+    )
+
+    result = world.poll()
+
+    assert result["processed"] == 1
+    [reply] = world.replies.sent
+    assert "late.csv: not processed: late.csv: the file arrived cut short" in body_of(reply.message)
+    assert [part.get_filename() for part in reply.message.iter_attachments()] == ["orders_export.csv"]
+    assert world.serials.calls == [2]  # only orders.csv's rows: nothing is spent on the cut file
 
 
 # --- any cut of a valid blob -------------------------------------------------------------------------
