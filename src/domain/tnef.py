@@ -34,6 +34,9 @@ _LEVEL_ATTACHMENT = 2
 _ATTRIBUTE_FRAME = 11  # level (1), id (4), length (4) and checksum (2) around an attribute's data
 _PAD = b"\x00\x00"
 _MAPI_ATTACH_DATA_OBJ = 0x3701
+_MAPI_ATTACH_METHOD = 0x3705
+_PT_LONG = 0x0003
+_ATTACH_BY_VALUE = 1
 _FIXED_SIZES = {0x0002: 2, 0x000B: 2, 0x0003: 4, 0x0004: 4, 0x000A: 4, 0x0005: 8, 0x0006: 8, 0x0007: 8}
 _FIXED_SIZES |= {0x0014: 8, 0x0040: 8, 0x0048: 16}
 _VARIABLE_TYPES = {0x0000, 0x000D, 0x001E, 0x001F, 0x0102}
@@ -163,13 +166,32 @@ def _walk_variable(
 
 @dataclass
 class _Layout:
-    """What the walk over a blob's attributes found: where its last whole attribute ends, whether the
-    blob goes on beyond it (cut short inside an attribute), and the attachments begun."""
+    """What the walk over a blob's attributes found: where its last whole attribute ends, the
+    attachments begun, and what is known of the attribute the blob is cut short inside of, if any."""
 
     end: int
-    cut: bool = False
     attachments: int = 0
-    last_has_data: bool = False  # the last attachment begun has an attAttachData or attAttachment
+    last_data: bool = False  # the last attachment begun has a whole attAttachData
+    last_properties: bool = False  # ... and a whole attAttachment (its MAPI property list)
+    cut: bool = False  # the blob goes on past ``end``, inside an attribute it does not hold whole
+    cut_level: int = 0
+    cut_name: int | None = None  # None: the cut leaves less of the attribute than its id
+    cut_by_value: bool = False  # the cut attAttachment shows its attachment attached by value
+
+    def last_is_cut(self) -> bool:
+        """Whether the blob ends before the data of the last attachment begun.
+
+        Its data is whole when its property list is (an attached message's or OLE object's data is
+        there), or, when the cut falls into nothing of that attachment (a message attribute, a new
+        attachment), when its attAttachData is. When the cut falls into an attribute that may be its
+        own, its attAttachData counts only if the cut property list shows it is attached by value
+        (Outlook puts placeholder text in the attAttachData of an attached message).
+        """
+        if self.last_properties:
+            return False
+        if not self.cut or self.cut_level != _LEVEL_ATTACHMENT or self.cut_name == _ATT_ATTACH_RENDDATA:
+            return not self.last_data
+        return not (self.last_data and self.cut_by_value)
 
 
 def _check(data: bytes, depth: int = 0, tally: _Tally | None = None) -> _Layout:
@@ -203,7 +225,8 @@ def _check(data: bytes, depth: int = 0, tally: _Tally | None = None) -> _Layout:
         _check_body(data[offset], name, body, depth=depth, tally=tally, layout=layout)
         offset += length + _ATTRIBUTE_FRAME
         layout.end = offset
-    layout.cut = depth == 0 and layout.end < len(data)
+    if depth == 0 and offset < len(data):
+        _note_cut(data, offset, layout)
     if copied > _MAX_COPY_BYTES:
         raise _Insane
     return layout
@@ -213,9 +236,11 @@ def _check_body(level: int, name: int, body: bytes, *, depth: int, tally: _Tally
     """Check one whole attribute's data; note in ``layout`` where attachments begin and hold data."""
     if name == _ATT_ATTACH_RENDDATA:  # tnefparse begins a new attachment with it, at any level
         layout.attachments += 1
-        layout.last_has_data = False
-    elif level == _LEVEL_ATTACHMENT and name in (_ATT_ATTACH_DATA, _ATT_ATTACHMENT):
-        layout.last_has_data = True
+        layout.last_data = layout.last_properties = False
+    elif level == _LEVEL_ATTACHMENT and name == _ATT_ATTACH_DATA:
+        layout.last_data = True
+    elif level == _LEVEL_ATTACHMENT and name == _ATT_ATTACHMENT:
+        layout.last_properties = True
     if name in (_ATT_MAPI_PROPS, _ATT_ATTACHMENT) and len(body) >= 4:
         _walk_mapi(body, 0, depth, tally)
     if name == _ATT_RECIP_TABLE and len(body) >= 4:
@@ -228,6 +253,54 @@ def _check_body(level: int, name: int, body: bytes, *, depth: int, tally: _Tally
                 break  # tnefparse raises struct.error here
             tally.claim(1)  # a row is an object of its own, also when it holds no property
             row_offset = _walk_mapi(body, row_offset, depth, tally)
+
+
+def _note_cut(data: bytes, offset: int, layout: _Layout) -> None:
+    """Note what the blob holds of the attribute at ``offset``, which it ends inside of."""
+    layout.cut = True
+    layout.cut_level = data[offset]
+    if offset + 3 <= len(data):
+        (layout.cut_name,) = struct.unpack_from("<H", data, offset + 1)
+    if layout.cut_name == _ATT_ATTACHMENT:
+        layout.cut_by_value = _attached_by_value(data[offset + 9 :])
+
+
+def _attached_by_value(properties: bytes) -> bool:
+    """Whether the start of a property list that is cut short shows PR_ATTACH_METHOD = by value before
+    any PR_ATTACH_DATA property begins: the attachment's data is then its attAttachData, not in the
+    part of the list that was cut. Every step reads at least 4 bytes, so the walk ends with the data."""
+    offset = 4
+    try:
+        for _ in range(_u32(properties, 0)):
+            attr_type, attr_name = struct.unpack_from("<HH", properties, offset)
+            offset += 4
+            if attr_name == _MAPI_ATTACH_DATA_OBJ:
+                return False
+            if attr_name >= 0x8000:
+                offset = _skip_property_name(properties, offset)
+            values = None
+            if attr_type & 0x1000:
+                attr_type ^= 0x1000
+                values = _u32(properties, offset)
+                offset += 4
+            if attr_name == _MAPI_ATTACH_METHOD and attr_type == _PT_LONG and values is None:
+                return _u32(properties, offset) == _ATTACH_BY_VALUE
+            if attr_type in _FIXED_SIZES:
+                offset += (values or 1) * _FIXED_SIZES[attr_type]
+                offset += 2 if (values or 1) % 2 and attr_type in (0x0002, 0x000B) else 0
+            elif attr_type in _VARIABLE_TYPES:
+                items = values  # multi-valued: one item per value; single-valued: a count of items
+                if items is None:
+                    items = _u32(properties, offset)
+                    offset += 4
+                for _ in range(items):
+                    length = _u32(properties, offset)
+                    offset += 4 + length + (-length % 4)
+            else:
+                return False
+    except struct.error:
+        pass
+    return False
 
 
 def _name_of(attachment: object) -> str:
@@ -274,6 +347,6 @@ def read_tnef(data: bytes) -> tuple[TnefFile, ...]:
         files = list(_files(TNEF(data[: layout.end] + _PAD, do_checksum=False), 0))
     except Exception as exc:  # tnefparse raises anything from struct.error to UnboundLocalError
         raise TnefError(f"TNEF cannot be decoded: {type(exc).__name__}: {exc}") from exc
-    if files and len(files) == layout.attachments and not layout.last_has_data:
+    if files and len(files) == layout.attachments and layout.last_is_cut():
         files[-1] = TnefFile(name=files[-1].name, content=b"", cut=True)
     return tuple(files)

@@ -4,6 +4,7 @@ name, and the guards against counts that would make tnefparse loop stay."""
 
 import struct
 import time
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
@@ -60,10 +61,20 @@ def test_given_a_winmail_dat_cut_inside_a_pictures_data_when_parsed_then_the_pic
 
 
 def test_given_a_winmail_dat_cut_inside_a_long_name_when_read_then_read_under_its_short_name() -> None:
-    # The data came whole before the property list carrying the long name: the file is whole
-    blob = tnef((b"ORDERS~1.CSV", CSV, "orders 2024.csv"))
+    # The data came whole, and the cut property list shows the file attached by value (its data is
+    # the attAttachData, not in the properties): the file is whole, under its short name
+    blob = tnef((b"ORDERS~1.CSV", CSV, "orders 2024.csv"), by_value=True)
     cut = blob[: len(blob) - len(MESSAGE_CLASS) - 8]
     assert read_tnef(cut) == (TnefFile(name="ORDERS~1.CSV", content=CSV),)
+
+
+def test_given_an_attached_message_cut_inside_its_properties_when_read_then_cut_not_its_placeholder() -> None:
+    # Outlook writes placeholder text as the attAttachData of an attached message; the message itself
+    # is in the property list (PR_ATTACH_DATA_OBJ). Cut inside that list, the attachment is cut.
+    placeholder = b"This attachment is a MAPI 1.0 embedded message and is not supported by this mail system."
+    blob = tnef((b"Untitled Attachment", placeholder, "Forwarded message"))
+    cut = blob[: len(blob) - len(MESSAGE_CLASS) - 8]  # no PR_ATTACH_METHOD shown before the cut
+    assert read_tnef(cut) == (TnefFile(name="Untitled Attachment", content=b"", cut=True),)
 
 
 def test_given_a_cut_attribute_claiming_4_gb_when_read_then_read_at_once_without_allocating() -> None:
@@ -122,39 +133,73 @@ _LONG_NAMES = st.none() | st.text(
 _FILES = st.lists(st.tuples(_TITLES, st.binary(max_size=50), _LONG_NAMES), max_size=3)
 
 
-def _expected(files: list[tuple[str, bytes, str | None]], cut: int) -> tuple[TnefFile, ...]:
-    """What a blob of the builder (``tnef_samples.tnef``) cut at ``cut`` holds whole: every file whose
-    data attribute ends before the cut (under its long name when that attribute is whole too), then
-    the file the cut falls into, if it began, as cut."""
-    offset = 6 + (11 + 4) + (11 + 8)  # signature, key, attTnefVersion, attOemCodepage
-    result: list[TnefFile] = []
-    for title, data, long_name in files:
-        rendered = offset + 11 + 14
-        titled = rendered + 11 + len(title) + 1
-        offset = titled + 11 + len(data)
-        if offset > cut:
-            if rendered <= cut:
-                result.append(TnefFile(name=title if titled <= cut else "", content=b"", cut=True))
-            break
+@dataclass(frozen=True)
+class _Attribute:
+    start: int
+    end: int
+    level: int
+    name: int
+
+
+def _layout(
+    files: list[tuple[str, bytes, str | None]], by_value: bool
+) -> list[tuple[_Attribute, int | None]]:
+    """Every attribute of the builder's blob (``tnef_samples.tnef``) and the file it belongs to."""
+    sizes: list[tuple[int, int, int, int | None]] = [(1, 0x9006, 4, None), (1, 0x9007, 8, None)]
+    for index, (title, data, long_name) in enumerate(files):
+        sizes += [(2, 0x9002, 14, index), (2, 0x8010, len(title) + 1, index), (2, 0x800F, len(data), index)]
         if long_name is not None:
-            offset += 11 + len(mapi_long_filename(long_name))
+            sizes.append((2, 0x9005, len(mapi_long_filename(long_name, by_value=by_value)), index))
+    sizes.append((1, 0x8008, 9, None))
+    offset, layout = 6, list[tuple[_Attribute, int | None]]()
+    for level, name, size, owner in sizes:
+        layout.append((_Attribute(offset, offset + 11 + size, level, name), owner))
+        offset += 11 + size
+    return layout
+
+
+def _expected(files: list[tuple[str, bytes, str | None]], by_value: bool, cut: int) -> tuple[TnefFile, ...]:
+    """What ``read_tnef`` must make of the builder's blob cut at ``cut`` (a model of the rule in
+    ``domain.tnef._Layout.last_is_cut``): every attachment begun, with what of it is whole; the last
+    one is ``cut`` when the blob ends before its data could be whole."""
+    layout = _layout(files, by_value)
+    whole = {(attribute.name, index) for attribute, index in layout if attribute.end <= cut}
+    partial = next((attribute for attribute, _ in layout if attribute.start < cut < attribute.end), None)
+    begun = [index for index in range(len(files)) if (0x9002, index) in whole]
+    result = []
+    for index in begun:
+        title, data, long_name = files[index]
+        properties = (0x9005, index) in whole
+        name = long_name if properties and long_name else title if (0x8010, index) in whole else ""
+        data_whole = (0x800F, index) in whole
+        cut_short = False
+        if index == begun[-1] and not properties:
+            known = partial is not None and cut - partial.start >= 3  # the cut leaves the attribute's id
+            if partial is None or partial.level != 2 or (known and partial.name == 0x9002):
+                cut_short = not data_whole
+            else:
+                shown = known and partial.name == 0x9005 and by_value and cut - (partial.start + 9) >= 12
+                cut_short = not (data_whole and shown)
         result.append(
-            TnefFile(name=long_name if long_name is not None and offset <= cut else title, content=data)
+            TnefFile(name=name, content=b"", cut=True)
+            if cut_short
+            else TnefFile(name, data if data_whole else b"")
         )
     return tuple(result)
 
 
 @pytest.mark.property
 @pytest.mark.timeout(120)
-@given(files=_FILES, data=st.data())
+@given(files=_FILES, by_value=st.booleans(), data=st.data())
 def test_given_any_cut_of_a_valid_winmail_dat_when_read_then_exactly_the_whole_attachments(
-    files: list[tuple[str, bytes, str | None]], data: st.DataObject
+    files: list[tuple[str, bytes, str | None]], by_value: bool, data: st.DataObject
 ) -> None:
-    blob = tnef(*[(title.encode("ascii"), content, long_name) for title, content, long_name in files])
+    encoded = [(title.encode("ascii"), content, long_name) for title, content, long_name in files]
+    blob = tnef(*encoded, by_value=by_value)
     cut = data.draw(st.integers(0, len(blob)), label="cut")
     try:
         read = read_tnef(blob[:cut])
     except TnefError:
         assert cut < 4  # only a blob without its signature is refused
         return
-    assert read == _expected(files, cut)
+    assert read == _expected(files, by_value, cut)
