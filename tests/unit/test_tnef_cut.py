@@ -160,7 +160,7 @@ def _layout(
 
 def _expected(files: list[tuple[str, bytes, str | None]], by_value: bool, cut: int) -> tuple[TnefFile, ...]:
     """What ``read_tnef`` must make of the builder's blob cut at ``cut`` (a model of the rule in
-    ``domain.tnef._Layout.last_is_cut``): every attachment begun, with what of it is whole; the last
+    ``domain.tnef_layout.Layout.last_is_cut``): every attachment begun, with what of it is whole; the last
     one is ``cut`` when the blob ends before its data could be whole."""
     layout = _layout(files, by_value)
     whole = {(attribute.name, index) for attribute, index in layout if attribute.end <= cut}
