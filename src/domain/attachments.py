@@ -43,6 +43,7 @@ from domain.bounds import (
 from domain.errors import RejectedMessage
 from domain.filenames import attachment_name, clean_filename, unique_filename
 from domain.headers import Headers, decode_header_bytes, field_sizes, parse_headers
+from domain.shipments.partner_text import shorten
 from domain.tnef import SIGNATURE, TnefError, TnefFile, read_tnef
 
 _TNEF_TYPES = {"application/ms-tnef", "application/vnd.ms-tnef"}
@@ -68,6 +69,7 @@ else:
 class ImportFile:
     filename: str  # decoded, safe base name, never empty, unique within the message
     content: bytes
+    problem: str | None = None  # why it cannot be processed (it arrived cut short); content is then b""
 
 
 @dataclass(frozen=True)
@@ -293,20 +295,28 @@ class _Collector:
         self.taken: set[str] = set()
         self.budget = PartBudget()  # parts and nesting are bounded while parsing (domain.bounds)
 
-    def add(self, name: str | None, content: bytes, content_type: str = "") -> None:
+    def add(self, name: str | None, content: bytes, content_type: str = "", *, cut: bool = False) -> None:
+        """One attachment; ``cut``: it arrived cut short (no content), an import file that fails."""
         safe = clean_filename(name)
         if not safe:  # no name, or nothing left of it: never an import file, whatever the patterns
             kind = f"{content_type} " if _MIME_TYPE.fullmatch(content_type) else ""  # no control characters
-            self.others.append(f"(unnamed {kind}attachment)")
+            self.others.append(f"(unnamed {kind}attachment{', cut short' if cut else ''})")
             return
         if any(fnmatchcase(safe.casefold(), pattern) for pattern in self.patterns):
-            self.import_files.append(ImportFile(unique_filename(safe, self.taken), content))
+            filename = unique_filename(safe, self.taken)
+            problem = _cut_problem(filename) if cut else None
+            self.import_files.append(ImportFile(filename, b"" if cut else content, problem))
         else:
-            self.others.append(safe)
+            self.others.append(f"{safe} (cut short)" if cut else safe)
 
     def add_tnef(self, files: Sequence[TnefFile], label: str, nesting: int) -> None:
         for file in files:
-            if file.embedded and nesting < _MAX_MESSAGE_NESTING:
+            if file.cut:
+                self.defects.append(
+                    f"{label}: winmail.dat ends before the data of its attachment {file.name!r}"
+                )
+                self.add(file.name, b"", cut=True)
+            elif file.embedded and nesting < _MAX_MESSAGE_NESTING:
                 self.add_tnef(file.embedded, label, nesting + 1)
             elif file.content or file.name:
                 self.add(file.name, file.content)  # no name: "(unnamed attachment)"
@@ -375,6 +385,15 @@ class _Collector:
             self.message(content, where, nesting + 1)
             return
         self.add(name, content, kind)
+
+
+def _cut_problem(filename: str) -> str:
+    """Why an import file that arrived cut short inside a ``winmail.dat`` is not processed."""
+    return (
+        f"{shorten(filename)}: the file arrived cut short: the Outlook winmail.dat that carries it ends "
+        "before the file's data, so no row of it was imported. Send the file again, if you can as an "
+        "ordinary attachment (Outlook sends winmail.dat for messages in its Rich Text format)"
+    )
 
 
 def _header_block(raw: bytes | IO[bytes]) -> Headers:

@@ -1,12 +1,13 @@
 """Outlook ``winmail.dat`` (TNEF) attachments, through ``tnefparse``, with guard rails.
 
-tnefparse trusts the counts inside the blob: a crafted file can make it loop for billions of
-iterations or copy the blob once per attribute. Before handing data to it we walk the structure
-ourselves with bounds checks (``_check``) and refuse what no Outlook would write: counts or lengths
-beyond the data are ``TnefError`` (the blob is listed as a broken attachment); more attributes or
-MAPI values than ``domain.bounds`` allows, even when the data holds them, is ``BoundExceeded`` (the
-message is rejected) - both before tnefparse allocates anything. Whatever tnefparse raises on broken
-data is turned into ``TnefError``.
+Before handing a blob to tnefparse, ``domain.tnef_layout`` walks its structure with bounds checks and
+refuses what no Outlook would write: counts or lengths beyond the data of a whole attribute are
+``TnefError`` (the blob is listed as a broken attachment); more attributes or MAPI values than
+``domain.bounds`` allows, even when the data holds them, is ``BoundExceeded`` (the message is
+rejected) - both before tnefparse allocates anything. Whatever tnefparse raises on broken data is
+turned into ``TnefError``. A blob that ends inside its last attribute (cut short, seen in real mail)
+is read up to that attribute: tnefparse gets only the whole attributes, and the attachment the blob
+ends before the data of is marked ``cut`` (``read_tnef``).
 """
 
 from __future__ import annotations
@@ -17,21 +18,11 @@ from dataclasses import dataclass
 
 from tnefparse.tnef import TNEF  # untyped; ignore_missing_imports covers it
 
-from domain.bounds import MAX_TNEF_ATTRIBUTES, MAX_TNEF_VALUES, BoundExceeded
 from domain.headers import decode_header_bytes
+from domain.tnef_layout import MAX_DEPTH, Insane, check_layout
 
 SIGNATURE = b"\x78\x9f\x3e\x22"
-_IMESSAGE_SIG = b"\x07\x03\x02\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46"
-_ATT_MAPI_PROPS = 0x9003
-_ATT_RECIP_TABLE = 0x9004
-_ATT_ATTACHMENT = 0x9005
-_MAPI_ATTACH_DATA_OBJ = 0x3701
-_FIXED_SIZES = {0x0002: 2, 0x000B: 2, 0x0003: 4, 0x0004: 4, 0x000A: 4, 0x0005: 8, 0x0006: 8, 0x0007: 8}
-_FIXED_SIZES |= {0x0014: 8, 0x0040: 8, 0x0048: 16}
-_VARIABLE_TYPES = {0x0000, 0x000D, 0x001E, 0x001F, 0x0102}
-_MAX_COPY_BYTES = 2 * 1024**3  # tnefparse copies the rest of the blob once per attribute
-_MAX_DEPTH = 4
-_MAX_SPIN = 1_000
+_PAD = b"\x00\x00"  # tnefparse reads an attribute only while more than 12 bytes are left (tnef_layout)
 
 
 class TnefError(ValueError):
@@ -43,146 +34,7 @@ class TnefFile:
     name: str  # as stored, not yet made safe; "" when the blob names none
     content: bytes
     embedded: tuple[TnefFile, ...] = ()  # attachments of an attached Outlook message
-
-
-class _Insane(Exception):
-    """tnefparse would loop (nearly) without bound on this data."""
-
-
-class _Tally:
-    """Attributes and MAPI values of one blob, embedded messages included: what tnefparse would
-    build an object for. Counted before tnefparse runs; beyond a bound is ``BoundExceeded``."""
-
-    def __init__(self) -> None:
-        self.attributes = 0
-        self.values = 0
-
-    def attribute(self) -> None:
-        self.attributes += 1
-        if self.attributes > MAX_TNEF_ATTRIBUTES:
-            what = f"a winmail.dat (TNEF) with more than {MAX_TNEF_ATTRIBUTES:,} attributes"
-            raise BoundExceeded("max_tnef_attributes", MAX_TNEF_ATTRIBUTES, what)
-
-    def claim(self, values: int) -> None:
-        """A property claims ``values`` values (already checked against the bytes left)."""
-        self.values += values
-        if self.values > MAX_TNEF_VALUES:
-            what = f"a winmail.dat (TNEF) whose properties claim more than {MAX_TNEF_VALUES:,} values"
-            raise BoundExceeded("max_tnef_values", MAX_TNEF_VALUES, what)
-
-
-def _u32(data: bytes, offset: int) -> int:
-    return int(struct.unpack_from("<I", data, offset)[0])
-
-
-def _skip_property_name(data: bytes, offset: int) -> int:
-    """Skip a named property's GUID, kind and number or name."""
-    kind = _u32(data, offset + 16)
-    offset += 20
-    if kind == 0:
-        return offset + 4
-    name_length = _u32(data, offset)
-    return offset + 4 + name_length + (-name_length % 4)
-
-
-def _walk_mapi(data: bytes, offset: int, depth: int, tally: _Tally) -> int:
-    """Walk a MAPI property list like tnefparse's ``decode_mapi``; the offset where it ends.
-
-    Where tnefparse would stop with an exception it catches itself, we stop as well. Where it would
-    keep looping over a count the data cannot hold, we raise ``_Insane``; every value a property
-    claims is counted (``_Tally.claim``) once the data is known to hold it.
-    """
-    count = _u32(data, offset)  # beyond the data: tnefparse raises struct.error, which read_tnef reports
-    offset += 4
-    try:
-        for index in range(count):
-            if offset >= len(data):
-                if count - index > _MAX_SPIN:
-                    raise _Insane
-                break
-            attr_type, attr_name = struct.unpack_from("<HH", data, offset)
-            offset += 4
-            if attr_name >= 0x8000:
-                offset = _skip_property_name(data, offset)
-            values = None
-            if attr_type & 0x1000:
-                attr_type ^= 0x1000
-                values = _u32(data, offset)
-                offset += 4
-            if attr_type in _FIXED_SIZES:
-                total = (values or 1) * _FIXED_SIZES[attr_type]
-                if offset + total > len(data) and (values or 1) > _MAX_SPIN:
-                    raise _Insane
-                tally.claim(values or 1)
-                offset += total
-            elif attr_type in _VARIABLE_TYPES:
-                offset = _walk_variable(data, offset, attr_name, values, depth, tally=tally)
-            else:
-                break  # tnefparse: ValueError("Unknown MAPI type"), caught inside decode_mapi
-            if (values or 1) % 2 and attr_type in (0x0002, 0x000B):
-                offset += 2
-    except struct.error:
-        pass  # tnefparse stops here too
-    return offset
-
-
-def _walk_variable(
-    data: bytes, offset: int, attr_name: int, values: int | None, depth: int, *, tally: _Tally
-) -> int:
-    if values and values > (len(data) - offset) // 4 + 1:
-        raise _Insane
-    if values:
-        tally.claim(values)
-    for _ in range(values or 1):
-        items = 1
-        if not values:
-            items = _u32(data, offset)
-            offset += 4
-        if items > (len(data) - offset) // 4 + 1:
-            raise _Insane
-        if not values:
-            tally.claim(max(items, 1))  # a single-valued property of several items: one object each
-        for _ in range(items):
-            length = _u32(data, offset)
-            offset += 4
-            item = data[offset : offset + length]
-            if attr_name == _MAPI_ATTACH_DATA_OBJ and item.startswith(_IMESSAGE_SIG):
-                _check(item[len(_IMESSAGE_SIG) :], depth + 1, tally)
-            offset += length + (-length % 4)
-    return offset
-
-
-def _check(data: bytes, depth: int = 0, tally: _Tally | None = None) -> None:
-    """Raise ``_Insane`` for a blob tnefparse should not be given, ``BoundExceeded`` for one
-    beyond the bounds."""
-    if tally is None:
-        tally = _Tally()
-    if depth > _MAX_DEPTH:
-        raise _Insane
-    offset, copied = 6, 0
-    while offset + 12 < len(data):
-        tally.attribute()  # counted on past the copy limit below: many attributes is a bound
-        copied += len(data) - offset
-        (name,) = struct.unpack_from("<H", data, offset + 1)
-        length = _u32(data, offset + 5)
-        if offset + 9 + length + 2 > len(data):
-            raise _Insane  # truncated: tnefparse would quietly hand out the shortened data
-        body = data[offset + 9 : offset + 9 + length]
-        if name in (_ATT_MAPI_PROPS, _ATT_ATTACHMENT) and len(body) >= 4:
-            _walk_mapi(body, 0, depth, tally)
-        if name == _ATT_RECIP_TABLE and len(body) >= 4:
-            rows = _u32(body, 0)
-            if rows > len(body) // 4:
-                raise _Insane
-            row_offset = 4
-            for _ in range(rows):
-                if row_offset + 4 > len(body):
-                    break  # tnefparse raises struct.error here
-                tally.claim(1)  # a row is an object of its own, also when it holds no property
-                row_offset = _walk_mapi(body, row_offset, depth, tally)
-        offset += min(len(data) - offset, length + 11)
-    if copied > _MAX_COPY_BYTES:
-        raise _Insane
+    cut: bool = False  # the blob ends before this attachment's data: it has none
 
 
 def _name_of(attachment: object) -> str:
@@ -201,7 +53,7 @@ def _files(parsed: object, depth: int) -> Iterator[TnefFile]:
     for attachment in getattr(parsed, "attachments", None) or []:
         content = getattr(attachment, "data", b"")
         embedded = getattr(attachment, "embed", None)
-        children = tuple(_files(embedded, depth + 1)) if embedded is not None and depth < _MAX_DEPTH else ()
+        children = tuple(_files(embedded, depth + 1)) if embedded is not None and depth < MAX_DEPTH else ()
         yield TnefFile(
             name=_name_of(attachment),
             content=bytes(content) if isinstance(content, bytes | bytearray) else b"",
@@ -211,14 +63,24 @@ def _files(parsed: object, depth: int) -> Iterator[TnefFile]:
 
 def read_tnef(data: bytes) -> tuple[TnefFile, ...]:
     """The attachments in a TNEF blob; raises TnefError when it cannot or should not be read, and
-    ``BoundExceeded`` (a ``RejectedMessage``) when it holds more than ``domain.bounds`` allows."""
+    ``BoundExceeded`` (a ``RejectedMessage``) when it holds more than ``domain.bounds`` allows.
+
+    A blob cut short (it ends inside an attribute, as some real ``winmail.dat`` files do) is read up
+    to its last whole attribute: the attachments before the cut are read. The last attachment is
+    ``cut`` (no content) when the blob ends before its data (``attAttachData``, or the property list
+    that carries an attached message); one whose data is whole is read under its short name when the
+    property list with its long name is what was cut.
+    """
     if not data.startswith(SIGNATURE):
         raise TnefError("not a TNEF file (wrong signature)")
     try:
-        _check(data)
-    except (_Insane, struct.error) as exc:
+        layout = check_layout(data)
+    except (Insane, struct.error) as exc:
         raise TnefError("TNEF structure is inconsistent (counts or lengths beyond the data)") from exc
     try:
-        return tuple(_files(TNEF(data, do_checksum=False), 0))
+        files = list(_files(TNEF(data[: layout.end] + _PAD, do_checksum=False), 0))
     except Exception as exc:  # tnefparse raises anything from struct.error to UnboundLocalError
         raise TnefError(f"TNEF cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    if files and len(files) == layout.attachments and layout.last_is_cut():
+        files[-1] = TnefFile(name=files[-1].name, content=b"", cut=True)
+    return tuple(files)

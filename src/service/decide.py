@@ -151,6 +151,10 @@ class Decider:
         taken: set[str] = set()
         reports = []
         for index, file in enumerate(parsed.import_files):
+            if file.problem is not None:  # it arrived cut short: nothing to process
+                logger.warning("import file failed: %s", file.problem, extra={"import_file": file.filename})
+                reports.append(FileReport(import_name=file.filename, error=file.problem))
+                continue
             serials = serials_for(f"{index}:{file.filename}")
             report = self._process(file.filename, file.content, sender, parsed, serials)
             reports.append(_unique_export(report, taken))

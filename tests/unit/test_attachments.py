@@ -356,12 +356,15 @@ def test_given_a_hostile_name_in_tnef_when_parsed_then_made_safe() -> None:
     assert names(parse_message(with_winmail(blob), PATTERNS)) == ["boot.csv"]
 
 
-def test_given_a_truncated_winmail_dat_when_parsed_then_listed_with_a_defect() -> None:
-    blob = tnef((b"orders.csv", CSV, "orders.csv"))[:-40]  # cut inside the attachment
+def test_given_a_truncated_winmail_dat_when_parsed_then_the_file_it_cuts_is_named_with_a_defect() -> None:
+    blob = tnef((b"orders.csv", CSV, "orders.csv"))[
+        :-80
+    ]  # cut inside the file's data (tests/unit/test_tnef_cut.py)
     parsed = parse_message(with_winmail(blob), PATTERNS)
-    assert parsed.import_files == ()
-    assert parsed.other_attachments == ("winmail.dat",)
-    assert any("TNEF" in defect for defect in parsed.defects)
+    assert [(file.filename, file.content) for file in parsed.import_files] == [("orders.csv", b"")]
+    assert parsed.import_files[0].problem is not None
+    assert parsed.other_attachments == ()
+    assert "part 2: winmail.dat ends before the data of its attachment 'orders.csv'" in parsed.defects
 
 
 def test_given_a_tnef_count_beyond_its_data_when_read_then_refused_before_tnefparse_loops() -> None:

@@ -148,8 +148,17 @@ def test_a_header_without_data_rows_is_an_empty_import() -> None:
         (f"{REQUIRED};City\r\n".encode(), "orders.csv: the header repeats columns: city"),
         (b"PK\x03\x04\x14\x00\x06\x00", "orders.csv: the file contains NUL bytes; it is not a CSV text file"),
         (
-            codecs.BOM_UTF16_LE + REQUIRED.encode("utf-16-le"),
-            "orders.csv: the file is UTF-16 encoded; send UTF-8 or Windows-1252 text",
+            codecs.BOM_UTF32_LE + REQUIRED.encode("utf-32-le"),
+            "orders.csv: the file is UTF-32 encoded; send UTF-8, UTF-16 (with its byte order mark) or "
+            "Windows-1252 text",
+        ),
+        (
+            codecs.BOM_UTF16_LE + REQUIRED.encode("utf-16-le") + b"\r",  # an odd byte: no UTF-16
+            "orders.csv: the file starts with a UTF-16 byte order mark but is not valid UTF-16 text",
+        ),
+        (
+            codecs.BOM_UTF16_BE + f"{REQUIRED}\x00".encode("utf-16-be"),
+            "orders.csv: the file contains NUL characters; it is not a CSV text file",
         ),
         (b"reference\x81;name", "orders.csv: the file is neither UTF-8 nor Windows-1252 text"),
         (codecs.BOM_UTF8 + b"reference\xfc", "orders.csv: the file starts with a UTF-8 byte order mark"),
@@ -162,7 +171,9 @@ def test_a_header_without_data_rows_is_an_empty_import() -> None:
         "missing-weight",
         "repeated-column",
         "binary",
-        "utf-16",
+        "utf-32",
+        "utf-16-odd-length",
+        "utf-16-nul",
         "not-cp1252",
         "bom-but-not-utf8",
     ],

@@ -1,53 +1,48 @@
 """Reading and writing the CSV text of import and export files.
 
-* Encoding: UTF-8 (a BOM is allowed and remembered), failing that Windows-1252. NUL bytes and UTF-16/32
-  byte order marks mean "not a CSV text file" (an Excel workbook renamed to .csv, a UTF-16 export).
-* Delimiter: ``;`` or ``,``. ``csv.Sniffer`` (restricted to those two) makes the first guess; when it
-  cannot decide, the more frequent of the two in the first line wins. The caller tries the other one
+* Encoding, byte order mark and Excel's ``sep=`` line: ``text_source`` (``decode``, ``TextSource``).
+* Delimiter: a first line ``sep=X`` (Excel's delimiter hint) decides it: ``X`` is the delimiter and
+  that line is not part of the table (Excel does not show it; line numbers count from the line after
+  it). Otherwise ``;``, ``,`` or a tab: ``csv.Sniffer`` (restricted to those) makes the first guess;
+  when it cannot decide, the most frequent of them in the first line wins. The caller tries the others
   too when the guess does not give a valid header (see ``candidate_delimiters``).
 * Quoting is always ``"`` with doubled quotes inside (RFC 4180); only the delimiter is sniffed. A
   quote in the middle of a cell is an ordinary character. A quote that opens a cell and is never
   closed would make the rest of the file one cell (``csv`` says nothing about it): ``RecordReader``
   reports the line where it opened (``unclosed_quote_line``), and the file is not processed.
-* The export keeps the import's encoding, BOM, delimiter and line ending (CRLF or LF).
+* The export keeps the import's encoding, BOM, delimiter, ``sep=`` line and line ending (CRLF or LF).
 * Streaming: the file is never decoded whole. ``TextSource`` decodes a fresh pass chunk by chunk,
   ``RecordReader`` holds one record at a time, and ``ExportWriter`` spools the export to a temporary
   file past ``_SPOOL_BYTES``; the caller reads the file in as many passes as it needs.
 """
 
-import codecs
 import csv
 import io
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from domain.errors import InvalidImportFile
+from domain.shipments.text_source import BOMS, TextFormat, TextSource, decode
 
-Encoding = Literal["utf-8", "cp1252"]
-DELIMITERS = (";", ",")
-_SNIFF_SAMPLE_CHARS = 64 * 1024
-_DECODE_CHUNK_BYTES = 256 * 1024
+# The text side (``text_source``) is part of this module's interface, as before it was split off.
+__all__ = [
+    "DELIMITERS",
+    "ExportWriter",
+    "Record",
+    "RecordReader",
+    "TextFormat",
+    "TextSource",
+    "candidate_delimiters",
+    "decode",
+    "unclosed_quote_problem",
+]
+
+DELIMITERS = (";", ",", "\t")
 _FLUSH_CHARS = 64 * 1024  # export text encoded and written per chunk of about this size
 _SPOOL_BYTES = 1024 * 1024  # an export larger than this is spooled to a temporary file
-_FOREIGN_BOMS = (
-    (codecs.BOM_UTF32_LE, "UTF-32"),
-    (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"),
-    (codecs.BOM_UTF16_BE, "UTF-16"),
-)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the line ends of io.StringIO(newline=""), as csv counts lines
-
-
-@dataclass(frozen=True)
-class TextFormat:
-    """How an import file was written, so its export can be written the same way."""
-
-    encoding: Encoding
-    bom: bool
-    line_terminator: str
 
 
 @dataclass(frozen=True)
@@ -63,76 +58,17 @@ class Record:
         return all(not cell.strip() for cell in self.cells)
 
 
-class TextSource:
-    """An import file known to be UTF-8 or Windows-1252 text, read as text as often as needed.
-
-    Nothing is decoded up front: ``open`` decodes incrementally, so one pass over the file holds a
-    chunk of its text at a time, never the whole of it.
-    """
-
-    def __init__(self, data: bytes, text_format: TextFormat) -> None:
-        self._data = data
-        self.format = text_format
-
-    def open(self) -> io.TextIOWrapper:
-        """A fresh text stream over the file (after the BOM); lines end as written (``newline=""``)."""
-        raw = io.BytesIO(self._data)  # shares the bytes, no copy
-        if self.format.bom:
-            raw.seek(len(codecs.BOM_UTF8))
-        return io.TextIOWrapper(raw, encoding=self.format.encoding, newline="")
-
-    def sample(self) -> str:
-        """The first ``_SNIFF_SAMPLE_CHARS`` characters or so, cut after a line end (for ``sniff``)."""
-        with self.open() as stream:
-            head = stream.read(_SNIFF_SAMPLE_CHARS + 1)
-        if len(head) <= _SNIFF_SAMPLE_CHARS:
-            return head
-        cut = head.rfind("\n", 0, _SNIFF_SAMPLE_CHARS)
-        return head[: cut if cut > 0 else _SNIFF_SAMPLE_CHARS]
-
-
-def decode(filename: str, data: bytes) -> TextSource:
-    """The file as text; ``InvalidImportFile`` when it is not UTF-8 or Windows-1252 text.
-
-    The encoding is decided for the whole file: UTF-8 when every byte of it decodes as UTF-8, else
-    Windows-1252. The check decodes chunk by chunk and keeps none of the text.
-    """
-    for foreign_bom, name in _FOREIGN_BOMS:
-        if data.startswith(foreign_bom):
-            raise InvalidImportFile(
-                f"{filename}: the file is {name} encoded; send UTF-8 or Windows-1252 text"
-            )
-    if b"\x00" in data:
-        raise InvalidImportFile(f"{filename}: the file contains NUL bytes; it is not a CSV text file")
-    bom = data.startswith(codecs.BOM_UTF8)
-    start = len(codecs.BOM_UTF8) if bom else 0
-    encoding: Encoding = "utf-8"
-    if _first_undecodable(data, start, "utf-8") is not None:
-        if bom:
-            raise InvalidImportFile(
-                f"{filename}: the file starts with a UTF-8 byte order mark but is not valid UTF-8"
-            )
-        bad = _first_undecodable(data, 0, "cp1252")
-        if bad is not None:
-            raise InvalidImportFile(
-                f"{filename}: the file is neither UTF-8 nor Windows-1252 text (byte {bad})"
-            )
-        encoding = "cp1252"
-    # Both encodings write CR and LF as the single bytes 0x0D and 0x0A, and no other character
-    # contains those bytes: the line ends of the bytes are the line ends of the text.
-    terminator = "\r\n" if b"\r\n" in data or b"\n" not in data else "\n"
-    return TextSource(data, TextFormat(encoding=encoding, bom=bom, line_terminator=terminator))
-
-
-def candidate_delimiters(source: TextSource) -> tuple[str, str]:
-    """Both delimiters, the more likely one first."""
+def candidate_delimiters(source: TextSource) -> tuple[str, ...]:
+    """The delimiter of a ``sep=`` line alone; else every delimiter, the most likely one first."""
+    if source.format.delimiter_hint is not None:
+        return (source.format.delimiter_hint,)
     sample = source.sample()
     try:
         guess = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
     except csv.Error:
         first_line = next((line for line in sample.splitlines() if line.strip()), "")
-        guess = "," if first_line.count(",") > first_line.count(";") else ";"
-    return (guess, ",") if guess == ";" else (guess, ";")
+        guess = max(DELIMITERS, key=first_line.count)  # the first of equals: ";" before ","
+    return (guess, *(delimiter for delimiter in DELIMITERS if delimiter != guess))
 
 
 class RecordReader:
@@ -204,7 +140,9 @@ class ExportWriter:
             lineterminator=text_format.line_terminator,
         )
         if text_format.bom:
-            self._file.write(codecs.BOM_UTF8)
+            self._file.write(BOMS[text_format.encoding])
+        if text_format.delimiter_hint is not None:  # so that Excel opens the export as it opened the import
+            self._buffer.write(f"sep={text_format.delimiter_hint}{text_format.line_terminator}")
 
     def write(self, row: Sequence[str]) -> None:
         """One export row."""
@@ -227,7 +165,8 @@ class ExportWriter:
         self._buffer.close()
 
     def _flush(self) -> None:
-        # Both encoders keep no state, so encoding chunk by chunk gives the bytes of the whole text.
+        # The encoders keep no state (UTF-16 with its byte order given writes no BOM), so encoding chunk
+        # by chunk gives the bytes of the whole text.
         self._file.write(self._buffer.getvalue().encode(self._format.encoding, errors="replace"))
         self._buffer.seek(0)
         self._buffer.truncate()
@@ -256,22 +195,6 @@ class _Lines:
         text = "".join(self._pending)
         self._pending = []
         return text
-
-
-def _first_undecodable(data: bytes, start: int, encoding: Encoding) -> int | None:
-    """The offset of the first byte of ``data[start:]`` that does not decode, or None."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    view = memoryview(data)
-    for offset in range(start, len(data), _DECODE_CHUNK_BYTES):
-        try:
-            decoder.decode(view[offset : offset + _DECODE_CHUNK_BYTES], final=False)
-        except UnicodeDecodeError as exc:
-            return offset + exc.start  # exact for Windows-1252, which keeps no state across chunks
-    try:
-        decoder.decode(b"", final=True)  # a UTF-8 sequence cut off by the end of the file
-    except UnicodeDecodeError:
-        return len(data)  # only UTF-8 keeps state, and its callers need no offset
-    return None
 
 
 def _unclosed_quote_line(text: str, start: int, line: int, delimiter: str) -> int | None:
