@@ -134,6 +134,16 @@ def test_partner_id_names_a_script_folder_safely(partner_id: str) -> None:
     assert "partner_id" in errors_of(**{**MINIMAL, "partner_id": partner_id})
 
 
+@pytest.mark.parametrize("field", ["channel_id", "partner_id"])
+@pytest.mark.parametrize("padded", ["acme ", " acme", "acme\n", "\tacme"])
+def test_an_id_with_blanks_around_it_is_refused_not_trimmed(field: str, padded: str) -> None:
+    errors = errors_of(**(MINIMAL | {field: padded}))
+    assert errors[field] == (
+        f"{padded!r} has blanks around it: an id is the item's key, written exactly "
+        "(lower-case letters, digits and hyphens)"
+    )
+
+
 @pytest.mark.parametrize("address", ["x@.", "a@b@c.d", "a@@b.example", "Orders <a@b.example>", "a@localhost"])
 def test_sender_address_is_one_plain_address_read_by_the_senders_parser(address: str) -> None:
     assert (
