@@ -64,6 +64,7 @@ class OAuthClient:
 
 MAX_SCRIPT_NAME = 100
 MAX_MESSAGE_BYTES = 400 * 1024 * 1024
+MAX_SHIPMENTS_PER_DAY = 10_000_000  # 10 % of the S10 serial range: a typo cannot give a channel all of it
 
 
 class Channel(BaseModel):
@@ -124,6 +125,8 @@ class Channel(BaseModel):
     # Caps checked before any shipment id is allocated (DESIGN §3).
     max_import_files: Annotated[int, Field(ge=1, le=100)] = 10
     max_rows_per_file: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
+    # Shipment ids a day (UTC): at most 0.1 % of the S10 range shared by every channel (issue 17).
+    max_shipments_per_day: Annotated[int, Field(ge=1, le=MAX_SHIPMENTS_PER_DAY)] = 100_000
     require_authenticated_sender: bool = False
     trusted_authserv_ids: list[NonEmpty] = Field(default_factory=list)
 
