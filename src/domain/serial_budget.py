@@ -40,8 +40,10 @@ class DailyBudget:
 
     def message_refusal(self, count: int, issued: int) -> str:
         """Why a file needing ``count`` ids is refused when its message was issued ``issued`` already."""
+        left = max(self.limit - issued, 0)
         return (
             f"this file needs {count} shipment ids, but one message may be issued at most {self.limit} "
-            f"(max_shipments_per_day) and this one was issued {issued} for its other files. No shipment "
-            "id was issued for it: send it again in another message"
+            f"(max_shipments_per_day, the budget of channel {self.channel_id} for a day) and this one was "
+            f"issued {issued} for its other files: {left} left for it. No shipment id was issued for it: "
+            "send it again in another message"
         )

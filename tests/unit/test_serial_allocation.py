@@ -230,8 +230,8 @@ def test_a_message_deferred_across_midnight_is_not_issued_two_days_worth() -> No
         RecordedSerials(counter, "1:b.csv", message).within(today).allocate(6)
     assert str(refused.value) == (
         "this file needs 6 shipment ids, but one message may be issued at most 10 "
-        "(max_shipments_per_day) and this one was issued 6 for its other files. No shipment id was "
-        "issued for it: send it again in another message"
+        "(max_shipments_per_day, the budget of channel acme for a day) and this one was issued 6 for "
+        "its other files: 4 left for it. No shipment id was issued for it: send it again in another message"
     )
     assert client.calls == []
     # while the first file, processed again, keeps its block, and a file of 4 still fits
