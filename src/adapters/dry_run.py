@@ -24,6 +24,7 @@ from adapters.archive_keys import inbound_key, quarantine_stem, reply_key
 from domain.ledger import LedgerEntry, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
+from domain.serial_budget import DailyBudget
 from service.ports import Archive, Ledger, Mailbox, MailboxSession, MemoryStore, MessageRef
 
 
@@ -242,7 +243,10 @@ class PlaceholderSerials:
         self._ledger = ledger
         self._next = start
 
-    def allocate_recorded(self, count: int, record: Callable[[range], LedgerEntry]) -> range:
+    def allocate_recorded(
+        self, count: int, record: Callable[[range], LedgerEntry], budget: DailyBudget
+    ) -> range:
+        """Counts nothing against ``budget`` (a dry run issues no id, and may not write the count)."""
         block = range(self._next, self._next + count)
         self._next += count
         self._ledger.save(record(block))

@@ -26,7 +26,9 @@ from pydantic_core import PydanticUndefined
 from domain.errors import RejectedMessage
 from domain.senders import normalize_sender_pattern, sender_address
 
-ChannelId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+# Never trimmed (the model trims every other string): the id validated is the key written, so
+# "acme " is refused, not read as acme and then stored as a second item (issue 17).
+ChannelId = Annotated[str, StringConstraints(strip_whitespace=False, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(ge=1)]
@@ -62,6 +64,7 @@ class OAuthClient:
 
 MAX_SCRIPT_NAME = 100
 MAX_MESSAGE_BYTES = 400 * 1024 * 1024
+MAX_SHIPMENTS_PER_DAY = 10_000_000  # 10 % of the S10 serial range: a typo cannot give a channel all of it
 
 
 class Channel(BaseModel):
@@ -122,6 +125,8 @@ class Channel(BaseModel):
     # Caps checked before any shipment id is allocated (DESIGN §3).
     max_import_files: Annotated[int, Field(ge=1, le=100)] = 10
     max_rows_per_file: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
+    # Shipment ids a day (UTC): at most 0.1 % of the S10 range shared by every channel (issue 17).
+    max_shipments_per_day: Annotated[int, Field(ge=1, le=MAX_SHIPMENTS_PER_DAY)] = 100_000
     require_authenticated_sender: bool = False
     trusted_authserv_ids: list[NonEmpty] = Field(default_factory=list)
 
@@ -129,6 +134,16 @@ class Channel(BaseModel):
     @classmethod
     def _normalise_senders(cls, entries: list[str]) -> list[str]:
         return sorted({normalize_sender_pattern(entry) for entry in entries})
+
+    @field_validator("channel_id", "partner_id", mode="before")
+    @classmethod
+    def _refuse_blanks_around_ids(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != value.strip():
+            raise ValueError(
+                f"{value!r} has blanks around it: an id is the item's key, written exactly "
+                "(lower-case letters, digits and hyphens)"
+            )
+        return value
 
     @field_validator("sender_address")
     @classmethod

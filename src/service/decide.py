@@ -7,14 +7,16 @@ of the same file gets the same block.
 
 Caps (DESIGN §3) come first: a message with more import files than ``max_import_files`` fails as a
 whole before any file is looked at, and a file with more data rows than ``max_rows_per_file`` fails
-alone (``process_import(max_rows=...)``); neither spends a serial.
+alone (``process_import(max_rows=...)``); neither spends a serial. So does a file whose valid rows
+would pass the channel's budget of shipment ids for the day (``max_shipments_per_day``): the
+counter refuses it, naming the budget and what is left.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import make_msgid
-from typing import IO, Literal
+from typing import IO, Literal, Protocol
 
 from domain.attachments import ParsedMessage, parse_message
 from domain.channel import Channel
@@ -32,6 +34,7 @@ from domain.reply import (
     safe_filename,
 )
 from domain.senders import reply_address_problem
+from domain.serial_budget import DailyBudget
 from domain.shipments import SerialSource, process_import
 from domain.shipments.partner_text import shorten
 from service.ports import ReplyLimiter, ScriptCall, ScriptRunner
@@ -47,7 +50,13 @@ class Decision:
     reply: bytes | None = None
 
 
-SerialsFor = Callable[[str], SerialSource]
+class FileSerials(Protocol):
+    """Where the serials of one import file come from (``service.serial_blocks.RecordedSerials``)."""
+
+    def within(self, budget: DailyBudget) -> SerialSource: ...
+
+
+SerialsFor = Callable[[str], FileSerials]
 
 
 def screen(channel: Channel, headers: Headers, size: int) -> tuple[str, None] | tuple[None, str]:
@@ -148,6 +157,7 @@ class Decider:
             logger.warning("message failed: too many import files", extra=extra)
             return Decision(Outcome.FAILED, reply=reply_bytes(reply_with_error(context, problem)))
 
+        budget = DailyBudget.on(channel.channel_id, channel.max_shipments_per_day, received)
         taken: set[str] = set()
         reports = []
         for index, file in enumerate(parsed.import_files):
@@ -155,7 +165,7 @@ class Decider:
                 logger.warning("import file failed: %s", file.problem, extra={"import_file": file.filename})
                 reports.append(FileReport(import_name=file.filename, error=file.problem))
                 continue
-            serials = serials_for(f"{index}:{file.filename}")
+            serials = serials_for(f"{index}:{file.filename}").within(budget)
             report = self._process(file.filename, file.content, sender, parsed, serials)
             reports.append(_unique_export(report, taken))
         exports = [report.processed for report in reports if report.processed is not None]

@@ -9,6 +9,7 @@ from typing import BinaryIO, Literal, Protocol
 from domain.ledger import LedgerEntry, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
+from domain.serial_budget import DailyBudget
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,13 @@ class Ledger(Protocol):
 
 
 class SerialCounter(Protocol):
-    def allocate_recorded(self, count: int, record: Callable[[range], LedgerEntry]) -> range:
+    def allocate_recorded(
+        self, count: int, record: Callable[[range], LedgerEntry], budget: DailyBudget
+    ) -> range:
         """``count`` fresh S10 serials; the ledger entry ``record(serials)`` is written with them,
-        before they are used (in one request where the counter allows it)."""
+        before they are used (in one request where the counter allows it), and they are counted
+        against the channel's ``budget`` of the day: ``PermanentError`` naming it when they would
+        pass it (nothing is issued then)."""
         ...
 
 

@@ -245,6 +245,27 @@ def test_validate_warns_about_nobody_allowed_and_plain_pop3(tmp_path: Path) -> N
     assert "pop3_security is none" in result.stderr
 
 
+def test_put_refuses_an_id_with_blanks_around_it_and_writes_nothing(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    # Given the channel acme in the table
+    item = json.loads(lettershop("channel", "example").stdout)
+    assert lettershop("channel", "put", str(write_json(tmp_path / "acme.json", item))).exit_code == 0
+    # When an operator puts an item whose id is "acme " (a blank after it), or " acme"
+    for padded in ("acme ", " acme", "acme\t"):
+        refused = lettershop(
+            "channel", "put", str(write_json(tmp_path / "padded.json", item | {"channel_id": padded}))
+        )
+        # Then it is refused, naming the blanks, and nothing is written: acme stays the one item
+        assert refused.exit_code == 1, refused.output
+        assert "channel_id: " in refused.stdout
+        assert "blank" in refused.stdout
+        assert "nothing written" in refused.stdout
+        assert "replaced" not in refused.stdout
+    table = aws.client("dynamodb", stack.endpoint_url).scan(TableName=stack.names.channels_table)
+    assert [stored["channel_id"] for stored in table["Items"]] == [{"S": "acme"}]
+
+
 # ----------------------------------------------------------------------------- check
 
 

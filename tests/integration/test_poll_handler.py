@@ -273,6 +273,13 @@ def test_wrong_pop3_password_is_a_clear_error(stack: LocalStack, mailbox: tuple[
 
 @pytest.mark.filterwarnings("ignore:Dimension 'channel_id' has already been added")
 def test_two_polls_at_once_never_issue_a_shipment_id_twice(stack: LocalStack) -> None:
+    """Two channels' polls through the handler at once, each answering its three messages with ids.
+
+    What this can show on moto is the whole flow under concurrency; it cannot prove that ids never
+    repeat: moto's TransactWriteItems is not atomic (two transactions conditioned on the same counter
+    value can both succeed, tests/README.md), so a duplicate here would be moto's, and with six
+    allocations it is rare. The proof is tests/unit/test_serial_allocation.py, against a store with
+    DynamoDB's documented atomicity."""
     channels = []
     for channel_id in ("north", "south"):
         box = stack.new_mailbox()

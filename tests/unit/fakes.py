@@ -9,10 +9,11 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import BinaryIO
 
-from domain.errors import ConnectionLost, ScriptFailed, TransientError
+from domain.errors import ConnectionLost, PermanentError, ScriptFailed, TransientError
 from domain.ledger import Claim, LedgerEntry, Stage, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
+from domain.serial_budget import DailyBudget
 from service.ports import MessageRef, ScriptCall
 
 
@@ -176,6 +177,7 @@ class FakeSerials:
     ledger: "FakeLedger"
     next_serial: int = 1
     calls: list[int] = field(default_factory=list)
+    issued: dict[tuple[str, str], int] = field(default_factory=dict)  # per channel and day
 
     def allocate(self, count: int) -> range:
         self.calls.append(count)
@@ -183,7 +185,14 @@ class FakeSerials:
         self.next_serial += count
         return block
 
-    def allocate_recorded(self, count: int, record: Callable[[range], LedgerEntry]) -> range:
+    def allocate_recorded(
+        self, count: int, record: Callable[[range], LedgerEntry], budget: DailyBudget
+    ) -> range:
+        key = (budget.channel_id, budget.day)
+        issued = self.issued.get(key, 0)
+        if issued + count > budget.limit:
+            raise PermanentError(budget.refusal(count, issued))
+        self.issued[key] = issued + count
         block = self.allocate(count)
         self.ledger.save(record(block))
         return block

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from domain.channel import InvalidChannel, load_channel
+from domain.shipments.s10 import SERIAL_MAX
 
 MINIMAL: dict[str, Any] = {
     "channel_id": "acme-1",
@@ -134,6 +135,16 @@ def test_partner_id_names_a_script_folder_safely(partner_id: str) -> None:
     assert "partner_id" in errors_of(**{**MINIMAL, "partner_id": partner_id})
 
 
+@pytest.mark.parametrize("field", ["channel_id", "partner_id"])
+@pytest.mark.parametrize("padded", ["acme ", " acme", "acme\n", "\tacme"])
+def test_an_id_with_blanks_around_it_is_refused_not_trimmed(field: str, padded: str) -> None:
+    errors = errors_of(**(MINIMAL | {field: padded}))
+    assert errors[field] == (
+        f"{padded!r} has blanks around it: an id is the item's key, written exactly "
+        "(lower-case letters, digits and hyphens)"
+    )
+
+
 @pytest.mark.parametrize("address", ["x@.", "a@b@c.d", "a@@b.example", "Orders <a@b.example>", "a@localhost"])
 def test_sender_address_is_one_plain_address_read_by_the_senders_parser(address: str) -> None:
     assert (
@@ -155,6 +166,17 @@ def test_the_caps_of_a_message_have_their_defaults_and_bounds() -> None:
     assert (channel.max_import_files, channel.max_rows_per_file) == (10, 100_000)
     errors = errors_of(**(MINIMAL | {"max_import_files": 101, "max_rows_per_file": 0}))
     assert set(errors) == {"max_import_files", "max_rows_per_file"}
+
+
+def test_within_the_defaults_no_message_takes_more_than_a_thousandth_of_the_serial_range() -> None:
+    channel = load_channel(MINIMAL)
+    # 100,000 ids a day: the largest file the defaults take (max_rows_per_file) fits it whole
+    assert channel.max_shipments_per_day == 100_000 == channel.max_rows_per_file
+    assert channel.max_shipments_per_day <= (SERIAL_MAX + 1) // 1000  # 0.1 % of 00000001..99999999
+    assert load_channel(MINIMAL | {"max_shipments_per_day": Decimal(10_000_000)}).max_shipments_per_day
+    errors = errors_of(**(MINIMAL | {"max_shipments_per_day": 10_000_001}))
+    assert errors == {"max_shipments_per_day": "Input should be less than or equal to 10000000"}
+    assert set(errors_of(**(MINIMAL | {"max_shipments_per_day": 0}))) == {"max_shipments_per_day"}
 
 
 # ---------------------------------------------------------------- OAuth 2.0 logins (issue 12)

@@ -32,6 +32,7 @@ from cli.main import app
 from domain.channel import load_channel
 from domain.ledger import LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome, PollResult
+from domain.serial_budget import DailyBudget
 from service.ports import MessageRef
 from tests.unit.fakes import FakeArchive
 
@@ -276,8 +277,11 @@ def test_dry_run_archive_ledger_replies_and_serials_keep_everything_in_memory() 
     ledger.save(LedgerEntry("acme", DIGEST))
     assert ledger.get("acme", DIGEST) == LedgerEntry("acme", DIGEST)
     serials = PlaceholderSerials(ledger)
-    numbered = serials.allocate_recorded(2, lambda block: LedgerEntry("acme", DIGEST, attempts=len(block)))
-    assert (numbered, serials.allocate_recorded(1, lambda block: LedgerEntry("acme", DIGEST))) == (
+    budget = DailyBudget("acme", "2026-12-07", limit=1)  # a dry run issues no id: nothing counted
+    numbered = serials.allocate_recorded(
+        2, lambda block: LedgerEntry("acme", DIGEST, attempts=len(block)), budget
+    )
+    assert (numbered, serials.allocate_recorded(1, lambda block: LedgerEntry("acme", DIGEST), budget)) == (
         range(1, 3),
         range(3, 4),
     )

@@ -1,8 +1,11 @@
 """Column rules of DESIGN §5, one rule at a time, through ``process_import`` with real CSV bytes."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.shipments import process_import
+from domain.shipments.rows import check_row
 from tests.unit.test_shipments_support import FakeSerials, csv_bytes, export_rows, row
 
 LONG = "x" * 36
@@ -51,6 +54,8 @@ def _outcome(**changes: str) -> dict[str, str]:
         {"weight_g": "2000"},
         {"weight_g": " 250 "},
         {"weight_g": "0250"},
+        {"weight_g": "0000000100"},  # ten digits, a whole number all the same
+        {"weight_g": "0" * 100 + "2000"},
     ],
 )
 def test_a_row_within_every_rule_is_accepted(changes: dict[str, str]) -> None:
@@ -105,6 +110,9 @@ def test_a_row_within_every_rule_is_accepted(changes: dict[str, str]) -> None:
         ({"weight_g": ""}, "weight_g is missing"),
         ({"weight_g": "0"}, "weight_g 0 is not between 1 and 2000 grams"),
         ({"weight_g": "2001"}, "weight_g 2001 is not between 1 and 2000 grams"),
+        ({"weight_g": "0000000000"}, "weight_g 0 is not between 1 and 2000 grams"),
+        ({"weight_g": "00002001"}, "weight_g 2001 is not between 1 and 2000 grams"),
+        ({"weight_g": "1" + "0" * 60}, f"weight_g '1{'0' * 39}…' is not between 1 and 2000 grams"),
         ({"weight_g": "abc"}, "weight_g 'abc' is not a whole number of grams"),
         ({"weight_g": "1.5"}, "weight_g '1.5' is not a whole number of grams"),
         ({"weight_g": "-5"}, "weight_g '-5' is not a whole number of grams"),
@@ -224,3 +232,19 @@ def test_a_short_row_counts_its_missing_cells_as_empty() -> None:
     text = "reference;name;street;postcode;city;weight_g\r\nR-1;Hans;Weg;8001\r\n"
     exported = export_rows(process_import("orders.csv", text.encode(), FakeSerials()))
     assert exported[0]["message"] == "city is missing; weight_g is missing"
+
+
+@given(zeros=st.integers(min_value=0, max_value=60), weight=st.integers(min_value=0, max_value=10**12))
+def test_leading_zeros_never_change_what_a_weight_means(zeros: int, weight: int) -> None:
+    # Given a weight cell written with any number of leading zeros
+    cell = "0" * zeros + str(weight)
+    # When the row is checked
+    checked = check_row(row(weight_g=cell))
+    # Then it is read as the number it writes: taken within 1..2000 g, else refused for its range
+    if 1 <= weight <= 2000:
+        assert (checked.weight_g, checked.problems) == (weight, ())
+    else:
+        assert checked.weight_g is None
+        [problem] = checked.problems
+        assert problem.startswith("weight_g ")
+        assert problem.endswith(" is not between 1 and 2000 grams")

@@ -377,6 +377,17 @@ def test_poll_writes_the_archive_and_reads_back_only_stored_replies(cfn: dict[st
     }
 
 
+def test_poll_may_count_shipment_budgets_in_the_state_table(cfn: dict[str, Any]) -> None:
+    # The budget items (shipments#<channel>#<day>) are read, and updated in the serial transaction,
+    # beside the counter and the ledger: no condition on leading keys may leave them out.
+    statements = role_statements(cfn, "PollFunctionRole")
+    state = [s for s in statements.values() if "StateTable" in json.dumps(s["Resource"])]
+
+    actions = {action for s in state for action in as_list(s["Action"])}
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= actions
+    assert [s.get("Condition") for s in state] == [None] * len(state)
+
+
 def test_poll_reads_only_prefixed_secrets_and_sends_only_from_the_sender_domain(cfn: dict[str, Any]) -> None:
     statements = {s["Sid"]: s for role, s in policy_statements(cfn) if role == "PollFunctionRole"}
 

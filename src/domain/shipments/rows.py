@@ -47,7 +47,7 @@ _POSTCODE_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     **dict.fromkeys(("DE", "FR", "IT"), (re.compile(r"[0-9]{5}"), "5 digits")),
 }
 _OTHER_POSTCODE = (re.compile(r"[A-Z0-9 -]{3,10}"), "3 to 10 letters, digits, blanks or hyphens")
-_WEIGHT = re.compile(r"[0-9]{1,9}")
+_WEIGHT = re.compile(r"[0-9]+")  # ASCII digits only; leading zeros allowed (``0250`` is 250 g)
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,10 @@ def _check_weight(value: str) -> tuple[int | None, str | None]:
         return None, "weight_g is missing"
     if not _WEIGHT.fullmatch(value):
         return None, f"weight_g {show(value)} is not a whole number of grams"
-    weight = int(value)
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_WEIGHT_G)):  # far too heavy: not worth (or safe for) int()
+        return None, f"weight_g {show(digits)} is not between {MIN_WEIGHT_G} and {MAX_WEIGHT_G} grams"
+    weight = int(digits)
     if not MIN_WEIGHT_G <= weight <= MAX_WEIGHT_G:
         return None, f"weight_g {weight} is not between {MIN_WEIGHT_G} and {MAX_WEIGHT_G} grams"
     return weight, None
