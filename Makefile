@@ -43,12 +43,12 @@ demo: install
 	$(PY) -m devstack.demo
 
 lint: install
-	$(VENV)/bin/ruff check src tests devstack bench tools
-	$(VENV)/bin/ruff format --check src tests devstack bench tools
+	$(VENV)/bin/ruff check src cli tests devstack bench tools
+	$(VENV)/bin/ruff format --check src cli tests devstack bench tools
 
 types: install
 	$(VENV)/bin/mypy src
-	$(VENV)/bin/mypy devstack bench tests tools
+	$(VENV)/bin/mypy cli devstack bench tests tools
 
 unit: install
 	$(VENV)/bin/pytest tests/unit

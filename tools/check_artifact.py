@@ -50,6 +50,9 @@ ELF_MACHINES = {62: "x86_64", 183: "arm64"}
 # The public Powertools layer's SSM parameter (or ARN) names its version last.
 POWERTOOLS_LAYER_VERSION = re.compile(r"/powertools/python/.*?(\d+\.\d+\.\d+)$")
 IMPORT_TIMEOUT_SECONDS = 120
+# The operator's command line (cli/) and the libraries only it uses never go into a function
+# (DESIGN §2): a package or distribution of these names in a build folder fails the check.
+OPERATOR_ONLY = ("cli", "typer", "rich")
 
 # Runs in the Lambda runtime's interpreter (python -I): argv = folder, module, attribute, result file.
 IMPORT_CHECK = r"""
@@ -245,6 +248,18 @@ def wrong_native_libraries(folder: Path, architecture: str) -> list[str]:
         for path, found in native_libraries(folder)
         if found != architecture
     ]
+
+
+def operator_only(folder: Path) -> list[str]:
+    """Problems: what of the operator's command line a function's build folder holds."""
+    found = [
+        name
+        for name in OPERATOR_ONLY
+        if (folder / name).exists()
+        or (folder / f"{name}.py").exists()
+        or any(folder.glob(f"{name}-*.dist-info"))
+    ]
+    return [f"{name} belongs to the operator's command line, not in the function's package" for name in found]
 
 
 def distributions(folder: Path) -> set[str]:
@@ -444,7 +459,7 @@ def _check_layer(functions: Sequence[Function], runtime: Runtime, template: Path
 def _check_function(function: Function, runtime: Runtime, built: Path, folder: Path) -> list[str]:
     """The built package (``built``) and the import of its handler from ``folder`` (the same, or
     the build for this machine's architecture)."""
-    problems = wrong_native_libraries(built, function.architecture)
+    problems = wrong_native_libraries(built, function.architecture) + operator_only(built)
     if runtime.version != function.runtime.removeprefix("python"):
         problems.append(f"{function.runtime} in the template, Python {runtime.version} in the check")
     if folder != built:

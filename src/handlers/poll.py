@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from app.root import AwsWiring
 from domain.outcomes import PollResult
-from handlers.bootstrap import AwsWiring
 from service.poll import Wiring, poll
 from service.telemetry import logger, metrics, tracer
 

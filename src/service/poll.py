@@ -52,7 +52,7 @@ class Ports:
 
 
 class Wiring(Protocol):
-    """Where a poll finds its channel item and the outside world (``handlers.bootstrap`` builds the
+    """Where a poll finds its channel item and the outside world (``app.root`` builds the
     real one; unit tests pass fakes)."""
 
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None: ...

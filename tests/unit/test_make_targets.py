@@ -318,6 +318,25 @@ def test_all_ok_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert [line.split()[:2] for line in result_lines(capsys.readouterr().out)] == [["OK", "GoodFunction"]]
 
 
+@pytest.mark.parametrize(
+    "planted", ["cli/__init__.py", "typer-0.15.1.dist-info/METADATA", "rich/__init__.py"]
+)
+def test_the_operators_command_line_in_a_function_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
+) -> None:
+    build = write_build(tmp_path, {"GoodFunction": "good.handler"}, arch=HERE)
+    (build / "GoodFunction" / planted).parent.mkdir(parents=True)
+    (build / "GoodFunction" / planted).write_text("", encoding="utf-8")
+
+    assert run_check(build, machine=HERE) == 1
+
+    name = planted.partition("/")[0].partition("-")[0]
+    assert result_lines(capsys.readouterr().out) == [
+        f"FAIL  GoodFunction (good.handler): {name} belongs to the operator's command line, "
+        "not in the function's package"
+    ]
+
+
 def test_a_layer_of_another_powertools_version_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

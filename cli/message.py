@@ -32,11 +32,11 @@ from adapters.archive_keys import (
 from adapters.clients import aws_client
 from adapters.replay import ReplayMailbox, ReplayMemory, reopened
 from adapters.state import DynamoDbLedger
+from app.root import AwsWiring
 from cli.context import CliError, handled, out, say, stack_of, warn
 from domain.errors import LetterShopError
 from domain.ledger import LedgerEntry
 from domain.outcomes import Outcome
-from handlers.bootstrap import AwsWiring
 from service.poll import poll_channel
 
 app = typer.Typer(help="Archived and quarantined messages: list them, replay one.", no_args_is_help=True)

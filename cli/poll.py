@@ -35,11 +35,11 @@ from adapters.dry_run import (
 )
 from adapters.state import DynamoDbLedger
 from adapters.status import ChannelStatus, ChannelStatusStore
+from app.root import AwsWiring
 from cli.context import CliError, err, handled, out, say, stack_of
 from domain.channel import Channel
 from domain.inbound import is_recognized, parse_headers
 from domain.outcomes import PollResult
-from handlers.bootstrap import AwsWiring
 from service.poll import Ports, Wiring, poll, poll_channel
 from service.ports import Mailbox, MailboxSession, MessageRef
 from settings import PollSettings

@@ -18,10 +18,10 @@ from adapters.pop3_session import Pop3Probe
 from adapters.probe import probe_ses_identity, probe_smtp
 from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
 from adapters.secrets import password
+from app.root import pop3_account, smtp_account
 from cli.context import Stack
 from domain.channel import Channel, OAuthClient
 from domain.errors import ChannelFailure, LetterShopError, ScriptFailed, TransientError
-from handlers.bootstrap import pop3_account, smtp_account
 
 
 @dataclass(frozen=True)
