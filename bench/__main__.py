@@ -2,7 +2,7 @@
 
 * ``bench.parsing`` — the domain's hot paths: import processing and message parsing against the
   standard library, the 20 MB streamed import, the pathological messages of issue 10;
-* ``bench.poll`` — the poll on the local stack (Dovecot, aiosmtpd, moto): issue 11's table (empty
+* ``bench.polls`` — the poll on the local stack (Dovecot, aiosmtpd, moto): issue 11's table (empty
   polls, a shared mailbox of 1,000 foreign mails, the cold start's import, a drain of 100 messages)
   and issue 10's peak RSS of a real poll.
 
@@ -12,13 +12,13 @@ The exit status is 1 when any budget line says FAIL.
 import sys
 import time
 
-from bench import parsing, poll
+from bench import parsing, polls
 
 
 def main() -> None:
     started = time.perf_counter()
     ok = parsing.main()
-    ok = poll.main() and ok
+    ok = polls.main() and ok
     verdicts = "every budget met" if ok else "FAIL: a budget is not met"
     print(f"bench: {verdicts} ({time.perf_counter() - started:.0f} s)")
     if not ok:

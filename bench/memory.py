@@ -1,6 +1,6 @@
-"""Peak RSS of real polls (``bench.poll.memory``) in a process of their own: ``python -m bench.memory``.
+"""Peak RSS of real polls (``bench.polls.memory``) in a process of their own: ``python -m bench.memory``.
 
-``bench.poll`` runs this as a subprocess with a local stack of its own, so that nothing the bench did
+``bench.polls`` runs this as a subprocess with a local stack of its own, so that nothing the bench did
 before (the domain figures leave the bench's process with a heap of hundreds of MB, and the SMTP
 server that takes the poll's reply runs in that process) changes what the poll's process peaks at:
 measured in the bench's own process after the domain figures, the same poll of the same 5.3 MB import
@@ -9,7 +9,7 @@ grew by 79 to 157 MB instead of 59 MB. Prints the lines; the exit status is 1 wh
 
 import sys
 
-from bench.poll import failed, local_stack, memory
+from bench.polls import failed, local_stack, memory
 
 
 def main() -> None:

@@ -11,7 +11,7 @@
   no more than 6x the file's size (``STREAM_BUDGET``) - one PASS/FAIL line.
 
 ``main()`` prints the lines and returns whether every budget was met (``bench.__main__`` sets the exit
-status). The same budgets through a real poll, as RSS of its own process, are in ``bench.poll``.
+status). The same budgets through a real poll, as RSS of its own process, are in ``bench.polls``.
 """
 
 import base64

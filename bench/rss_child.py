@@ -1,4 +1,4 @@
-"""One Lambda-like process for ``bench.poll``: ``python -m bench.rss_child OUT EMPTY WARM MEASURED``.
+"""One Lambda-like process for ``bench.polls``: ``python -m bench.rss_child OUT EMPTY WARM MEASURED``.
 
 Run by the bench with the local stack's environment. It imports the handler (timed: the cold
 start's import), polls channel ``EMPTY`` (an empty mailbox: the cold first poll), polls ``WARM`` (one
@@ -49,7 +49,7 @@ def reset_peak() -> None:
 
 
 def poll_once(channel_id: str) -> dict[str, Any]:
-    from devstack.poll import FakeLambdaContext, invoke_poll  # noqa: PLC0415  # after the timed import
+    from devstack.invoke import FakeLambdaContext, invoke_poll  # noqa: PLC0415  # after the timed import
 
     try:
         return invoke_poll({"channel_id": channel_id}, FakeLambdaContext())

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 from adapters.clients import aws_client
 from adapters.oauth import MailboxTokens
-from adapters.pop3 import Pop3Mailbox
 from adapters.pop3_session import Pop3Probe
 from adapters.probe import probe_ses_identity, probe_smtp
 from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
 from adapters.secrets import password
-from app.root import pop3_account, smtp_account
+from app.root import PasswordSecret, password_secrets, pop3_mailbox, smtp_account
 from cli.context import Stack
 from domain.channel import Channel, OAuthClient
 from domain.errors import ChannelFailure, LetterShopError, ScriptFailed, TransientError
@@ -35,22 +34,14 @@ class Check:
 def run_checks(channel: Channel, stack: Stack) -> Iterator[Check]:
     """The checks in the order a poll needs them; a login is not tried when what it needs failed."""
     oauth = channel.oauth_client
-    secrets_ok = True
-    if channel.pop3_login == "password" and channel.pop3_password_secret is not None:
-        check = _secret("POP3 password", channel.pop3_password_secret, "pop3_password_secret")
-        secrets_ok &= bool(check.ok)
+    secrets_ok = smtp_ok = True
+    for secret in password_secrets(channel):  # exactly those a poll reads
+        check = _secret(secret)
+        if secret.login == "POP3":
+            secrets_ok &= bool(check.ok)
+        else:
+            smtp_ok = bool(check.ok)
         yield check
-    if (
-        channel.reply_via == "smtp"
-        and channel.smtp_auth
-        and not channel.smtp_oauth
-        and channel.smtp_password_secret
-    ):
-        check = _secret("SMTP password", channel.smtp_password_secret, "smtp_password_secret")
-        smtp_ok = bool(check.ok)
-        yield check
-    else:
-        smtp_ok = True
     if oauth is not None:
         check = _token(oauth, channel)
         secrets_ok &= bool(check.ok)
@@ -82,7 +73,8 @@ def _token(oauth: OAuthClient, channel: Channel) -> Check:
     )
 
 
-def _secret(label: str, secret_id: str, setting: str) -> Check:
+def _secret(secret: PasswordSecret) -> Check:
+    label, secret_id, setting = f"{secret.login} password", secret.secret_id, secret.setting
     try:
         password(secret_id, setting=setting)
     except LetterShopError as error:
@@ -99,7 +91,7 @@ def _secret(label: str, secret_id: str, setting: str) -> Check:
 def _pop3(channel: Channel) -> Check:
     where = f"{channel.pop3_host}:{channel.incoming_port} ({channel.pop3_security})"
     try:
-        probe = Pop3Mailbox(pop3_account(channel)).probe()
+        probe = pop3_mailbox(channel).probe()
     except LetterShopError as error:
         return Check("POP3", False, str(error), _fix(error, channel))
     tls = "" if channel.pop3_security == "none" else ", certificate verified"

@@ -1,7 +1,7 @@
 """``lettershop message list ID [--quarantined]`` and ``lettershop message replay KEY [--force]``.
 
 A replay reads an archived (``inbound/``) or quarantined (``quarantine/``) raw message from the
-archive bucket and gives it to ``service.poll.poll_channel`` through a one-message mailbox
+archive bucket and gives it to ``service.poll.poll_mailbox`` through a one-message mailbox
 (``adapters.replay``): the real ledger, archive, scripts and reply transport, the same state machine.
 No POP3 connection is made, and the channel's mailbox memory is neither read nor written
 (``adapters.replay.ReplayMemory``). A message that was answered before — its ledger entry says so,
@@ -12,7 +12,6 @@ never replaces an earlier one, and ``message list`` shows each.
 
 import hashlib
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from typing import Annotated
@@ -30,14 +29,14 @@ from adapters.archive_keys import (
     reply_prefix,
 )
 from adapters.clients import aws_client
-from adapters.replay import ReplayMailbox, ReplayMemory, reopened
+from adapters.replay import reopened
 from adapters.state import DynamoDbLedger
-from app.root import AwsWiring
+from app.root import AwsRoot
 from cli.context import CliError, handled, out, say, stack_of, warn
 from domain.errors import LetterShopError
 from domain.ledger import LedgerEntry
 from domain.outcomes import Outcome
-from service.poll import poll_channel
+from service.poll import poll_mailbox
 
 app = typer.Typer(help="Archived and quarantined messages: list them, replay one.", no_args_is_help=True)
 
@@ -132,12 +131,8 @@ def replay_command(
         if before is not None and before.settled:
             ledger.save(reopened(before))
 
-    ports = replace(
-        AwsWiring(settings).ports(channel),
-        mailbox=ReplayMailbox(raw, uid=f"replay-{digest[:16]}", on_retrieve=reopen),
-        memory=ReplayMemory(),
-    )
-    result = poll_channel(
+    ports = AwsRoot(settings).replay_ports(channel, raw, uid=f"replay-{digest[:16]}", on_retrieve=reopen)
+    result = poll_mailbox(
         channel,
         ports,
         now=lambda: datetime.now(UTC),

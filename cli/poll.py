@@ -1,46 +1,33 @@
 """``lettershop poll ID [--dry-run]``: one poll now, from this machine, with the deployed configuration.
 
-``--dry-run`` runs ``service.poll.poll_channel`` on the ports of ``adapters.dry_run``: the same
-decisions, nothing changed (no reply, no DELE, no archive, no ledger entry, no shipment id), and a
-report per message. Without it, ``service.poll.poll`` runs for real, as the schedule would.
+``--dry-run`` runs ``service.poll.poll_mailbox`` on the ports of a dry run (``adapters.dry_run``, built
+by the composition root ``app.root``): the same decisions, nothing changed (no reply, no DELE, no
+archive, no ledger entry, no shipment id), and a report per message. Without it,
+``service.poll.poll_channel`` runs for real and ``service.poll.poll_ended`` records its end, as the
+poll function does.
 """
 
 import csv
 import io
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, BinaryIO
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from adapters.clients import aws_client
-from adapters.dry_run import (
-    DryRunArchive,
-    DryRunMailbox,
-    GrantedLease,
-    Journal,
-    MessageJournal,
-    OverlayLedger,
-    PlaceholderSerials,
-    ReadOnlyMemory,
-    RecordingReplySender,
-    UnlimitedReplies,
-)
-from adapters.state import DynamoDbLedger
-from adapters.status import ChannelStatus, ChannelStatusStore
-from app.root import AwsWiring
+from adapters.dry_run import Journal, MessageJournal
+from app.root import AwsRoot
 from cli.context import CliError, err, handled, out, say, stack_of
 from domain.channel import Channel
 from domain.inbound import is_recognized, parse_headers
 from domain.outcomes import PollResult
-from service.poll import Ports, Wiring, poll, poll_channel
+from service.poll import poll_channel, poll_ended, poll_mailbox
 from service.ports import Mailbox, MailboxSession, MessageRef
 from settings import PollSettings
 
@@ -72,16 +59,15 @@ def poll_command(
     started = time.monotonic()
     margin = settings.time_margin_seconds
     with _progress(channel_id) as advance:
-        result = poll(
+        root = AwsRoot(settings, watch=lambda box: ProgressMailbox(box, advance))
+        result = poll_channel(
             channel_id,
-            ProgressWiring(AwsWiring(settings), advance),
+            root,
             now=lambda: datetime.now(UTC),
             time_left=lambda: FUNCTION_SECONDS - margin - (time.monotonic() - started),
             lease_seconds=FUNCTION_SECONDS + LEASE_BEYOND_SECONDS,
         )
-    ChannelStatusStore(settings.state_table, aws_client("dynamodb")).record(
-        channel_id, ChannelStatus.from_result(result, datetime.now(UTC))
-    )
+    poll_ended(result, root, at=datetime.now(UTC))
     _print_result(result)
     if result.status == "inactive":
         say("the channel is not active: its mailbox was not touched (lettershop poll ID --dry-run shows")
@@ -92,21 +78,10 @@ def poll_command(
 
 def _dry_run(channel: Channel, settings: PollSettings) -> None:
     journal = Journal()
-    real = AwsWiring(settings).ports(channel)
     with _progress(channel.channel_id) as advance:
-        ledger = OverlayLedger(DynamoDbLedger(settings.state_table, aws_client("dynamodb")), journal)
-        ports = replace(
-            real,
-            mailbox=DryRunMailbox(ProgressMailbox(real.mailbox, advance), journal),
-            archive=DryRunArchive(journal, real.archive),
-            replies=RecordingReplySender(journal),
-            serials=PlaceholderSerials(ledger),
-            ledger=ledger,
-            lease=GrantedLease(),
-            limiter=UnlimitedReplies(),
-            memory=ReadOnlyMemory(real.memory),
-        )
-        result = poll_channel(
+        root = AwsRoot(settings, watch=lambda box: ProgressMailbox(box, advance))
+        ports = root.dry_run_ports(channel, journal)
+        result = poll_mailbox(
             channel,
             ports,
             now=lambda: datetime.now(UTC),
@@ -305,18 +280,3 @@ class _ProgressSession:
 
     def delete(self, number: int) -> None:
         self._inner.delete(number)
-
-
-class ProgressWiring:
-    """``AwsWiring`` whose mailbox reports progress."""
-
-    def __init__(self, inner: Wiring, advance: Callable[[int | None], None]) -> None:
-        self._inner = inner
-        self._advance = advance
-
-    def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
-        return self._inner.channel_item(channel_id)
-
-    def ports(self, channel: Channel) -> Ports:
-        ports = self._inner.ports(channel)
-        return replace(ports, mailbox=ProgressMailbox(ports.mailbox, self._advance))

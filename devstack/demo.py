@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from devstack import aws
-from devstack.poll import invoke_poll, load_event, store_channel, store_oauth_channel
+from devstack.invoke import invoke_poll, load_event, store_channel, store_oauth_channel
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack, OAuthMailbox
 
@@ -142,7 +142,7 @@ def main() -> None:
             print("result:", json.dumps(result))
         report(stack, mailboxes)
         report_oauth(stack, box)
-    from adapters.script_store import DEFAULT_CACHE  # noqa: PLC0415  # src/ is on the path via devstack.poll
+    from adapters.script_store import DEFAULT_CACHE  # noqa: PLC0415  # src/ is on the path via devstack.invoke
 
     DEFAULT_CACHE.clear()  # the scripts the poll cached in /tmp
 

@@ -2,7 +2,8 @@
 
 Prints the handler's result as one JSON line (or ``{"raised": ...}``). For the crash tests,
 ``--kill-at STEP`` makes the process SIGKILL itself the first time the poll reaches that step —
-through the ``checkpoint`` parameter of ``service.poll.poll``, which the deployed handler never passes.
+through the ``checkpoint`` parameter of ``service.poll.poll_channel``, which the deployed handler
+never passes.
 The environment (``LocalStack.env()``) is inherited from the caller.
 """
 
@@ -12,7 +13,7 @@ import json
 import os
 import signal
 
-from devstack.poll import FakeLambdaContext, invoke_poll
+from devstack.invoke import FakeLambdaContext, invoke_poll
 
 
 def main() -> None:
@@ -21,7 +22,7 @@ def main() -> None:
     parser.add_argument("--kill-at", default=None)
     parser.add_argument("--remaining-ms", type=int, default=300_000)
     args = parser.parse_args()
-    import handlers.poll  # noqa: PLC0415  # after devstack.poll put src/ on the path; a warm start
+    import handlers.poll  # noqa: PLC0415  # after devstack.invoke put src/ on the path; a warm start
 
     if args.kill_at:
 
@@ -30,7 +31,9 @@ def main() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         # the handler calls the service through its module global: wrap that one name
-        vars(handlers.poll)["poll"] = functools.partial(vars(handlers.poll)["poll"], checkpoint=checkpoint)
+        vars(handlers.poll)["poll_channel"] = functools.partial(
+            vars(handlers.poll)["poll_channel"], checkpoint=checkpoint
+        )
     try:
         result = invoke_poll(
             {"channel_id": args.channel_id}, FakeLambdaContext(remaining_ms=args.remaining_ms)

@@ -1,16 +1,36 @@
-"""The one wiring point of the poll: real adapters for a channel, AWS clients built once per cold start."""
+"""The composition root: the one place that builds the outside world of a channel, for every entry point.
 
-from collections.abc import Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+``AwsRoot`` builds, from the deployed tables, buckets and secrets (AWS clients made once per cold
+start), the ports of a real poll (``ports``), of a dry run (``dry_run_ports``) and of a replay
+(``replay_ports``), and where a real poll's end is recorded (``status_log``, ``credentials``). The
+logins a poll makes are built here too (``pop3_mailbox``, ``smtp_account``), and which password
+secrets they read is answered here once (``password_secrets``): ``lettershop channel check`` tries
+exactly what a poll would. The poll handler and the operator's command line (``cli/``) both use it.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.archive import S3Archive
 from adapters.channels import ChannelTable
 from adapters.clients import aws_client
+from adapters.dry_run import (
+    DryRunArchive,
+    DryRunMailbox,
+    GrantedLease,
+    Journal,
+    OverlayLedger,
+    PlaceholderSerials,
+    ReadOnlyMemory,
+    RecordingReplySender,
+    UnlimitedReplies,
+)
 from adapters.mailbox_memory import DynamoDbMailboxMemory
 from adapters.oauth import MailboxTokens
 from adapters.pop3 import Pop3Account, Pop3Mailbox
+from adapters.replay import ReplayMailbox, ReplayMemory
 from adapters.scripts import S3ScriptRunner
 from adapters.secrets import forget_cached_secrets, password
 from adapters.serials import DynamoDbSerialCounter
@@ -19,42 +39,40 @@ from adapters.smtp import SmtpAccount, SmtpReplySender
 from adapters.state import DynamoDbLease, DynamoDbLedger, DynamoDbReplyLimiter
 from adapters.status import ChannelStatus, ChannelStatusStore
 from domain.channel import Channel
-from domain.errors import LetterShopError
 from domain.outcomes import PollResult
-from service.poll import Ports
-from service.ports import ReplySender
-from service.telemetry import logger
+from service.ports import Credentials, Mailbox, Ports, ReplySender, StatusLog
 
 if TYPE_CHECKING:
     from settings import PollSettings  # the handler reads the settings; pydantic-settings is not needed here
 
 
-class AwsWiring:
-    """Implements ``service.poll.Wiring`` with the deployed tables, buckets and secrets."""
+class AwsRoot:
+    """Implements ``service.ports.Wiring`` and ``PollEndWiring`` with the deployed resources, and
+    builds the ports of the operator's dry run and replay. ``watch`` wraps each channel's mailbox
+    (the command line's progress display)."""
 
-    def __init__(self, settings: "PollSettings") -> None:
+    def __init__(
+        self, settings: "PollSettings", *, watch: Callable[[Mailbox], Mailbox] = lambda box: box
+    ) -> None:
         self._settings = settings
+        self._watch = watch
 
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
         return ChannelTable(self._settings.channels_table, aws_client("dynamodb")).get(channel_id)
 
-    def poll_ended(self, result: PollResult) -> None:
-        """After a poll that failed on a setting, the secrets are read afresh by the next one (a
-        rotated password fails one poll, not an hour of them); and the channel's status item for
-        ``lettershop channel list`` is written when it says something new (``adapters.status``: a
-        warm function skips an unchanged empty poll without a request)."""
-        if result.status == "error" and result.setting:
-            forget_cached_secrets()
-        store = ChannelStatusStore(self._settings.state_table, aws_client("dynamodb"))
-        try:
-            store.record(result.channel_id, ChannelStatus.from_result(result, datetime.now(UTC)))
-        except LetterShopError as error:
-            logger.warning("channel status not recorded: %s", error)
+    def status_log(self) -> StatusLog:
+        """The channel status items of ``lettershop channel list`` (``adapters.status``: a warm
+        function skips an unchanged empty poll without a request)."""
+        return _StatusItems(ChannelStatusStore(self._settings.state_table, aws_client("dynamodb")))
+
+    def credentials(self) -> Credentials:
+        """The secrets cached across warm invocations (``adapters.secrets``)."""
+        return _CachedSecrets()
 
     def ports(self, channel: Channel) -> Ports:
         """Adapters for one channel; reads its passwords (cached across warm invocations)."""
         settings = self._settings
-        mailbox = Pop3Mailbox(pop3_account(channel))
+        mailbox = self._watch(pop3_mailbox(channel))
         dynamodb = aws_client("dynamodb")
         return Ports(
             mailbox=mailbox,
@@ -68,6 +86,90 @@ class AwsWiring:
             memory=DynamoDbMailboxMemory(settings.state_table, dynamodb),
         )
 
+    def dry_run_ports(self, channel: Channel, journal: Journal) -> Ports:
+        """A poll that changes nothing (``adapters.dry_run``): the real mailbox, ledger, memory and
+        archive read, never written; every decision noted in ``journal``."""
+        real = self.ports(channel)
+        ledger = OverlayLedger(DynamoDbLedger(self._settings.state_table, aws_client("dynamodb")), journal)
+        return replace(
+            real,
+            mailbox=DryRunMailbox(real.mailbox, journal),
+            archive=DryRunArchive(journal, real.archive),
+            replies=RecordingReplySender(journal),
+            serials=PlaceholderSerials(ledger),
+            ledger=ledger,
+            lease=GrantedLease(),
+            limiter=UnlimitedReplies(),
+            memory=ReadOnlyMemory(real.memory),
+        )
+
+    def replay_ports(
+        self, channel: Channel, raw: bytes, *, uid: str, on_retrieve: Callable[[], None]
+    ) -> Ports:
+        """A poll of one archived message (``adapters.replay``) with the channel's real ledger,
+        archive, scripts and reply transport; its mailbox memory neither read nor written."""
+        return replace(
+            self.ports(channel),
+            mailbox=ReplayMailbox(raw, uid=uid, on_retrieve=on_retrieve),
+            memory=ReplayMemory(),
+        )
+
+
+class _StatusItems:
+    """Implements ``service.ports.StatusLog`` with the channel status items."""
+
+    def __init__(self, store: ChannelStatusStore) -> None:
+        self._store = store
+
+    def record(self, result: PollResult, at: datetime) -> None:
+        self._store.record(result.channel_id, ChannelStatus.from_result(result, at))
+
+
+class _CachedSecrets:
+    """Implements ``service.ports.Credentials`` with the secrets cache."""
+
+    def forget(self) -> None:
+        forget_cached_secrets()
+
+
+@dataclass(frozen=True)
+class PasswordSecret:
+    """A password a channel's login reads from Secrets Manager."""
+
+    login: Literal["POP3", "SMTP"]
+    secret_id: str
+    setting: str  # the channel attribute that names the secret
+
+
+def password_secrets(channel: Channel) -> list[PasswordSecret]:
+    """The password secrets a poll of the channel reads, POP3's first (an OAuth login reads the
+    client's secret instead: ``MailboxTokens``)."""
+    found = []
+    pop3 = _pop3_password_secret(channel)
+    if pop3 is not None:
+        found.append(PasswordSecret("POP3", pop3, "pop3_password_secret"))
+    smtp = _smtp_password_secret(channel)
+    if smtp is not None:
+        found.append(PasswordSecret("SMTP", smtp, "smtp_password_secret"))
+    return found
+
+
+def _pop3_password_secret(channel: Channel) -> str | None:
+    if channel.pop3_login == "oauth2" and channel.oauth_client is not None:
+        return None
+    return channel.pop3_password_secret
+
+
+def _smtp_password_secret(channel: Channel) -> str | None:
+    if channel.reply_via != "smtp" or not channel.smtp_auth or channel.smtp_oauth:
+        return None
+    return channel.smtp_password_secret or None
+
+
+def pop3_mailbox(channel: Channel) -> Pop3Mailbox:
+    """The channel's POP3 mailbox, with the login a poll makes."""
+    return Pop3Mailbox(pop3_account(channel))
+
 
 def pop3_account(channel: Channel) -> Pop3Account:
     """The POP3 login: OAuth 2.0 tokens (fetched at login, cached), or the password from Secrets Manager."""
@@ -77,11 +179,11 @@ def pop3_account(channel: Channel) -> Pop3Account:
         security=channel.pop3_security,
         username=channel.pop3_username,
     )
-    oauth = channel.oauth_client
-    if channel.pop3_login == "oauth2" and oauth is not None:
-        return replace(account, tokens=MailboxTokens(oauth, channel.pop3_username))
-    assert channel.pop3_password_secret is not None  # noqa: S101  # the model demands it for password
-    return replace(account, password=password(channel.pop3_password_secret, setting="pop3_password_secret"))
+    secret = _pop3_password_secret(channel)
+    if secret is None:
+        assert channel.oauth_client is not None  # noqa: S101  # no password: the login is OAuth's
+        return replace(account, tokens=MailboxTokens(channel.oauth_client, channel.pop3_username))
+    return replace(account, password=password(secret, setting="pop3_password_secret"))
 
 
 def _reply_sender(channel: Channel) -> ReplySender:
@@ -95,16 +197,12 @@ def smtp_account(channel: Channel) -> SmtpAccount:
     password from Secrets Manager, or none (``smtp_auth`` off)."""
     assert channel.smtp_host is not None  # noqa: S101  # the channel model demands it for smtp
     oauth = channel.oauth_client if channel.smtp_oauth else None
-    smtp_password = (
-        password(channel.smtp_password_secret, setting="smtp_password_secret")
-        if channel.smtp_auth and channel.smtp_password_secret and oauth is None
-        else None
-    )
+    secret = _smtp_password_secret(channel)
     return SmtpAccount(
         host=channel.smtp_host,
         port=channel.smtp_port,
         security=channel.smtp_security,
         username=channel.smtp_username if channel.smtp_auth else None,
-        password=smtp_password,
+        password=password(secret, setting="smtp_password_secret") if secret is not None else None,
         tokens=MailboxTokens(oauth, channel.smtp_username or "") if oauth is not None else None,
     )

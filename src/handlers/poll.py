@@ -1,7 +1,8 @@
 """Lambda entry point: poll one channel's mailbox (event ``{"channel_id": "..."}``).
 
-Thin: parse the event, call ``service.poll.poll``, emit the metrics of its result. The wiring is a
-parameter (default: the deployed AWS resources), so a unit test drives the handler with fakes.
+Thin: parse the event, call ``service.poll.poll_channel``, emit the metrics of its result, end the
+poll (``service.poll.poll_ended``). The wiring is a parameter (default: the composition root,
+``app.root.AwsRoot``), so a unit test drives the handler with fakes.
 
 The import is the cold start (issue 11): what only an invocation needs is imported by it, once —
 the X-Ray SDK with Powertools' Tracer (``service.telemetry.tracer``), pydantic-settings with the
@@ -15,9 +16,10 @@ from typing import Any, Protocol
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from app.root import AwsWiring
+from app.root import AwsRoot
 from domain.outcomes import PollResult
-from service.poll import Wiring, poll
+from service.poll import poll_channel, poll_ended
+from service.ports import PollEndWiring, Wiring
 from service.telemetry import logger, metrics, tracer
 
 LEASE_BEYOND_TIMEOUT_SECONDS = 60
@@ -32,13 +34,8 @@ OUTCOME_METRICS = {
 STATUS_METRICS = {"locked": "PollLocked", "invalid_config": "InvalidChannelConfig", "error": "PollErrors"}
 
 
-class PollWiring(Wiring, Protocol):
-    """The poll's wiring, and where the channel's last status is kept (``lettershop channel list``)."""
-
-    def poll_ended(self, result: PollResult) -> None:
-        """After each poll: keep the result as the channel's status when it says something new, and
-        after a failure that names a setting, read the secrets afresh next time; never raises."""
-        ...
+class PollWiring(Wiring, PollEndWiring, Protocol):
+    """The poll's wiring, and where the end of a poll is recorded."""
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -57,8 +54,8 @@ def handler(
     settings = poll_settings()
     margin_ms = settings.time_margin_seconds * 1000
     started = time.monotonic()
-    wiring = wiring or AwsWiring(settings)
-    result = poll(
+    wiring = wiring or AwsRoot(settings)
+    result = poll_channel(
         channel_id,
         wiring,
         now=lambda: datetime.now(UTC),
@@ -66,7 +63,7 @@ def handler(
         lease_seconds=context.get_remaining_time_in_millis() / 1000 + LEASE_BEYOND_TIMEOUT_SECONDS,
     )
     _emit_metrics(result, started)
-    wiring.poll_ended(result)
+    poll_ended(result, wiring, at=datetime.now(UTC))
     if result.status == "error":
         logger.error("poll ended in error", extra={"result": result.as_dict(), "setting": result.setting})
         raise PollFailed(f"poll of channel {channel_id} failed: {result.error}")

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import Enum
 from typing import BinaryIO, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -45,6 +46,14 @@ SPOOL_IN_MEMORY_BYTES = 1024 * 1024  # a larger raw message waits on disk (/tmp)
 RECORD_ATTEMPTS = 3
 
 Checkpoint = Callable[[str], None]
+
+
+class Handled(Enum):
+    """What handling one message came to, for the poll's loop."""
+
+    FOREIGN = "foreign"  # not a LetterShop message: left untouched, remembered as foreign
+    OURS = "ours"  # a LetterShop message: settled, or left on the server for the next poll
+    STOP = "stop"  # the channel failed on it: the poll stops (``service.poll``)
 
 
 @dataclass
@@ -85,9 +94,9 @@ class MessageSettler:
     retrievals: RetrievalFailures
     late: list[LedgerEntry]  # settled entries the ledger did not take in time (``_record_sent``)
 
-    def handle(self, ref: MessageRef) -> bool:
-        """Bring one message to its single outcome, or leave it on the server for the next poll;
-        ``False`` for a message that is not a LetterShop message (left untouched, remembered).
+    def handle(self, ref: MessageRef) -> Handled:
+        """Bring one message to its single outcome, or leave it on the server for the next poll
+        (``OURS``); ``FOREIGN`` for a message that is not a LetterShop message (left untouched).
 
         Raises ``ChannelFailure`` (the poll must stop) or ``ConnectionLost`` (the session is gone).
         """
@@ -96,12 +105,12 @@ class MessageSettler:
             headers = parse_headers(self.session.headers(ref.number))
         except TransientError as error:
             logger.warning("headers not readable; the message waits for the next poll: %s", error)
-            return True
+            return Handled.OURS
         if not is_recognized(
             headers.subject, exclusive_account=channel.exclusive_account, keyword=channel.subject_keyword
         ):
             logger.debug("not a LetterShop message; left on the server untouched")
-            return False
+            return Handled.FOREIGN
         self.result.recognized += 1
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
             message = _Message(ref, headers, self.now(), cast(BinaryIO, spool))
@@ -109,7 +118,7 @@ class MessageSettler:
                 self._settle(message)
             except Exception as error:  # every error goes to the one mapping
                 self._on_failure(message, error)
-        return True
+        return Handled.OURS
 
     # ------------------------------------------------------------------ the steps
 
@@ -204,7 +213,7 @@ class MessageSettler:
         entry = message.entry
         if consequence in (Consequence.STOP, Consequence.DISCONNECT):
             if entry is None or not entry.settled:
-                self._release(message, str(error))
+                self._release_claim(message, str(error))
                 self.result.count(Outcome.DEFERRED)
             raise error
         if consequence is Consequence.NOTIFY and entry is not None and entry.recipient is not None:
@@ -278,7 +287,7 @@ class MessageSettler:
         except TransientError as error:
             logger.warning("the deletion waits for the next poll: %s", error)
 
-    def _release(self, message: _Message, error: str) -> None:
+    def _release_claim(self, message: _Message, error: str) -> None:
         """Not the message's failure: let go of it without counting an attempt."""
         entry = message.entry
         if entry is None or entry.claim is None:

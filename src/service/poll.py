@@ -1,14 +1,20 @@
 """One poll of one channel: read the channel, take the lease, look at every message, end the session
 cleanly (DESIGN §1, §6). Every poll status is decided here: ``ok``, ``inactive``, ``locked``,
 ``invalid_config`` (an invalid item, or none with that id) and ``error``.
+
+* ``poll_channel(channel_id, wiring)``: the use case the poll handler and ``lettershop poll`` run —
+  read the channel's item, build its ports, poll its mailbox;
+* ``poll_mailbox(channel, ports)``: the mailbox part, for a channel already read (also run by the
+  dry run and the replay, on their own ports);
+* ``poll_ended(result, wiring)``: what follows every real poll (its status recorded, the secrets
+  forgotten after a failed setting), run by the handler and ``lettershop poll`` alike.
 """
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
 
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import ChannelFailure, ConnectionLost, LetterShopError, TransientError
@@ -17,56 +23,18 @@ from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import PollResult
 from domain.senders import normalization_notes
 from service.decide import Decider, script_seconds
-from service.message import Checkpoint, MessageSettler
-from service.ports import (
-    Archive,
-    Lease,
-    Ledger,
-    Mailbox,
-    MailboxSession,
-    MemoryStore,
-    MessageRef,
-    ReplyLimiter,
-    ReplySender,
-    ScriptRunner,
-    SerialCounter,
-)
+from service.message import Checkpoint, Handled, MessageSettler
+from service.ports import MailboxSession, MessageRef, PollEndWiring, Ports, Wiring
 from service.retrieval import RetrievalFailures
 from service.screening import queue, recognition, save_memory
 from service.telemetry import logger
-
-
-@dataclass(frozen=True)
-class Ports:
-    """The outside world of one poll."""
-
-    mailbox: Mailbox
-    archive: Archive
-    replies: ReplySender
-    serials: SerialCounter
-    scripts: ScriptRunner
-    ledger: Ledger
-    lease: Lease
-    limiter: ReplyLimiter
-    memory: MemoryStore
-
-
-class Wiring(Protocol):
-    """Where a poll finds its channel item and the outside world (``app.root`` builds the
-    real one; unit tests pass fakes)."""
-
-    def channel_item(self, channel_id: str) -> Mapping[str, Any] | None: ...
-
-    def ports(self, channel: Channel) -> Ports:
-        """The adapters of one channel; reads its secrets (``ChannelFailure`` when one is missing)."""
-        ...
 
 
 def _no_checkpoint(step: str) -> None:
     """Production runs pass no checkpoint; the crash tests pass one that stops the process."""
 
 
-def poll(
+def poll_channel(
     channel_id: str,
     wiring: Wiring,
     *,
@@ -95,7 +63,7 @@ def poll(
         if not channel.active:
             logger.info("channel is not active; its mailbox is not polled")
             return PollResult(channel_id, status="inactive")
-        return poll_channel(
+        return poll_mailbox(
             channel,
             wiring.ports(channel),
             now=now,
@@ -117,6 +85,19 @@ def poll(
         return PollResult(channel_id, status="error", error=str(error))
 
 
+def poll_ended(result: PollResult, wiring: PollEndWiring, *, at: datetime) -> None:
+    """After a real poll: when it failed on a setting, the secrets are read afresh by the next one
+    (a rotated password fails one poll, not an hour of them); and the result is recorded as the
+    channel's status for ``lettershop channel list`` (the log may skip what says nothing new).
+    Never raises: a status that cannot be written is logged."""
+    if result.status == "error" and result.setting:
+        wiring.credentials().forget()
+    try:
+        wiring.status_log().record(result, at)
+    except LetterShopError as error:
+        logger.warning("channel status not recorded: %s", error)
+
+
 def _log_channel_failure(error: ChannelFailure) -> None:
     logger.error(
         "the channel failed; no message is charged for it, they wait until %s is fixed: %s",
@@ -126,7 +107,7 @@ def _log_channel_failure(error: ChannelFailure) -> None:
     )
 
 
-def poll_channel(
+def poll_mailbox(
     channel: Channel,
     ports: Ports,
     *,
@@ -162,25 +143,24 @@ def poll_channel(
             if not ports.lease.acquire(channel.channel_id, owner, lease_seconds):
                 logger.warning("another poll of this channel is running; this one changes nothing")
                 return PollResult(channel.channel_id, status="locked")
+            run = PollRun(
+                channel=channel,
+                ports=ports,
+                session=session,
+                result=result,
+                poll_id=owner,
+                retrievals=retrievals,
+                waiting=waiting,
+                late=late,
+                now=now,
+                time_left=time_left,
+                checkpoint=checkpoint,
+            )
             try:
-                looked: list[MessageRef] = []
                 try:
-                    _poll(
-                        channel=channel,
-                        ports=ports,
-                        session=session,
-                        waiting=waiting,
-                        looked=looked,
-                        retrievals=retrievals,
-                        late=late,
-                        result=result,
-                        poll_id=owner,
-                        now=now,
-                        time_left=time_left,
-                        checkpoint=checkpoint,
-                    )
+                    _look_at_messages(run)
                 finally:
-                    unreached = (waiting + later)[len(looked) :]
+                    unreached = (waiting + later)[len(run.looked) :]
                     next_up = unreached[0].uid if unreached else ""
                     save_memory(
                         channel,
@@ -191,7 +171,7 @@ def poll_channel(
                         next_up=next_up,
                     )
             finally:
-                _release(channel, ports, owner)
+                _release_lease(channel, ports, owner)
     except ConnectionLost as error:
         logger.error("mail server connection lost; no deletion of this poll is committed: %s", error)
         result.status, result.error, result.deleted = "error", str(error), 0
@@ -202,58 +182,63 @@ def poll_channel(
     return result
 
 
-def _poll(
-    *,
-    channel: Channel,
-    ports: Ports,
-    session: MailboxSession,
-    waiting: list[MessageRef],
-    looked: list[MessageRef],
-    retrievals: RetrievalFailures,
-    late: list[LedgerEntry],
-    result: PollResult,
-    poll_id: str,
-    now: Callable[[], datetime],
-    time_left: Callable[[], float],
-    checkpoint: Checkpoint,
-) -> None:
+@dataclass
+class PollRun:
+    """One poll's state while it looks at the messages of its session: what it reads and what it fills in."""
+
+    channel: Channel
+    ports: Ports
+    session: MailboxSession
+    result: PollResult
+    poll_id: str  # the lease's owner, and the claim each message's ledger entry gets
+    retrievals: RetrievalFailures
+    waiting: list[MessageRef]  # the messages to look at, in order
+    late: list[LedgerEntry]  # settled entries the ledger did not take in time, tried again at the end
+    now: Callable[[], datetime]
+    time_left: Callable[[], float]
+    checkpoint: Checkpoint
+    looked: list[MessageRef] = field(default_factory=list)  # those looked at, in order
+
+
+def _look_at_messages(run: PollRun) -> None:
+    channel, ports, result = run.channel, run.ports, run.result
     settler = MessageSettler(
         channel=channel,
-        session=session,
+        session=run.session,
         archive=ports.archive,
         ledger=ports.ledger,
         replies=ports.replies,
         serials=ports.serials,
-        decider=Decider(channel, ports.scripts, ports.limiter, time_left),
+        decider=Decider(channel, ports.scripts, ports.limiter, run.time_left),
         result=result,
-        poll_id=poll_id,
-        now=now,
-        checkpoint=checkpoint,
-        retrievals=retrievals,
-        late=late,
+        poll_id=run.poll_id,
+        now=run.now,
+        checkpoint=run.checkpoint,
+        retrievals=run.retrievals,
+        late=run.late,
     )
     foreign: list[str] = []
     try:
-        for ref in waiting:
+        for ref in run.waiting:
             if result.recognized >= channel.max_messages_per_poll:
                 logger.info(
                     "message limit of this poll reached", extra={"limit": channel.max_messages_per_poll}
                 )
                 break
-            if time_left() <= script_seconds(channel):
+            if run.time_left() <= script_seconds(channel):
                 logger.warning("time budget of this poll used up; the rest waits for the next poll")
                 break
             result.seen += 1
-            looked.append(ref)
+            run.looked.append(ref)
             with _message_keys(ref):
-                keep_going, ours = _handle_or_stop(settler, ref, result)
-            if not ours:
+                handled = _handle_or_stop(settler, ref, result)
+            if handled is Handled.FOREIGN:
                 foreign.append(ref.uid)
-            if not keep_going:
+            if handled is Handled.STOP:
                 break
     finally:
-        retrievals.memory = retrievals.memory.with_foreign(foreign)
-    checkpoint("before_quit")
+        run.retrievals.memory = run.retrievals.memory.with_foreign(foreign)
+    run.checkpoint("before_quit")
 
 
 def _record_late(ports: Ports, entries: list[LedgerEntry]) -> None:
@@ -266,23 +251,22 @@ def _record_late(ports: Ports, entries: list[LedgerEntry]) -> None:
         logger.error("settled messages not recorded in the ledger: %s", error)
 
 
-def _release(channel: Channel, ports: Ports, owner: str) -> None:
+def _release_lease(channel: Channel, ports: Ports, owner: str) -> None:
     try:
         ports.lease.release(channel.channel_id, owner)
     except TransientError as error:
         logger.warning("lease not released; it expires by itself: %s", error)
 
 
-def _handle_or_stop(settler: MessageSettler, ref: MessageRef, result: PollResult) -> tuple[bool, bool]:
-    """Handle one message: (go on, a LetterShop message). Going on is ``False`` when the channel
-    failed (say, a refused SMTP login): the poll stops. The messages settled so far keep their
-    counts, and QUIT still commits them."""
+def _handle_or_stop(settler: MessageSettler, ref: MessageRef, result: PollResult) -> Handled:
+    """Handle one message; ``STOP`` when the channel failed (say, a refused SMTP login): the poll
+    stops. The messages settled so far keep their counts, and QUIT still commits them."""
     try:
-        return True, settler.handle(ref)
+        return settler.handle(ref)
     except ChannelFailure as error:
         _log_channel_failure(error)
         result.status, result.error, result.setting = "error", str(error), error.setting
-        return False, True
+        return Handled.STOP
 
 
 @contextmanager

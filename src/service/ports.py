@@ -1,14 +1,16 @@
-"""What ``poll_channel`` needs from the outside world, as small interfaces (adapters implement them)."""
+"""What ``poll_channel`` needs from the outside world, as small interfaces (adapters implement them),
+and the ``Wiring`` that builds them for a channel (``app.root`` builds the real one; tests pass fakes)."""
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
+from domain.channel import Channel
 from domain.ledger import LedgerEntry, StoredReply
 from domain.mailbox_memory import MailboxMemory
-from domain.outcomes import Outcome
+from domain.outcomes import Outcome, PollResult
 from domain.serial_budget import DailyBudget
 
 
@@ -147,3 +149,51 @@ class ScriptRunner(Protocol):
     def run(self, call: ScriptCall, data: bytes) -> bytes:
         """The file after the script ran on it; ``domain.errors.ScriptFailed`` when it did not succeed."""
         ...
+
+
+class StatusLog(Protocol):
+    def record(self, result: PollResult, at: datetime) -> None:
+        """Keep the poll's result as its channel's last status (``lettershop channel list``); it
+        may skip a result that says nothing new."""
+        ...
+
+
+class Credentials(Protocol):
+    def forget(self) -> None:
+        """Read every channel secret afresh at its next use (after a refused login: it may have been
+        rotated)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The outside world of one poll."""
+
+    mailbox: Mailbox
+    archive: Archive
+    replies: ReplySender
+    serials: SerialCounter
+    scripts: ScriptRunner
+    ledger: Ledger
+    lease: Lease
+    limiter: ReplyLimiter
+    memory: MemoryStore
+
+
+class Wiring(Protocol):
+    """Where a poll finds its channel item and the outside world (``app.root`` builds
+    the real one; unit tests pass fakes)."""
+
+    def channel_item(self, channel_id: str) -> Mapping[str, Any] | None: ...
+
+    def ports(self, channel: Channel) -> Ports:
+        """The adapters of one channel; reads its secrets (``ChannelFailure`` when one is missing)."""
+        ...
+
+
+class PollEndWiring(Protocol):
+    """Where the end of a real poll is recorded (``poll_ended``)."""
+
+    def status_log(self) -> StatusLog: ...
+
+    def credentials(self) -> Credentials: ...

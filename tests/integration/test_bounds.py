@@ -5,7 +5,7 @@ it is processed in the same poll."""
 import json
 
 from devstack import aws
-from devstack.poll import invoke_poll, store_channel
+from devstack.invoke import invoke_poll, store_channel
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack
 

@@ -5,7 +5,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from devstack import aws
-from devstack.poll import invoke_poll, store_channel
+from devstack.invoke import invoke_poll, store_channel
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack
 

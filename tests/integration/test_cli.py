@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 from adapters.status import forget_written
 from cli.main import app
 from devstack import aws
-from devstack.poll import SENDER_ADDRESS, invoke_poll, load_event, store_channel, store_oauth_channel
+from devstack.invoke import SENDER_ADDRESS, invoke_poll, load_event, store_channel, store_oauth_channel
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack
 
@@ -409,6 +409,27 @@ def test_dry_run_of_an_invalid_channel_lists_its_problems(
 
     assert result.exit_code == 1
     assert "pop3_port:" in result.stderr
+
+
+def test_a_poll_that_failed_on_a_rotated_password_reads_it_afresh_next_time(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    """``lettershop poll`` ends a poll as the function does (``service.poll.poll_ended``): after a
+    failure that names a setting the cached secrets are forgotten, and the status is recorded."""
+    _, right = mailbox
+    store_channel(stack, mailbox)
+    aws.put_secret(stack.endpoint_url, "lettershop/acme/pop3", {"password": "rotated-away"})
+    failed = lettershop("poll", "acme")
+    assert failed.exit_code == 1
+    assert "setting to fix: pop3_username" in failed.stdout
+
+    aws.put_secret(stack.endpoint_url, "lettershop/acme/pop3", {"password": right})
+    again = lettershop("poll", "acme")
+
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert "poll ended: ok" in again.stdout
+    [row] = [line for line in lettershop("channel", "list").stdout.splitlines() if "│ acme " in line]
+    assert [cell.strip() for cell in row.split("│")][6] == "ok"  # the last outcome recorded
 
 
 def test_verbose_shows_the_service_log_on_stderr_and_restores_it(

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.poll import invoke_poll, store_channel
+from devstack.invoke import invoke_poll, store_channel
 from devstack.proxy import TcpProxy
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack

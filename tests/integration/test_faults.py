@@ -21,8 +21,8 @@ import pytest
 from adapters.clients import aws_client
 from adapters.mailbox_memory import forget_warm_memories
 from devstack import aws
+from devstack.invoke import invoke_poll, store_channel
 from devstack.moto import MotoServer
-from devstack.poll import invoke_poll, store_channel
 from devstack.proxy import TcpProxy
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack

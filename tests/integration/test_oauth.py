@@ -18,8 +18,8 @@ import pytest
 
 from adapters import oauth
 from devstack import aws
+from devstack.invoke import invoke_poll, store_oauth_channel
 from devstack.oauth import AuthorizationServer
-from devstack.poll import invoke_poll, store_oauth_channel
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack, OAuthMailbox
 from devstack.tls import make_tls_files

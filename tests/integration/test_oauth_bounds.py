@@ -18,7 +18,7 @@ from adapters import oauth
 from adapters.token_http import CHUNK_BYTES, MAX_ANSWER_BYTES, BoundedTransport
 from devstack import aws
 from devstack.hostile_http import HUGE, Behaviour, HostileEndpoint
-from devstack.poll import invoke_poll, store_oauth_channel
+from devstack.invoke import invoke_poll, store_oauth_channel
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack, OAuthMailbox
 from domain.errors import ChannelFailure, TransientError

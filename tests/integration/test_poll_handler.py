@@ -10,7 +10,7 @@ import pytest
 
 from adapters.state import DynamoDbLease
 from devstack import aws
-from devstack.poll import SENDER_ADDRESS, invoke_poll, load_event, store_channel
+from devstack.invoke import SENDER_ADDRESS, invoke_poll, load_event, store_channel
 from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
 from devstack.stack import LocalStack
 from domain.shipments import is_valid_s10

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from devstack import aws
-from devstack.poll import invoke_poll, store_channel
+from devstack.invoke import invoke_poll, store_channel
 from devstack.pop3_filter import Pop3Filter
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack

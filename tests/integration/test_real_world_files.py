@@ -6,7 +6,7 @@ import codecs
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
-from devstack.poll import invoke_poll, load_event, store_channel
+from devstack.invoke import invoke_poll, load_event, store_channel
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack
 from domain.shipments import is_valid_s10

@@ -14,7 +14,7 @@ import pytest
 
 from adapters.state import DynamoDbLease
 from devstack import aws
-from devstack.poll import ROOT, invoke_poll, store_channel
+from devstack.invoke import ROOT, invoke_poll, store_channel
 from devstack.proxy import TcpProxy
 from devstack.samples import partner_mail, with_sender
 from devstack.stack import LocalStack

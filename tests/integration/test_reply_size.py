@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devstack import aws
-from devstack.poll import invoke_poll, store_channel
+from devstack.invoke import invoke_poll, store_channel
 from devstack.samples import partner_mail
 from devstack.smtp import SmtpServer
 from devstack.stack import LocalStack

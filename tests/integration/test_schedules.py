@@ -15,7 +15,7 @@ import pytest
 from adapters.clients import aws_client
 from adapters.status import ChannelStatusStore
 from devstack import aws
-from devstack.poll import FakeLambdaContext, load_event
+from devstack.invoke import FakeLambdaContext, load_event
 from devstack.stack import LocalStack
 from handlers.schedules import handler
 from schedule_settings import schedule_settings

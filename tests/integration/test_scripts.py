@@ -18,7 +18,7 @@ import pytest
 from adapters.clients import aws_client
 from adapters.script_store import DEFAULT_CACHE
 from devstack import aws
-from devstack.poll import ROOT, invoke_poll, load_event, store_channel
+from devstack.invoke import ROOT, invoke_poll, load_event, store_channel
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack
 from tests.integration.conftest import JsonLogs
@@ -504,7 +504,7 @@ def test_a_runaway_script_fails_its_file_and_leaves_nothing_behind(
 # (imports, clients, TLS), so only what the second poll - the runaway script's - adds can show.
 MEASURE_POLL = """
 import json, resource
-from devstack.poll import invoke_poll
+from devstack.invoke import invoke_poll
 invoke_poll({"channel_id": "warm"})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 result = invoke_poll({"channel_id": "acme"})

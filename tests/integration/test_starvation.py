@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from adapters.mailbox_memory import forget_warm_memories
 from cli.main import app
 from devstack import aws
-from devstack.poll import FakeLambdaContext, invoke_poll, store_channel
+from devstack.invoke import FakeLambdaContext, invoke_poll, store_channel
 from devstack.proxy import TcpProxy
 from devstack.samples import VALID_IMPORT, partner_mail
 from devstack.stack import LocalStack

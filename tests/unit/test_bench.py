@@ -8,7 +8,7 @@ from botocore.stub import Stubber
 
 from bench.coldstart import lambda_environment, self_time_by_package
 from bench.common import interleaved_medians, verdict
-from bench.poll import Poll
+from bench.polls import Poll
 from bench.probes import ApiCalls, CallWindow, quiet_stdout
 
 

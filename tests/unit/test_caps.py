@@ -1,4 +1,4 @@
-"""Issue 10 through poll_channel with the recording fakes: the caps max_import_files and
+"""Issue 10 through poll_mailbox with the recording fakes: the caps max_import_files and
 max_rows_per_file (DESIGN §3), formula cells and partner text in replies (DESIGN §6), long export
 names, and a quote that is never closed."""
 

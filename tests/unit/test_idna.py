@@ -21,7 +21,8 @@ from domain.senders import (
     normalize_sender_pattern,
     sender_address,
 )
-from service.poll import Ports, poll
+from service.poll import poll_channel
+from service.ports import Ports
 
 FINAL_SIGMA = "\N{GREEK SMALL LETTER FINAL SIGMA}"
 SIGMA = "\N{GREEK SMALL LETTER SIGMA}"
@@ -244,7 +245,7 @@ class ItemOnly:
 
 def poll_logs(caplog: pytest.LogCaptureFixture, allowed_senders: object) -> list[Any]:
     item = {**ITEM, "allowed_senders": allowed_senders}
-    result = poll(
+    result = poll_channel(
         "acme",
         ItemOnly(item),
         now=lambda: datetime(2025, 1, 1, tzinfo=UTC),

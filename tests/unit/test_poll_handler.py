@@ -3,23 +3,25 @@ only parses the event, calls it and emits the metrics of its result."""
 
 import json
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from devstack.poll import FakeLambdaContext
+from devstack.invoke import FakeLambdaContext
 from devstack.samples import partner_mail
 from domain.channel import Channel
-from domain.errors import ChannelFailure
+from domain.errors import ChannelFailure, TransientError
 from domain.outcomes import PollResult
 from handlers.poll import PollFailed, handler
-from service.poll import Ports
+from service.ports import Ports
 from settings import poll_settings
 from tests.unit.test_poll_service import World, make_channel
 
 
 class FakeWiring:
-    """Channel items by id, and the World's fakes as every channel's ports."""
+    """Channel items by id, and the World's fakes as every channel's ports; records the end of
+    each poll (its status, and each time the secrets were forgotten)."""
 
     def __init__(
         self, world: World, items: Mapping[str, Mapping[str, Any]], secret_missing: bool = False
@@ -28,9 +30,19 @@ class FakeWiring:
         self.items = items
         self.secret_missing = secret_missing
         self.statuses: list[PollResult] = []
+        self.forgotten = 0
 
-    def poll_ended(self, result: PollResult) -> None:
+    def status_log(self) -> "FakeWiring":
+        return self
+
+    def record(self, result: PollResult, at: datetime) -> None:
         self.statuses.append(result)
+
+    def credentials(self) -> "FakeWiring":
+        return self
+
+    def forget(self) -> None:
+        self.forgotten += 1
 
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
         return self.items.get(channel_id)
@@ -138,6 +150,46 @@ def test_a_channel_failure_raises_after_naming_the_setting(
     [logged] = [record for record in caplog.records if record.getMessage() == "poll ended in error"]
     assert logged.setting == "pop3_password_secret"  # type: ignore[attr-defined]
     assert metrics_of(capsys)["PollErrors"] == [1.0]
+
+
+def test_after_a_failed_setting_the_secrets_are_forgotten_and_the_status_recorded() -> None:
+    """The end of a poll is the service's step (``service.poll.poll_ended``); the wiring gives its ports."""
+    wiring = FakeWiring(World(), {"acme": item()}, secret_missing=True)
+
+    with pytest.raises(PollFailed):
+        invoke(wiring)
+
+    [status] = wiring.statuses
+    assert (status.status, status.setting, wiring.forgotten) == ("error", "pop3_password_secret", 1)
+
+
+def test_a_poll_that_names_no_setting_forgets_no_secret() -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+    world.lease.holder = "another poll"
+    wiring = FakeWiring(world, {"acme": item()})
+
+    assert invoke(wiring)["status"] == "locked"
+    assert ([status.status for status in wiring.statuses], wiring.forgotten) == (["locked"], 0)
+
+
+class StatusUnwritable(FakeWiring):
+    def record(self, result: PollResult, at: datetime) -> None:
+        raise TransientError("DynamoDB PutItem on the state table: ProvisionedThroughputExceededException")
+
+
+def test_a_status_that_cannot_be_written_is_logged_and_the_poll_still_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = World()
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = invoke(StatusUnwritable(world, {"acme": item()}))
+
+    assert (result["status"], result["processed"]) == ("ok", 1)
+    [logged] = [record for record in caplog.records if "channel status not recorded" in record.getMessage()]
+    assert logged.levelname == "WARNING"
+    assert "ProvisionedThroughputExceededException" in logged.getMessage()
 
 
 def test_a_locked_channel_counts_as_locked(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""poll_channel with recording fakes: every outcome of DESIGN §6 that needs no real server."""
+"""poll_mailbox with recording fakes: every outcome of DESIGN §6 that needs no real server."""
 
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -9,7 +9,8 @@ import pytest
 from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
 from domain.channel import Channel, load_channel
 from domain.errors import TransientError, UndeliverableReply
-from service.poll import Ports, poll_channel
+from service.poll import poll_mailbox
+from service.ports import Ports
 from tests.unit.fakes import (
     FakeArchive,
     FakeLease,
@@ -75,7 +76,7 @@ class World:
         )
 
     def poll(self, channel: Channel | None = None) -> dict[str, object]:
-        result = poll_channel(
+        result = poll_mailbox(
             channel or make_channel(),
             self.ports(),
             now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),
@@ -296,7 +297,7 @@ def test_a_file_whose_scripts_no_longer_fit_defers_the_message(world: World) -> 
     channel = make_channel(prescript="same.py", script_timeout_seconds=20)
     budget = iter([25.0, 25.0, 15.0])  # the message starts, file a fits, file b does not
 
-    result = poll_channel(
+    result = poll_mailbox(
         channel,
         world.ports(),
         now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),

@@ -1,4 +1,4 @@
-"""max_shipments_per_day (issue 17) through poll_channel with the recording fakes: the budget of the
+"""max_shipments_per_day (issue 17) through poll_mailbox with the recording fakes: the budget of the
 UTC day the poll received the message, a refused file failing alone, its reply naming the budget."""
 
 from devstack.samples import VALID_IMPORT, partner_mail

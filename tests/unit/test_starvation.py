@@ -9,7 +9,7 @@ import pytest
 from devstack.samples import partner_mail
 from domain.channel import Channel
 from domain.mailbox_memory import MailboxMemory
-from service.poll import poll_channel
+from service.poll import poll_mailbox
 from service.telemetry import metrics
 from tests.unit.test_poll_service import World, make_channel
 
@@ -19,7 +19,7 @@ SHARED = make_channel(exclusive_account=False, subject_keyword="LetterShop")
 def poll_with_budget(world: World, channel: Channel, looks: int) -> dict[str, object]:
     """One poll whose time lasts for ``looks`` messages (one ``time_left`` question each)."""
     asked = itertools.count()
-    result = poll_channel(
+    result = poll_mailbox(
         channel,
         world.ports(),
         now=lambda: datetime(2026, 12, 7, 8, 0, tzinfo=UTC),

@@ -1,7 +1,7 @@
 """The poll on the local stack (issue 11's table, issue 10's peak RSS), each against a same-run floor.
 
 Dovecot (POP3S, the devstack CA), aiosmtpd and moto server are started with ``devstack.stack``;
-channels are stored and mail delivered with ``devstack.poll`` and the Dovecot helper, exactly as the
+channels are stored and mail delivered with ``devstack.invoke`` and the Dovecot helper, exactly as the
 integration tests do. The handler, ``handlers.poll.handler``, is called in this process as the Lambda
 runtime calls it, and stays warm between polls (one process, like a warm Lambda container); every
 botocore API call is counted (``bench.probes.ApiCalls``), and its log lines go to a file (counted).
@@ -51,7 +51,7 @@ from bench.probes import ApiCalls, CallWindow, quiet_stdout
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from devstack.poll import FakeLambdaContext, invoke_poll, store_channel
+from devstack.invoke import FakeLambdaContext, invoke_poll, store_channel
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack
 
