@@ -18,12 +18,11 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from adapters.aws_errors import classify, error_code
+from adapters.aws_errors import classify, error_code, s3_missing
 from domain.errors import ScriptFailed
 from service.telemetry import logger
 
 MAX_SCRIPT_BYTES = 1024 * 1024
-_MISSING = frozenset({"NoSuchKey", "NotFound", "404"})
 _NOT_MODIFIED = frozenset({"304", "NotModified"})
 
 
@@ -148,7 +147,7 @@ class S3ScriptStore:
             code = error_code(error)
             if cached is not None and code in _NOT_MODIFIED:
                 return StoredScript(key, cached[0], cached[1], "cache")
-            if code in _MISSING:
+            if s3_missing(error):
                 logger.error("configured script does not exist", extra={"bucket": self.bucket, "key": key})
                 raise ScriptFailed(f"{describe(key)} does not exist") from error
             raise classify(error, f"script s3://{self.bucket}/{key}") from error
