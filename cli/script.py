@@ -25,6 +25,7 @@ from adapters.script_store import (
 )
 from cli.context import CliError, handled, say, stack_of
 from domain.errors import ScriptFailed
+from domain.script_name import SCRIPT_NAME_RULE, is_script_name
 
 app = typer.Typer(help="Pre- and postscripts: test one locally, upload, download.", no_args_is_help=True)
 
@@ -56,8 +57,8 @@ def script_test(  # noqa: PLR0917  # Typer: one parameter per option
         key = _key(name, partner)
         body, script_name = _fetch(ctx, key).body, name
         say(f"script: {describe(key)} from the scripts bucket")
-    if not script_name.endswith(".py") or script_name.startswith("."):
-        raise CliError(f"{script_name}: a script is a file name ending in .py")
+    if not is_script_name(script_name):
+        raise CliError(f"{script_name}: a script is {SCRIPT_NAME_RULE}")
     data = file.read_bytes()
     if not data:
         raise CliError(f"{file} is empty")

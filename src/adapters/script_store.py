@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, error_code, s3_missing
 from domain.errors import ScriptFailed
+from domain.script_name import SCRIPT_NAME_RULE, is_script_name
 from service.telemetry import logger
 
 MAX_SCRIPT_BYTES = 1024 * 1024
@@ -28,8 +29,8 @@ _NOT_MODIFIED = frozenset({"304", "NotModified"})
 
 def script_key(name: str, *, use_standard_script: bool, partner_id: str) -> str:
     """``standard/<name>`` or ``partners/<partner_id>/<name>``; names that would leave the prefix fail."""
-    if not name or "/" in name or name.startswith(".") or not name.endswith(".py"):
-        raise ScriptFailed(f"'{name}' is not a script name (a file name ending in .py, without folders)")
+    if not is_script_name(name):
+        raise ScriptFailed(f"'{name}' is not a script name ({SCRIPT_NAME_RULE})")
     if use_standard_script:
         return f"standard/{name}"
     if not partner_id or "/" in partner_id or partner_id in {".", ".."}:
