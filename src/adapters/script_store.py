@@ -24,6 +24,7 @@ from domain.script_name import SCRIPT_NAME_RULE, is_script_name
 from service.telemetry import logger
 
 MAX_SCRIPT_BYTES = 1024 * 1024
+ENCRYPTION = {"ServerSideEncryption": "AES256"}
 _NOT_MODIFIED = frozenset({"304", "NotModified"})
 
 
@@ -160,3 +161,13 @@ class S3ScriptStore:
         if etag:
             self._cache.put(self.bucket, key, etag, body)
         return StoredScript(key, etag, body, "download")
+
+    def upload(self, key: str, body: bytes) -> str:
+        """Store a script at *key* (encrypted at rest), for ``lettershop script put``; its ETag."""
+        try:
+            answer = self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="text/x-python", **ENCRYPTION
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"uploading {describe(key)} to s3://{self.bucket}/{key}") from error
+        return str(answer.get("ETag", "?"))
