@@ -22,15 +22,18 @@ from domain.outcomes import Outcome
 
 INBOUND = "inbound"
 QUARANTINE = "quarantine"
-REPLY_FOLDERS = ("exports", "replies")
+EXPORTS = "exports"  # a processed message's reply, with its export files
+REPLIES = "replies"  # an error report (or the notice sent instead of a reply too large)
+REPLY_FOLDERS = (EXPORTS, REPLIES)
 RAW_KEY_FORM = f"{INBOUND}/<channel>/<yyyy>/<mm>/<dd>/<sha256>.eml"  # for the operator's messages
 
 _CHANNEL = r"(?P<channel>[a-z0-9][a-z0-9-]{0,62})"
 _DIGEST = r"(?P<digest>[0-9a-f]{64})"
 _DAY = r"(?P<day>\d{4}/\d{2}/\d{2})"
 ARCHIVE_KEY = re.compile(rf"^(?P<area>{INBOUND}|{QUARANTINE})/{_CHANNEL}/{_DAY}/{_DIGEST}\.eml$")
-REPLY_KEY = re.compile(rf"^(?P<folder>exports|replies)/{_CHANNEL}/{_DIGEST}/\d{{8}}T\d{{6}}\.\d{{6}}Z\.eml$")
-EARLIER_REPLY_KEY = re.compile(rf"^(?P<folder>exports|replies)/{_CHANNEL}/{_DAY}/{_DIGEST}\.eml$")
+_FOLDER = rf"(?P<folder>{EXPORTS}|{REPLIES})"
+REPLY_KEY = re.compile(rf"^{_FOLDER}/{_CHANNEL}/{_DIGEST}/\d{{8}}T\d{{6}}\.\d{{6}}Z\.eml$")
+EARLIER_REPLY_KEY = re.compile(rf"^{_FOLDER}/{_CHANNEL}/{_DAY}/{_DIGEST}\.eml$")
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def parse_archive_key(key: str) -> ArchivedMessage | None:
 
 
 def _folder(outcome: Outcome) -> str:
-    return "exports" if outcome is Outcome.PROCESSED else "replies"
+    return EXPORTS if outcome is Outcome.PROCESSED else REPLIES
 
 
 def _day(channel_id: str, received: datetime) -> str:
