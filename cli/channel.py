@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
-from adapters.aws_errors import error_code
 from adapters.channels import ChannelTable
 from adapters.clients import aws_client
+from adapters.scheduler import ScheduleStates
 from adapters.status import ChannelStatus, ChannelStatusStore
 from cli.checks import run_checks
 from cli.context import (
@@ -28,6 +27,7 @@ from cli.context import (
     warn,
 )
 from domain.channel import Channel, InvalidChannel, load_channel
+from domain.errors import LetterShopError
 
 app = typer.Typer(
     help="Channel items: schema, example, validate, put, list, show, check.", no_args_is_help=True
@@ -165,9 +165,9 @@ def put_command(
         raise typer.Exit(1)
     stack = stack_of(ctx)
     table = stack.channels_table
-    dynamodb = aws_client("dynamodb")
-    existed = ChannelTable(table, dynamodb).get(channel.channel_id) is not None
-    dynamodb.put_item(TableName=table, Item=to_dynamodb(item))
+    channels = ChannelTable(table, aws_client("dynamodb"))
+    existed = channels.get(channel.channel_id) is not None
+    channels.put(to_dynamodb(item))
     state = "active: its schedule is enabled" if channel.active else "not active: its schedule is disabled"
     say(
         f"channel {channel.channel_id} {'replaced' if existed else 'created'} in table {table}; "
@@ -262,14 +262,10 @@ def schedule_state(stack: Stack, channel_id: str) -> str:
     if group is None:
         return "? (set --stack or LETTERSHOP_SCHEDULE_GROUP)"
     try:
-        answer = aws_client("scheduler").get_schedule(Name=channel_id, GroupName=group)
-    except ClientError as error:
-        if error_code(error) == "ResourceNotFoundException":
-            return "none"
-        return f"? ({error_code(error)})"
-    except BotoCoreError as error:
+        state = ScheduleStates(aws_client("scheduler"), group).state(channel_id)
+    except LetterShopError as error:
         return f"? ({error})"
-    return str(answer.get("State", "?"))
+    return "none" if state is None else state
 
 
 def _account(item: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from adapters.channels import ChannelTable
 from adapters.clients import aws_client
+from adapters.stack_outputs import stack_outputs
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import LetterShopError
 from service.telemetry import logger
@@ -74,16 +75,22 @@ def handled[**P, R](command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except CliError as error:
             raise fail(str(error)) from None
-        except LetterShopError as error:
-            raise fail(str(error)) from None
         except (NoCredentialsError, NoRegionError) as error:
-            raise fail(f"AWS: {error} (use your normal AWS credentials and region)") from None
+            raise fail(_no_credentials(error)) from None
+        except LetterShopError as error:
+            if isinstance(error.__cause__, NoCredentialsError | NoRegionError):  # an adapter's call
+                raise fail(_no_credentials(error.__cause__)) from None
+            raise fail(str(error)) from None
         except (ClientError, BotoCoreError) as error:
             raise fail(f"AWS: {error}") from None
         except OSError as error:
             raise fail(str(error)) from None
 
     return wrapper
+
+
+def _no_credentials(error: Exception) -> str:
+    return f"AWS: {error} (use your normal AWS credentials and region)"
 
 
 @dataclass
@@ -110,12 +117,8 @@ class Stack:
 
     def outputs(self) -> dict[str, str]:
         if self._outputs is None:
-            try:
-                answer = aws_client("cloudformation").describe_stacks(StackName=self.stack_name)
-            except ClientError as error:
-                raise CliError(f"stack {self.stack_name}: {error}") from None
-            [stack] = answer["Stacks"]
-            self._outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+            assert self.stack_name is not None  # noqa: S101  # outputs are read only for --stack
+            self._outputs = stack_outputs(aws_client("cloudformation"), self.stack_name)
         return self._outputs
 
     @property

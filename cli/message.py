@@ -6,33 +6,33 @@ archive bucket and gives it to ``service.poll.poll_mailbox`` through a one-messa
 No POP3 connection is made, and the channel's mailbox memory is neither read nor written
 (``adapters.replay.ReplayMemory``). A message that was answered before — its ledger entry says so,
 or, once the entry is forgotten (after 90 days) or settled, a reply to it is stored in the archive —
-is refused unless ``--force``. Every reply keeps its own key (``adapters.archive_keys``): a replay
+is refused unless ``--force``. Every reply keeps its own key (``domain.archive_keys``): a replay
 never replaces an earlier one, and ``message list`` shows each.
 """
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from typing import Annotated
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.table import Table
 
 from adapters.archive import ArchivedReply, S3Archive
-from adapters.archive_keys import (
-    REPLY_FOLDERS,
-    ArchivedMessage,
-    earlier_reply_key,
-    parse_archive_key,
-    reply_prefix,
-)
 from adapters.clients import aws_client
-from adapters.replay import reopened
 from adapters.state import DynamoDbLedger
 from app.root import AwsRoot
 from cli.context import CliError, handled, out, say, stack_of, warn
+from domain.archive_keys import (
+    INBOUND,
+    QUARANTINE,
+    RAW_KEY_FORM,
+    ArchivedMessage,
+    area_prefix,
+    channel_reply_prefixes,
+    message_reply_prefixes,
+    parse_archive_key,
+)
 from domain.errors import LetterShopError
 from domain.ledger import LedgerEntry
 from domain.outcomes import Outcome
@@ -48,33 +48,35 @@ REPLAY_SECONDS = 300.0
 def list_command(
     ctx: typer.Context,
     channel_id: Annotated[str, typer.Argument(metavar="ID")],
-    quarantined: Annotated[bool, typer.Option("--quarantined", help="the quarantine, not inbound/")] = False,
+    quarantined: Annotated[
+        bool, typer.Option("--quarantined", help=f"the quarantine, not {INBOUND}/")
+    ] = False,
     limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 50,
 ) -> None:
     """The raw messages of a channel in the archive bucket (inbound/, or quarantine/ with reasons)."""
     stack = stack_of(ctx)
     bucket = stack.archive_bucket
-    area = "quarantine" if quarantined else "inbound"
-    s3 = aws_client("s3")
-    found = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{area}/{channel_id}/"):
-        found += [obj for obj in page.get("Contents", []) if obj["Key"].endswith(".eml")]
-    found.sort(key=lambda obj: obj["LastModified"], reverse=True)
-    table = Table(title=f"{area}/{channel_id}/ in {bucket}")
+    archive = S3Archive(bucket, aws_client("s3"))
+    prefix = area_prefix(channel_id, quarantined=quarantined)
+    try:
+        found = archive.raw_messages(channel_id, quarantined=quarantined)
+    except LetterShopError as error:
+        raise CliError(str(error)) from None
+    table = Table(title=f"{prefix} in {bucket}")
     shown = found[:limit]
     # Keys are copied into `message replay`: never folded or cut.
-    table.add_column("key", no_wrap=True, min_width=max((len(obj["Key"]) for obj in shown), default=3))
+    table.add_column("key", no_wrap=True, min_width=max((len(raw.message.key) for raw in shown), default=3))
     for column in ("bytes", "stored", *(("reason",) if quarantined else ())):
         table.add_column(column, overflow="fold")
-    for obj in shown:
-        row = [obj["Key"], str(obj["Size"]), obj["LastModified"].astimezone(UTC).strftime("%Y-%m-%d %H:%M")]
+    for raw in shown:
+        row = [raw.message.key, str(raw.size), raw.stored.astimezone(UTC).strftime("%Y-%m-%d %H:%M")]
         if quarantined:
-            row.append(_reason(s3, bucket, obj["Key"]))
+            row.append(_reason(archive, raw.message.key))
         table.add_row(*row)
     out().print(table)
     say(f"{len(found)} message(s)" + (f", {limit} shown" if len(found) > limit else ""))
     if not quarantined:
-        _list_replies(S3Archive(bucket, s3), channel_id, limit)
+        _list_replies(archive, channel_id, limit)
     if found:
         say("replay one with: lettershop message replay KEY")
 
@@ -82,12 +84,15 @@ def list_command(
 def _list_replies(archive: S3Archive, channel_id: str, limit: int) -> None:
     """Every reply stored for the channel's messages, each under its own key (a replay's too)."""
     try:
-        replies = [reply for folder in REPLY_FOLDERS for reply in archive.replies(f"{folder}/{channel_id}/")]
+        replies = [
+            reply for prefix in channel_reply_prefixes(channel_id) for reply in archive.replies(prefix)
+        ]
     except LetterShopError as error:
         raise CliError(str(error)) from None
     replies.sort(key=lambda reply: (reply.stored, reply.key.key), reverse=True)
     shown = replies[:limit]
-    table = Table(title=f"replies to {channel_id}'s messages (exports/, replies/)")
+    folders = ", ".join(channel_reply_prefixes(channel_id))
+    table = Table(title=f"replies to {channel_id}'s messages ({folders})")
     table.add_column("key", no_wrap=True, min_width=max((len(r.key.key) for r in shown), default=3))
     for column in ("bytes", "stored"):
         table.add_column(column, overflow="fold")
@@ -101,7 +106,7 @@ def _list_replies(archive: S3Archive, channel_id: str, limit: int) -> None:
 @handled
 def replay_command(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(help="inbound/... or quarantine/... key of the raw .eml")],
+    key: Annotated[str, typer.Argument(help=f"{INBOUND}/... or {QUARANTINE}/... key of the raw .eml")],
     force: Annotated[
         bool, typer.Option("--force", help="answer again a message that was answered before")
     ] = False,
@@ -111,8 +116,8 @@ def replay_command(
     where = parse_archive_key(key)
     if where is None:
         raise CliError(
-            f"{key} is not a raw message of the archive: inbound/<channel>/<yyyy>/<mm>/<dd>/<sha256>.eml "
-            "or quarantine/... (lettershop message list ID [--quarantined])"
+            f"{key} is not a raw message of the archive: {RAW_KEY_FORM} "
+            f"or {QUARANTINE}/... (lettershop message list ID [--quarantined])"
         )
     channel = stack.channel(where.channel_id)
     settings = stack.poll_settings()
@@ -129,7 +134,7 @@ def replay_command(
 
     def reopen() -> None:
         if before is not None and before.settled:
-            ledger.save(reopened(before))
+            ledger.save(before.reopened())
 
     ports = AwsRoot(settings).replay_ports(channel, raw, uid=f"replay-{digest[:16]}", on_retrieve=reopen)
     result = poll_mailbox(
@@ -205,12 +210,10 @@ def answered(entry: LedgerEntry | None) -> bool:
 
 def _stored_replies(archive: S3Archive, where: ArchivedMessage, digest: str) -> list[ArchivedReply]:
     """The replies to this message in the archive (kept ``ArchiveRetentionDays``, longer than the
-    ledger's 90 days): under the message's own prefix, or, stored before every reply had its own
-    key, at the day of the archived message."""
+    ledger's 90 days), in both layouts (``domain.archive_keys.message_reply_prefixes``)."""
     found = []
-    for folder in REPLY_FOLDERS:
-        found += archive.replies(reply_prefix(folder, where.channel_id, digest))
-        found += archive.replies(earlier_reply_key(folder, where.channel_id, where.day, digest))
+    for prefix in message_reply_prefixes(where.channel_id, where.day, digest):
+        found += archive.replies(prefix)
     return sorted(found, key=lambda reply: (reply.stored, reply.key.key))
 
 
@@ -238,9 +241,10 @@ def _sent_before(entry: LedgerEntry | None, stored: list[ArchivedReply], archive
     return "\n".join(lines)
 
 
-def _reason(s3: object, bucket: str, key: str) -> str:
+def _reason(archive: S3Archive, key: str) -> str:
+    """The reason a quarantined message was put there, "?" when it cannot be read."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=key.removesuffix(".eml") + ".json")["Body"].read()  # type: ignore[attr-defined]
-        return str(json.loads(body).get("reason", ""))
-    except (ClientError, BotoCoreError, ValueError, AttributeError):
+        reason = archive.quarantine_reason(key)
+    except LetterShopError:
         return "?"
+    return "?" if reason is None else reason

@@ -104,16 +104,18 @@ def report_messages(journal: Journal, channel: Channel) -> None:
     table = Table(title="what a poll would do")
     for column in ("#", "from", "subject", "outcome", "what happens"):
         table.add_column(column, overflow="fold")
-    details: list[tuple[int, str]] = []
+    details: list[tuple[int, str | None, str]] = []
     for number, message in sorted(journal.messages.items()):
         headers = _headers(message.headers)
         outcome, what = describe(message, channel)
         table.add_row(str(number), _header(headers, "From"), _header(headers, "Subject"), outcome, what)
         if message.reply is not None:
-            details.append((number, _reply_text(message.reply)))
+            details.append((number, message.reply_key, _reply_text(message.reply)))
     out().print(table)
-    for number, text in details:
+    for number, key, text in details:
         say(f"--- reply to message {number} (not sent) ---")
+        if key is not None:
+            say(f"a poll would archive it as {key} (named by the time the poll took the message)")
         say(text.rstrip())
     if any(exports_of(m.reply) for m in journal.messages.values()):
         say("(shipment ids in a dry run are placeholders: none was allocated)")

@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from botocore.exceptions import ClientError
 
-from adapters.aws_errors import error_code
 from adapters.clients import aws_client
 from adapters.script_runner import Limits, last_lines, run_script, script_environment
 from adapters.script_store import (
@@ -25,6 +23,7 @@ from adapters.script_store import (
 )
 from cli.context import CliError, handled, say, stack_of
 from domain.errors import ScriptFailed
+from domain.script_name import SCRIPT_NAME_RULE, is_script_name
 
 app = typer.Typer(help="Pre- and postscripts: test one locally, upload, download.", no_args_is_help=True)
 
@@ -56,8 +55,8 @@ def script_test(  # noqa: PLR0917  # Typer: one parameter per option
         key = _key(name, partner)
         body, script_name = _fetch(ctx, key).body, name
         say(f"script: {describe(key)} from the scripts bucket")
-    if not script_name.endswith(".py") or script_name.startswith("."):
-        raise CliError(f"{script_name}: a script is a file name ending in .py")
+    if not is_script_name(script_name):
+        raise CliError(f"{script_name}: a script is {SCRIPT_NAME_RULE}")
     data = file.read_bytes()
     if not data:
         raise CliError(f"{file} is empty")
@@ -130,11 +129,9 @@ def put_command(
         ) from None
     except ValueError as error:
         raise CliError(f"{file} does not compile: {error}; nothing uploaded") from None
-    bucket = stack_bucket(ctx)
-    answer = aws_client("s3").put_object(
-        Bucket=bucket, Key=key, Body=body, ContentType="text/x-python", ServerSideEncryption="AES256"
-    )
-    say(f"uploaded {describe(key)} to s3://{bucket}/{key} (ETag {answer.get('ETag', '?')})")
+    store = S3ScriptStore(stack_bucket(ctx), aws_client("s3"), ScriptCache())
+    etag = store.upload(key, body)
+    say(f"uploaded {describe(key)} to s3://{store.bucket}/{key} (ETag {etag})")
     use = "true" if partner is None else "false"
     say(f'use it: "prescript" or "postscript": "{script_name}" with "use_standard_script": {use}')
 
@@ -174,5 +171,3 @@ def _fetch(ctx: typer.Context, key: str) -> StoredScript:
         return S3ScriptStore(stack_bucket(ctx), aws_client("s3"), ScriptCache()).fetch(key)
     except ScriptFailed as error:
         raise CliError(str(error)) from None
-    except ClientError as error:
-        raise CliError(f"{key}: {error_code(error)}") from None

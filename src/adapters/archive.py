@@ -9,7 +9,7 @@ next poll); one the bucket refuses (access denied, no such bucket) is the deploy
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -18,8 +18,18 @@ from urllib.parse import quote, unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from adapters.archive_keys import ReplyKey, inbound_key, parse_reply_key, quarantine_stem, reply_key
-from adapters.aws_errors import classify, error_code
+from adapters.aws_errors import classify, error_code, s3_missing
+from domain.archive_keys import (
+    ArchivedMessage,
+    ReplyKey,
+    area_prefix,
+    inbound_key,
+    parse_archive_key,
+    parse_reply_key,
+    quarantine_key,
+    reason_key,
+    reply_key,
+)
 from domain.errors import TransientError
 from domain.ledger import StoredReply
 from domain.outcomes import Outcome
@@ -39,6 +49,15 @@ class ArchivedReply:
     stored: datetime
 
 
+@dataclass(frozen=True)
+class ArchivedRaw:
+    """A raw message (``inbound/`` or ``quarantine/``) as the bucket lists it."""
+
+    message: ArchivedMessage
+    size: int
+    stored: datetime
+
+
 class S3Archive:
     """Implements ``service.ports.Archive`` on the archive bucket, with an injected ``s3`` client."""
 
@@ -54,10 +73,10 @@ class S3Archive:
     def quarantine(
         self, channel_id: str, digest: str, raw: BinaryIO, reason: Mapping[str, object], received: datetime
     ) -> str:
-        key = quarantine_stem(channel_id, digest, received)
-        self._upload(f"{key}.eml", raw, "message/rfc822")
-        self._put(f"{key}.json", json.dumps(reason, indent=2, default=str).encode(), "application/json")
-        return f"{key}.eml"
+        key = quarantine_key(channel_id, digest, received)
+        self._upload(key, raw, "message/rfc822")
+        self._put(reason_key(key), json.dumps(reason, indent=2, default=str).encode(), "application/json")
+        return key
 
     def store_reply(
         self,
@@ -91,7 +110,7 @@ class S3Archive:
         try:
             head = self._client.head_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
-            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+            if s3_missing(error):
                 return None
             raise classify(error, f"looking for a stored reply at s3://{self._bucket}/{key}") from error
         except BotoCoreError as error:
@@ -100,20 +119,52 @@ class S3Archive:
         return StoredReply(key, unquote(metadata["recipient"]), Outcome(metadata["outcome"]))
 
     def replies(self, prefix: str) -> list[ArchivedReply]:
-        """Every stored reply under ``prefix`` (``archive_keys``), oldest first: for the command
-        line (``s3:ListBucket``); the poll never lists the archive."""
+        """Every stored reply under ``prefix`` (``domain.archive_keys``), oldest first: for the
+        command line (``s3:ListBucket``); the poll never lists the archive."""
         found = []
+        for obj in self._listing(prefix):
+            parsed = parse_reply_key(obj["Key"])
+            if parsed is not None:
+                found.append(ArchivedReply(parsed, obj["Size"], obj["LastModified"]))
+        return sorted(found, key=lambda reply: (reply.stored, reply.key.key))
+
+    def raw_messages(self, channel_id: str, *, quarantined: bool) -> list[ArchivedRaw]:
+        """A channel's raw messages in ``inbound/`` (or ``quarantine/``), newest first: for the
+        command line (``lettershop message list``)."""
+        found = []
+        for obj in self._listing(area_prefix(channel_id, quarantined=quarantined)):
+            parsed = parse_archive_key(obj["Key"])
+            if parsed is not None:
+                found.append(ArchivedRaw(parsed, obj["Size"], obj["LastModified"]))
+        return sorted(found, key=lambda raw: raw.stored, reverse=True)
+
+    def quarantine_reason(self, quarantined: str) -> str | None:
+        """Why the raw message at ``quarantined`` was quarantined (its ``.json`` record's
+        ``reason``); None when there is no readable record."""
+        key = reason_key(quarantined)
+        try:
+            body = self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if s3_missing(error):
+                return None
+            raise classify(error, f"reading s3://{self._bucket}/{key}") from error
+        except BotoCoreError as error:
+            raise classify(error, f"reading s3://{self._bucket}/{key}") from error
+        try:
+            record = json.loads(body)
+        except ValueError:
+            return None
+        return str(record.get("reason", "")) if isinstance(record, dict) else None
+
+    def _listing(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """Every object under ``prefix`` (all pages), in key order."""
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self._bucket, Prefix=prefix
             ):
-                for obj in page.get("Contents", []):
-                    parsed = parse_reply_key(obj["Key"])
-                    if parsed is not None:
-                        found.append(ArchivedReply(parsed, obj["Size"], obj["LastModified"]))
+                yield from page.get("Contents", [])
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"listing s3://{self._bucket}/{prefix}") from error
-        return sorted(found, key=lambda reply: (reply.stored, reply.key.key))
 
     def load(self, key: str) -> bytes:
         try:

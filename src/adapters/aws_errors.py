@@ -27,12 +27,19 @@ TRANSIENT_CODES = frozenset(
     }
 )
 
+# What S3 answers for an object that is not there (``GetObject``: NoSuchKey; ``HeadObject``: 404).
+S3_MISSING = frozenset({"NoSuchKey", "NotFound", "404"})
 
 DEPLOYMENT = "the stack (the function's role, its tables and buckets)"
 
 
 def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def s3_missing(error: ClientError) -> bool:
+    """Whether S3 refused because the object does not exist."""
+    return error_code(error) in S3_MISSING
 
 
 def classify(error: Exception, what: str) -> LetterShopError:

@@ -40,6 +40,13 @@ class ChannelTable:
             return None
         return _plain(item)
 
+    def put(self, item: dict[str, Any]) -> None:
+        """Write an item given in DynamoDB's typed form, replacing the channel's item if there is one."""
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"writing a channel item to table {self._table}") from error
+
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     deserializer = _deserializer()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
-from adapters.archive_keys import inbound_key, quarantine_stem, reply_key
+from domain.archive_keys import inbound_key, quarantine_key, reply_key
 from domain.ledger import LedgerEntry, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
@@ -40,6 +40,7 @@ class MessageJournal:
     quarantine_reason: str | None = None
     reply: bytes | None = None
     reply_outcome: Outcome | None = None
+    reply_key: str | None = None  # where a real poll claiming the message when this one did stores it
     sent_to: str | None = None
     deleted: bool = False
 
@@ -134,7 +135,7 @@ class DryRunArchive:
         message = self._journal.by_digest(digest)
         if message is not None:
             message.quarantine_reason = str(reason.get("reason", ""))
-        return f"(dry run) {quarantine_stem(channel_id, digest, received)}.eml"
+        return f"(dry run) {quarantine_key(channel_id, digest, received)}"
 
     def store_reply(
         self,
@@ -146,11 +147,13 @@ class DryRunArchive:
         outcome: Outcome,
         recipient: str,
     ) -> str:
+        real_key = reply_key(channel_id, digest, received, outcome)
         message = self._journal.by_digest(digest)
         if message is not None:
             message.reply = data
             message.reply_outcome = outcome
-        key = f"(dry run) {reply_key(channel_id, digest, received, outcome)}"
+            message.reply_key = real_key
+        key = f"(dry run) {real_key}"
         self._replies[key] = data
         return key
 
@@ -190,7 +193,7 @@ class OverlayLedger:
     def claim(self, channel_id: str, digest: str, poll_id: str, since: datetime) -> LedgerEntry | None:
         """The entry as it was (read from the real ledger), claimed in memory only."""
         before = self.get(channel_id, digest)
-        self.save((before or LedgerEntry(channel_id, digest)).claimed(poll_id, since))
+        self.save((before or LedgerEntry.first_seen(channel_id, digest)).claimed(poll_id, since))
         return before
 
     def save(self, entry: LedgerEntry) -> None:

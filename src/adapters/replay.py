@@ -6,9 +6,9 @@ answers and records it with the real ledger, archive and reply transport, as for
 ``delete`` only notes the deletion: the message is not on the mail server any more.
 
 Before the state machine reads the ledger (inside the poll's lease, at the first ``RETR``),
-``on_retrieve`` runs: the command
-line uses it to re-open a settled ledger entry (``reopened``), keeping the entry's recorded serial
-blocks, so the same import file gets the same shipment ids again, never new ones.
+``on_retrieve`` runs: the command line uses it to re-open a settled ledger entry
+(``domain.ledger.LedgerEntry.reopened``), which keeps the entry's recorded serial blocks, so the same
+import file gets the same shipment ids again, never new ones.
 
 :class:`ReplayMemory` stands in for the channel's mailbox memory: the one-message mailbox is not the
 channel's mailbox, so what the channel remembers of it (foreign messages, broken downloads: the
@@ -20,14 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from domain.ledger import LedgerEntry
 from domain.mailbox_memory import MailboxMemory
 from service.ports import MessageRef
-
-
-def reopened(entry: LedgerEntry) -> LedgerEntry:
-    """A fresh ``received`` entry for the same message that keeps its recorded serial blocks."""
-    return LedgerEntry(entry.channel_id, entry.digest, serial_blocks=entry.serial_blocks)
 
 
 def header_block(raw: bytes) -> bytes:

@@ -27,6 +27,28 @@ class ScheduleTarget:
     dead_letter_arn: str
 
 
+class ScheduleStates:
+    """Whether each channel's schedule is there and enabled, for the operator (``lettershop channel
+    list|show``, with the operator's credentials); not ``ChannelSchedules``, whose calls are the
+    function role's and which reads no schedule."""
+
+    def __init__(self, client: Any, group: str) -> None:
+        self._client = client
+        self._group = group
+
+    def state(self, name: str) -> str | None:
+        """``ENABLED`` or ``DISABLED`` as the scheduler has it; None when there is no such schedule."""
+        try:
+            answer = self._client.get_schedule(Name=name, GroupName=self._group)
+        except ClientError as error:
+            if error_code(error) == NOT_FOUND:
+                return None
+            raise classify(error, f"reading schedule {name} in group {self._group}") from error
+        except BotoCoreError as error:
+            raise classify(error, f"reading schedule {name} in group {self._group}") from error
+        return str(answer.get("State", "?"))
+
+
 class ChannelSchedules:
     """Create, update, delete and list the schedules of one group.
 

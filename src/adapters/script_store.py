@@ -18,19 +18,20 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from adapters.aws_errors import classify, error_code
+from adapters.aws_errors import classify, error_code, s3_missing
 from domain.errors import ScriptFailed
+from domain.script_name import SCRIPT_NAME_RULE, is_script_name
 from service.telemetry import logger
 
 MAX_SCRIPT_BYTES = 1024 * 1024
-_MISSING = frozenset({"NoSuchKey", "NotFound", "404"})
+ENCRYPTION = {"ServerSideEncryption": "AES256"}
 _NOT_MODIFIED = frozenset({"304", "NotModified"})
 
 
 def script_key(name: str, *, use_standard_script: bool, partner_id: str) -> str:
     """``standard/<name>`` or ``partners/<partner_id>/<name>``; names that would leave the prefix fail."""
-    if not name or "/" in name or name.startswith(".") or not name.endswith(".py"):
-        raise ScriptFailed(f"'{name}' is not a script name (a file name ending in .py, without folders)")
+    if not is_script_name(name):
+        raise ScriptFailed(f"'{name}' is not a script name ({SCRIPT_NAME_RULE})")
     if use_standard_script:
         return f"standard/{name}"
     if not partner_id or "/" in partner_id or partner_id in {".", ".."}:
@@ -148,7 +149,7 @@ class S3ScriptStore:
             code = error_code(error)
             if cached is not None and code in _NOT_MODIFIED:
                 return StoredScript(key, cached[0], cached[1], "cache")
-            if code in _MISSING:
+            if s3_missing(error):
                 logger.error("configured script does not exist", extra={"bucket": self.bucket, "key": key})
                 raise ScriptFailed(f"{describe(key)} does not exist") from error
             raise classify(error, f"script s3://{self.bucket}/{key}") from error
@@ -160,3 +161,13 @@ class S3ScriptStore:
         if etag:
             self._cache.put(self.bucket, key, etag, body)
         return StoredScript(key, etag, body, "download")
+
+    def upload(self, key: str, body: bytes) -> str:
+        """Store a script at *key* (encrypted at rest), for ``lettershop script put``; its ETag."""
+        try:
+            answer = self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="text/x-python", **ENCRYPTION
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"uploading {describe(key)} to s3://{self.bucket}/{key}") from error
+        return str(answer.get("ETag", "?"))

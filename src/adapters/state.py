@@ -199,9 +199,9 @@ def _entry(channel_id: str, digest: str, item: dict[str, Any]) -> LedgerEntry:
     claim = None
     if "claimed_by" in item:
         claim = Claim(item["claimed_by"]["S"], datetime.fromisoformat(item["claimed_at"]["S"]))
-    return LedgerEntry(
-        channel_id=channel_id,
-        digest=digest,
+    return LedgerEntry.restored(
+        channel_id,
+        digest,
         stage=Stage(item["stage"]["S"]),
         attempts=int(item["attempts"]["N"]),
         last_error=item.get("last_error", {}).get("S"),

@@ -42,7 +42,7 @@ from domain.bounds import (
 )
 from domain.errors import RejectedMessage
 from domain.filenames import attachment_name, clean_filename, unique_filename
-from domain.headers import Headers, decode_header_bytes, field_sizes, parse_headers
+from domain.headers import Headers, decode_header_bytes, header_lines, parse_headers
 from domain.shipments.partner_text import shorten
 from domain.tnef import SIGNATURE, TnefError, TnefFile, read_tnef
 
@@ -423,7 +423,7 @@ def parse_message(raw: bytes | IO[bytes], patterns: Sequence[str]) -> ParsedMess
     are decoded and while the parts are parsed; any other damage is recorded in ``defects``.
     """
     headers = _header_block(raw)
-    check_header_fields(field_sizes(headers.raw), "the message header")
+    check_header_fields(header_lines(headers.raw), "the message header")
     if not headers.fields:
         raise RejectedMessage("message cannot be parsed: no header fields")
     collector = _Collector(patterns)

@@ -29,7 +29,7 @@ max_tnef_values        50,000      MAPI property values in one winmail.dat (ever
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from email import feedparser as _stdlib_feedparser
 from email.feedparser import BytesFeedParser
 from email.message import Message
@@ -68,11 +68,11 @@ def too_many_parts(where: str = "") -> BoundExceeded:
     return BoundExceeded("max_mime_parts", MAX_MIME_PARTS, f"more than {MAX_MIME_PARTS:,} MIME parts{scope}")
 
 
-def check_header_fields(sizes: list[int], where: str) -> None:
-    """Raise ``BoundExceeded`` when a header block has too many fields, or one field too big.
-
-    ``sizes`` are the sizes in bytes of the fields, folded lines included, in order.
-    """
+def check_header_fields(lines: Iterable[bytes], where: str) -> None:
+    """Raise ``BoundExceeded`` when a header block, given as its lines, has too many fields or one
+    field too big: the one measure of a field (``field_sizes``) for the screened header block and
+    for every header the parser reads."""
+    sizes = field_sizes(lines)
     if len(sizes) > MAX_HEADER_FIELDS:
         what = f"{len(sizes):,} header fields in {where}"
         raise BoundExceeded("max_header_fields", MAX_HEADER_FIELDS, what)
@@ -82,14 +82,14 @@ def check_header_fields(sizes: list[int], where: str) -> None:
             raise BoundExceeded("max_header_field", MAX_HEADER_FIELD_BYTES, what)
 
 
-def _field_sizes(lines: list[str]) -> list[int]:
-    """Sizes of the fields of a header block given as its lines, line breaks not counted (a line
-    starting with a blank continues the field before it; one before any field is a field itself).
-    The parser keeps 8-bit bytes as one surrogate each, so a character here is a byte."""
+def field_sizes(lines: Iterable[bytes]) -> list[int]:
+    """Sizes in bytes of the fields of a header block given as its lines, line breaks not counted:
+    a line starting with a blank continues the field before it (one before any field counts as a
+    field of its own)."""
     sizes: list[int] = []
     for line in lines:
-        size = len(line.rstrip("\r\n"))
-        if sizes and line[:1] in (" ", "\t"):
+        size = len(line.rstrip(b"\r\n"))
+        if sizes and line[:1] in (b" ", b"\t"):
             sizes[-1] += size
         else:
             sizes.append(size)
@@ -200,7 +200,8 @@ class _BoundedParser(_FeedParser):
 
     def _parse_headers(self, lines: list[str]) -> None:
         where = "the message header" if len(self._msgstack) <= 1 else "the header of a MIME part"  # type: ignore[attr-defined]
-        check_header_fields(_field_sizes(lines), where)
+        # The parser keeps the bytes it read as ASCII with surrogates: encoded back, they are those bytes.
+        check_header_fields((line.encode("ascii", "surrogateescape") for line in lines), where)
         super()._parse_headers(lines)  # type: ignore[misc]
         part: Message[Any, Any] = self._cur  # type: ignore[attr-defined]
         if self._reads_a_leaf_body(part):

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticUndefined
 
 from domain.errors import RejectedMessage
+from domain.script_name import SCRIPT_NAME_RULE, is_script_name
 from domain.senders import normalize_sender_pattern, sender_address
 
 # Never trimmed (the model trims every other string): the id validated is the key written, so
@@ -62,7 +63,6 @@ class OAuthClient:
     scope: str | None
 
 
-MAX_SCRIPT_NAME = 100
 MAX_MESSAGE_BYTES = 400 * 1024 * 1024
 MAX_SHIPMENTS_PER_DAY = 10_000_000  # 10 % of the S10 serial range: a typo cannot give a channel all of it
 
@@ -186,17 +186,8 @@ class Channel(BaseModel):
     @field_validator("prescript", "postscript")
     @classmethod
     def _check_script_name(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if (
-            "/" in value
-            or "\\" in value
-            or value.startswith(".")
-            or not value.endswith(".py")
-            or len(value) > MAX_SCRIPT_NAME
-            or not value.isprintable()
-        ):
-            raise ValueError(f"'{value}' is not a script name: a file name ending in .py, without folders")
+        if value is not None and not is_script_name(value):
+            raise ValueError(f"'{value}' is not a script name: {SCRIPT_NAME_RULE}")
         return value
 
     @model_validator(mode="after")

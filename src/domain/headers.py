@@ -124,16 +124,10 @@ def _header_lines(raw: bytes) -> tuple[list[bytes], int]:
     return lines, position
 
 
-def field_sizes(raw: bytes) -> list[int]:
-    """Size in bytes (line breaks not counted) of each field of the header block at the start of
-    ``raw``, folded lines included: what ``domain.bounds`` checks before a field is decoded."""
-    sizes: list[int] = []
-    for line in _header_lines(raw)[0]:
-        if sizes and line[:1] in (b" ", b"\t"):
-            sizes[-1] += len(line)
-        elif line[:1] not in (b" ", b"\t"):
-            sizes.append(len(line))
-    return sizes
+def header_lines(raw: bytes) -> list[bytes]:
+    """The lines (without line breaks) of the header block at the start of ``raw``, mbox "From "
+    line left out: what ``domain.bounds.check_header_fields`` measures before a field is decoded."""
+    return _header_lines(raw)[0]
 
 
 def _parse_fields(raw: bytes) -> tuple[tuple[str, str], ...]:

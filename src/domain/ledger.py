@@ -8,6 +8,12 @@ A message is known by channel + SHA-256 of its raw bytes. Its stage only ever mo
               deletion on the server, which needs no record (a copy that comes back is deleted
               without a word)
 
+The one named exception is ``reopened``: the operator's replay (``lettershop message replay``) takes a
+settled message through the state machine again. It starts ``received`` with no attempt, error,
+outcome, reply or claim, and keeps the serial blocks, so its import files get the same shipment ids
+again. The replies answered before are not forgotten: each lies in the archive under a key of its
+own (``domain.archive_keys``), which a replay never replaces.
+
 Which poll works on the message, and since when, is the separate ``claim``. A claim left behind by
 another poll means that poll died on the message (killed, timed out, out of memory): the next claim
 counts that as an attempt. A failure that is not the message's own releases the claim without one.
@@ -36,7 +42,8 @@ CRASHED = "an earlier poll ended while handling this message (killed, timed out 
 
 
 class StageMovedBack(ValueError):
-    """A programming error: the stage of a ledger entry only ever moves forward."""
+    """A programming error: the stage of a ledger entry only ever moves forward (a settled entry
+    may be ``reopened``)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,42 @@ class LedgerEntry:
     serial_blocks: Mapping[str, SerialBlock] = field(default_factory=dict)
     claim: Claim | None = None
     dead_claims: tuple[datetime, ...] = ()  # when polls that died while it was received started
+
+    @classmethod
+    def first_seen(cls, channel_id: str, digest: str) -> "LedgerEntry":
+        """A message the ledger has no entry for: ``received``, nothing recorded yet."""
+        return cls(channel_id, digest)
+
+    @classmethod
+    def restored(  # every recorded field, named: a new one must be read back too
+        cls,
+        channel_id: str,
+        digest: str,
+        *,
+        stage: Stage,
+        attempts: int,
+        last_error: str | None,
+        outcome: Outcome | None,
+        reply_key: str | None,
+        recipient: str | None,
+        serial_blocks: Mapping[str, SerialBlock],
+        claim: Claim | None,
+        dead_claims: tuple[datetime, ...],
+    ) -> "LedgerEntry":
+        """An entry as the ledger stored it (each of its transitions was checked when it was made)."""
+        return cls(
+            channel_id,
+            digest,
+            stage,
+            attempts,
+            last_error,
+            outcome,
+            reply_key,
+            recipient,
+            serial_blocks,
+            claim,
+            dead_claims,
+        )
 
     @property
     def settled(self) -> bool:
@@ -132,6 +175,15 @@ class LedgerEntry:
         return self._to(
             Stage.REPLIED, outcome=outcome or self.outcome, claim=None, last_error=error or self.last_error
         )
+
+    def reopened(self) -> "LedgerEntry":
+        """The one way back: a settled entry starts again as ``received`` for a replay. Kept: the
+        message (channel, digest) and its serial blocks (the same shipment ids again). Forgotten:
+        attempts, last error, outcome, the stored reply's key and recipient, claim and dead claims
+        (the earlier reply stays in the archive under its own key)."""
+        if not self.settled:
+            raise StageMovedBack(f"ledger entry {self.digest}: a {self.stage} entry is not reopened")
+        return LedgerEntry(self.channel_id, self.digest, serial_blocks=self.serial_blocks)
 
     def _to(self, stage: Stage, **changes: object) -> "LedgerEntry":
         if _ORDER[stage] < _ORDER[self.stage]:

@@ -153,7 +153,7 @@ class MessageSettler:
         logger.append_keys(message_sha256=message.digest)
         self.checkpoint("retrieved")
         known = self.ledger.claim(self.channel.channel_id, message.digest, self.poll_id, message.received)
-        message.entry = known or LedgerEntry(self.channel.channel_id, message.digest)
+        message.entry = known or LedgerEntry.first_seen(self.channel.channel_id, message.digest)
         return message.entry
 
     def _answer(self, message: _Message) -> None:

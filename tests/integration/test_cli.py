@@ -400,6 +400,29 @@ def test_dry_run_changes_nothing_byte_for_byte(stack: LocalStack, mailbox: tuple
     assert (real["processed"], real["rejected"]) == (1, 1)
 
 
+def test_a_dry_run_names_the_key_a_real_poll_archives_the_reply_under(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    """One rule builds the archive's keys (``domain.archive_keys``): a processed message's reply goes
+    to ``exports/<channel>/<sha256>/``, in the dry run's report as in the real poll's archive; only
+    the file name, the time the poll took the message, differs from poll to poll."""
+    store_channel(stack, mailbox)
+    stack.dovecot.deliver(mailbox[0], partner_mail())
+
+    dry = lettershop("poll", "acme", "--dry-run")
+    real = lettershop("poll", "acme")
+
+    assert dry.exit_code == 0, dry.output
+    assert real.exit_code == 0, real.output
+    [reported] = re.findall(r"a poll would archive it as (\S+)", dry.stdout)
+    [archived] = aws.list_keys(stack.endpoint_url, stack.names.archive_bucket, "exports/acme/")
+    [inbound] = aws.list_keys(stack.endpoint_url, stack.names.archive_bucket, "inbound/acme/")
+    digest = inbound.rsplit("/", 1)[1].removesuffix(".eml")
+    instant = r"/\d{8}T\d{6}\.\d{6}Z\.eml"
+    assert re.fullmatch(f"exports/acme/{digest}{instant}", reported), reported
+    assert re.fullmatch(f"exports/acme/{digest}{instant}", archived), archived
+
+
 def test_dry_run_of_an_invalid_channel_lists_its_problems(
     stack: LocalStack, mailbox: tuple[str, str]
 ) -> None:

@@ -11,9 +11,12 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from adapters.clients import aws_client
+from adapters.scheduler import ScheduleStates
 from adapters.status import ChannelStatusStore
+from cli.main import app
 from devstack import aws
 from devstack.invoke import FakeLambdaContext, load_event
 from devstack.stack import LocalStack
@@ -160,6 +163,27 @@ def test_edits_of_interval_and_active_flag_follow(stack: LocalStack, stream: Cha
     put_channel(stack, poll_interval_minutes=30, active=True)
     sync(stream)
     assert state_of(stack) == {"acme": ("ENABLED", "rate(30 minutes)")}
+
+
+def test_the_command_line_shows_the_schedules_state_through_the_adapter(
+    stack: LocalStack, stream: ChannelStream
+) -> None:
+    """``lettershop channel show|list`` read the schedule through ``adapters.scheduler.ScheduleStates``."""
+    put_channel(stack, active=False)
+    sync(stream)
+    put_channel(stack, channel_id="beta")  # no sync: no schedule yet
+
+    shown = CliRunner().invoke(app, ["channel", "show", "acme"])
+    listed = CliRunner().invoke(app, ["channel", "list"])
+
+    assert shown.exit_code == 0, shown.output
+    assert "schedule: DISABLED" in shown.stdout
+    assert (
+        ScheduleStates(aws.client("scheduler", stack.endpoint_url), stack.names.schedule_group).state("beta")
+        is None
+    )
+    [beta] = [line for line in listed.stdout.splitlines() if "│ beta" in line]
+    assert "│ none" in beta
 
 
 def test_invalid_item_disables_the_schedule_and_says_why(

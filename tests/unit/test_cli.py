@@ -13,7 +13,6 @@ from botocore.stub import Stubber
 from typer.testing import CliRunner
 
 import cli.context
-from adapters.archive_keys import parse_archive_key
 from adapters.clients import aws_client
 from adapters.dry_run import (
     DryRunArchive,
@@ -24,11 +23,12 @@ from adapters.dry_run import (
     PlaceholderSerials,
     RecordingReplySender,
 )
-from adapters.replay import ReplayMailbox, header_block, reopened
+from adapters.replay import ReplayMailbox, header_block
 from adapters.status import ChannelStatus, ChannelStatusStore, forget_written
 from cli.channel import example_item, schema_text, warnings_for
 from cli.context import CliError, Stack, read_item, to_dynamodb
 from cli.main import app
+from domain.archive_keys import parse_archive_key
 from domain.channel import load_channel
 from domain.ledger import LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome, PollResult
@@ -315,7 +315,7 @@ def test_a_reopened_entry_keeps_its_serial_blocks() -> None:
         serial_blocks={"0": SerialBlock(first=7, count=2)},
     )
 
-    fresh = reopened(entry)
+    fresh = entry.reopened()
 
     assert (fresh.stage, fresh.attempts, fresh.outcome, fresh.reply_key) == (Stage.RECEIVED, 0, None, None)
     assert fresh.serial_blocks == entry.serial_blocks

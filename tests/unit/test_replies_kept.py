@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.archive_keys import parse_archive_key, parse_reply_key, reply_key
 from adapters.dry_run import DryRunArchive, Journal
 from adapters.state import ledger_item
 from devstack.samples import partner_mail
+from domain.archive_keys import parse_archive_key, parse_reply_key, reply_key
 from domain.errors import TransientError
 from domain.ledger import Claim, LedgerEntry, Stage, StoredReply
 from domain.outcomes import Outcome
