@@ -11,8 +11,8 @@ from rich.table import Table
 
 from adapters.aws_errors import error_code
 from adapters.channels import ChannelTable
-from adapters.clients import aws_client
 from adapters.status import ChannelStatus, ChannelStatusStore
+from app.root import aws_client
 from cli.checks import run_checks
 from cli.context import (
     CliError,

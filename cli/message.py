@@ -29,10 +29,9 @@ from adapters.archive_keys import (
     parse_archive_key,
     reply_prefix,
 )
-from adapters.clients import aws_client
 from adapters.replay import ReplayMailbox, ReplayMemory, reopened
 from adapters.state import DynamoDbLedger
-from app.root import AwsWiring
+from app.root import AwsWiring, aws_client
 from cli.context import CliError, handled, out, say, stack_of, warn
 from domain.errors import LetterShopError
 from domain.ledger import LedgerEntry

@@ -20,7 +20,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from adapters.clients import aws_client
 from adapters.dry_run import (
     DryRunArchive,
     DryRunMailbox,
@@ -35,7 +34,7 @@ from adapters.dry_run import (
 )
 from adapters.state import DynamoDbLedger
 from adapters.status import ChannelStatus, ChannelStatusStore
-from app.root import AwsWiring
+from app.root import AwsWiring, aws_client
 from cli.context import CliError, err, handled, out, say, stack_of
 from domain.channel import Channel
 from domain.inbound import is_recognized, parse_headers

@@ -13,7 +13,6 @@ import typer
 from botocore.exceptions import ClientError
 
 from adapters.aws_errors import error_code
-from adapters.clients import aws_client
 from adapters.script_runner import Limits, last_lines, run_script, script_environment
 from adapters.script_store import (
     MAX_SCRIPT_BYTES,
@@ -23,6 +22,7 @@ from adapters.script_store import (
     describe,
     script_key,
 )
+from app.root import aws_client
 from cli.context import CliError, handled, say, stack_of
 from domain.errors import ScriptFailed
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.root import WARM
 from devstack.poll import FakeLambdaContext
 from devstack.samples import partner_mail
 from domain.channel import Channel
@@ -14,7 +15,6 @@ from domain.errors import ChannelFailure
 from domain.outcomes import PollResult
 from handlers.poll import PollFailed, handler
 from service.poll import Ports
-from settings import poll_settings
 from tests.unit.test_poll_service import World, make_channel
 
 
@@ -65,9 +65,9 @@ def item(**changes: Any) -> dict[str, Any]:
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("CHANNELS_TABLE", "STATE_TABLE", "SCRIPTS_BUCKET", "ARCHIVE_BUCKET"):
         monkeypatch.setenv(f"LETTERSHOP_{name}", f"test-{name.lower()}")
-    poll_settings.cache_clear()
+    WARM.reset()
     yield
-    poll_settings.cache_clear()
+    WARM.reset()
 
 
 def metrics_of(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
