@@ -26,8 +26,8 @@ class SecretStore:
     """Secrets read through a Powertools ``SecretsProvider`` of its own, each kept ``CACHE_SECONDS``.
 
     The provider (and with it Powertools, which imports all of boto3) is made by the first read, not
-    at cold start, with the client ``client()`` gives (default: Powertools makes its own);
-    :meth:`forget` drops it, so every secret is read afresh at its next use.
+    at cold start, with the client ``client()`` gives (default: Powertools makes its own), and kept:
+    Powertools adds its user-agent hook to the client of every provider it makes.
     """
 
     def __init__(self, client: Callable[[], Any] | None = None) -> None:
@@ -64,6 +64,13 @@ class SecretStore:
 
     def forget(self) -> None:
         """Read every secret afresh at its next use (after a refused login: it may have been rotated)."""
+        with self._lock:
+            if self._provider is not None:
+                self._provider.clear_cache()
+
+    def reset(self) -> None:
+        """Forget the secrets and the provider with its client (a cold start): the next read makes a
+        new provider with the client ``client()`` gives then."""
         with self._lock:
             self._provider = None
 

@@ -78,7 +78,7 @@ class WarmState:
     def reset(self) -> None:
         """Forget everything, as a new function instance would have it (the script files too)."""
         self.clients.clear()
-        self.secrets.forget()
+        self.secrets.reset()
         self.tokens.clear()
         self.counters.clear()
         self.memories.clear()
