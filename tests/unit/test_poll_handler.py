@@ -15,7 +15,7 @@ from domain.errors import ChannelFailure
 from domain.outcomes import PollResult
 from handlers.poll import PollFailed, handler
 from service.poll import Ports
-from tests.unit.test_poll_service import World, make_channel
+from tests.unit.fakes import World, make_channel
 
 
 class FakeWiring:
