@@ -215,9 +215,9 @@ def local_stack() -> Iterator[LocalStack]:
             os.environ.clear()
             os.environ.update(saved)
             with contextlib.suppress(Exception):
-                from adapters.script_store import DEFAULT_CACHE  # noqa: PLC0415
+                from app.root import WARM  # noqa: PLC0415
 
-                DEFAULT_CACHE.clear()  # scripts cached in /tmp, if any poll fetched one
+                WARM.reset()  # scripts cached in /tmp, if any poll fetched one, and every other cache
 
 
 def login_of(stack: LocalStack, mailbox: tuple[str, str]) -> Pop3Login:
@@ -290,9 +290,9 @@ def empty_poll(stack: LocalStack, handler: Handler) -> tuple[bool, Poll]:
 def secrets_expired_poll(handler: Handler, channel_id: str) -> Poll:
     """A warm poll right after Powertools' parameter cache was emptied, as it is once ``max_age`` (300 s
     in ``adapters.secrets``) has passed: what a warm container polled every 5 minutes pays."""
-    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+    from app.root import WARM  # noqa: PLC0415
 
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    WARM.forget_secrets()
     return handler.poll(channel_id)
 
 

@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from adapters.channels import ChannelTable
-from adapters.clients import aws_client
 from adapters.scheduler import ScheduleStates
 from adapters.status import ChannelStatus, ChannelStatusStore
+from app.root import aws_client
 from cli.checks import run_checks
 from cli.context import (
     CliError,

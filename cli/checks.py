@@ -11,13 +11,11 @@ exists and compiles.
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from adapters.clients import aws_client
 from adapters.oauth import MailboxTokens
 from adapters.pop3_session import Pop3Probe
 from adapters.probe import probe_ses_identity, probe_smtp
 from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
-from adapters.secrets import password
-from app.root import PasswordSecret, password_secrets, pop3_mailbox, smtp_account
+from app.root import WARM, PasswordSecret, aws_client, password_secrets, pop3_mailbox, smtp_account
 from cli.context import Stack
 from domain.channel import Channel, OAuthClient
 from domain.errors import ChannelFailure, LetterShopError, ScriptFailed, TransientError
@@ -63,7 +61,7 @@ def _token(oauth: OAuthClient, channel: Channel) -> Check:
     """An access token from the channel's OAuth client (the login of POP3 and/or SMTP)."""
     mailbox = channel.pop3_username if channel.pop3_login == "oauth2" else channel.smtp_username or ""
     try:
-        MailboxTokens(oauth, mailbox).token()
+        MailboxTokens(oauth, mailbox, cache=WARM.tokens, secrets=WARM.secrets).token()
     except LetterShopError as error:
         return Check("OAuth token", False, str(error), _fix(error, channel))
     return Check(
@@ -76,7 +74,7 @@ def _token(oauth: OAuthClient, channel: Channel) -> Check:
 def _secret(secret: PasswordSecret) -> Check:
     label, secret_id, setting = f"{secret.login} password", secret.secret_id, secret.setting
     try:
-        password(secret_id, setting=setting)
+        WARM.secrets.password(secret_id, setting=setting)
     except LetterShopError as error:
         return Check(
             label,

@@ -17,8 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from rich.console import Console
 
 from adapters.channels import ChannelTable
-from adapters.clients import aws_client
 from adapters.stack_outputs import stack_outputs
+from app.root import aws_client
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import LetterShopError
 from service.telemetry import logger

@@ -19,9 +19,8 @@ import typer
 from rich.table import Table
 
 from adapters.archive import ArchivedReply, S3Archive
-from adapters.clients import aws_client
 from adapters.state import DynamoDbLedger
-from app.root import AwsRoot
+from app.root import AwsRoot, aws_client
 from cli.context import CliError, handled, out, say, stack_of, warn
 from domain.archive_keys import (
     INBOUND,

@@ -11,7 +11,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from adapters.clients import aws_client
 from adapters.script_runner import Limits, last_lines, run_script, script_environment
 from adapters.script_store import (
     MAX_SCRIPT_BYTES,
@@ -21,6 +20,7 @@ from adapters.script_store import (
     describe,
     script_key,
 )
+from app.root import aws_client
 from cli.context import CliError, handled, say, stack_of
 from domain.errors import ScriptFailed
 from domain.script_name import SCRIPT_NAME_RULE, is_script_name

@@ -1,6 +1,4 @@
-"""Environment of the schedule sync function (DESIGN §7), read and validated once per cold start."""
-
-from functools import lru_cache
+"""Environment of the schedule sync function (DESIGN §7), read by the first invocation (``app.warm``)."""
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +20,6 @@ class ScheduleSettings(BaseSettings):
     state_table: str = Field(min_length=3)
 
 
-@lru_cache(maxsize=1)
 def schedule_settings() -> ScheduleSettings:
+    """Read from the environment now; a warm function keeps what it read (``app.warm``)."""
     return ScheduleSettings()  # type: ignore[call-arg]  # values come from the environment

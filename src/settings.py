@@ -1,6 +1,4 @@
-"""Environment of the poll function (DESIGN §8), read and validated once per cold start."""
-
-from functools import lru_cache
+"""Environment of the poll function (DESIGN §8), read and validated by the first invocation (``app.warm``)."""
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +16,6 @@ class PollSettings(BaseSettings):
     time_margin_seconds: int = Field(default=30, ge=1, le=600)
 
 
-@lru_cache(maxsize=1)
 def poll_settings() -> PollSettings:
+    """Read from the environment now; a warm function keeps what it read (``app.warm``)."""
     return PollSettings()  # type: ignore[call-arg]  # values come from the environment

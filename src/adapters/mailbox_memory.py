@@ -25,18 +25,21 @@ from domain.mailbox_memory import MailboxMemory, pack
 
 RETENTION_SECONDS = 30 * 24 * 3600
 
-_warm: dict[tuple[str, str], MailboxMemory] = {}
+# The memories this process loaded or saved, per (table, channel); kept warm by ``app.warm``.
+type WarmMemories = dict[tuple[str, str], MailboxMemory]
 
 
 class DynamoDbMailboxMemory:
-    """Implements ``service.ports.MemoryStore``."""
+    """Implements ``service.ports.MemoryStore``; ``warm`` is the warm state's copy of the memories
+    (default: a private, cold one)."""
 
-    def __init__(self, table_name: str, client: Any) -> None:
+    def __init__(self, table_name: str, client: Any, *, warm: WarmMemories | None = None) -> None:
         self._table = table_name
         self._client = client
+        self._warm = warm if warm is not None else {}
 
     def load(self, channel_id: str) -> MailboxMemory:
-        cached = _warm.get((self._table, channel_id))
+        cached = self._warm.get((self._table, channel_id))
         if cached is not None:
             return cached
         try:
@@ -53,7 +56,7 @@ class DynamoDbMailboxMemory:
             resume=bytes(item.get("resume", {}).get("B", b"")),
             tail=bytes(item.get("tail", {}).get("B", b"")),
         )
-        _warm[(self._table, channel_id)] = memory
+        self._warm[(self._table, channel_id)] = memory
         return memory
 
     def save(self, channel_id: str, memory: MailboxMemory) -> None:
@@ -74,13 +77,8 @@ class DynamoDbMailboxMemory:
             self._client.put_item(TableName=self._table, Item=item)
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"writing the mailbox memory in table {self._table}") from error
-        _warm[(self._table, channel_id)] = memory
+        self._warm[(self._table, channel_id)] = memory
 
 
 def _key(channel_id: str) -> str:
     return f"mailbox#{channel_id}"
-
-
-def forget_warm_memories() -> None:
-    """As after a cold start (tests start each case so)."""
-    _warm.clear()

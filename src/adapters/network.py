@@ -4,7 +4,7 @@ the TLS context that verifies the servers."""
 import os
 import socket
 import ssl
-from functools import cache
+import threading
 
 # getaddrinfo's "no such host" answers; EAI_AGAIN (a DNS server that did not answer) is transient.
 _UNKNOWN_HOST = frozenset(
@@ -17,13 +17,23 @@ def unknown_host(error: OSError) -> bool:
     return isinstance(error, socket.gaierror) and error.errno in _UNKNOWN_HOST
 
 
-def tls_context() -> ssl.SSLContext:
-    """The verifying client context of ``ssl.create_default_context()`` (the system's trust store,
-    or ``SSL_CERT_FILE``/``SSL_CERT_DIR``), made once per trust store: loading it takes about a
-    millisecond, which an empty poll would pay at every login."""
-    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+class TlsContexts:
+    """The verifying client context of ``ssl.create_default_context()`` (the system's trust store, or
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``), made once per trust store and kept warm (``app.warm``):
+    loading it takes about a millisecond, which an empty poll would pay at every login."""
 
+    def __init__(self) -> None:
+        self._made: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+        self._lock = threading.Lock()
 
-@cache
-def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context()
+    def context(self) -> ssl.SSLContext:
+        where = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        with self._lock:
+            made = self._made.get(where)
+            if made is None:
+                made = self._made[where] = ssl.create_default_context()
+            return made
+
+    def clear(self) -> None:
+        with self._lock:
+            self._made.clear()

@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from adapters import secrets
 from adapters.network import unknown_host
+from adapters.secrets import SecretStore
 from domain.channel import OAuthClient
 from domain.errors import ChannelFailure, LetterShopError, TransientError
 from service.telemetry import logger
@@ -86,14 +86,33 @@ class _Entry:
     renew_at: float
 
 
-_cache: dict[_Key, _Entry] = {}
-_cache_lock = threading.Lock()
+class TokenCache:
+    """The access tokens this process obtained, per OAuth client (and Google mailbox); kept across
+    warm invocations by ``app.warm``."""
 
+    def __init__(self) -> None:
+        self._entries: dict[_Key, _Entry] = {}
+        self._lock = threading.Lock()
 
-def clear_cache() -> None:
-    """Forget every cached token (a cold start)."""
-    with _cache_lock:
-        _cache.clear()
+    def get(self, key: _Key) -> _Entry | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: _Key, entry: _Entry) -> None:
+        with self._lock:
+            self._entries[key] = entry
+
+    def drop(self, key: _Key, value: str) -> None:
+        """Forget the token of ``key`` if it is still ``value``."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.value == value:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        """Forget every cached token (a cold start)."""
+        with self._lock:
+            self._entries.clear()
 
 
 class TokenSource(Protocol):
@@ -111,17 +130,22 @@ def xoauth2(user: str, token: AccessToken) -> str:
 
 class MailboxTokens:
     """Access tokens of one OAuth client for one mailbox; implements the ``TokenSource`` the POP3
-    and SMTP adapters log in with."""
+    and SMTP adapters log in with. ``cache`` and ``secrets`` are the warm state's (default: a
+    private, cold one)."""
 
     def __init__(
         self,
         client: OAuthClient,
         mailbox: str,
         *,
+        cache: TokenCache | None = None,
+        secrets: SecretStore | None = None,
         clock: Callable[[], float] = time.time,
         timeout: float | None = None,
     ) -> None:
         self._client = client
+        self._cache = cache if cache is not None else TokenCache()
+        self._secrets = secrets if secrets is not None else SecretStore()
         # Google tokens are issued on behalf of one user; app-only tokens serve every mailbox.
         self._key = _Key(
             client.provider,
@@ -137,8 +161,7 @@ class MailboxTokens:
 
     def token(self) -> AccessToken:
         """A cached token still valid for a while, else a new one from the token endpoint."""
-        with _cache_lock:
-            entry = _cache.get(self._key)
+        entry = self._cache.get(self._key)
         if entry is not None and self._clock() < entry.renew_at:
             logger.debug("OAuth access token reused from the cache", extra=self._where())
             return AccessToken(entry.value, cached=True)
@@ -146,10 +169,7 @@ class MailboxTokens:
 
     def forget(self, token: AccessToken) -> None:
         """The mail server refused ``token``: the next :meth:`token` fetches a new one."""
-        with _cache_lock:
-            entry = _cache.get(self._key)
-            if entry is not None and entry.value == token.value:
-                del _cache[self._key]
+        self._cache.drop(self._key, token.value)
         logger.info("the mail server refused the cached OAuth access token; renewing it", extra=self._where())
 
     def _where(self) -> dict[str, Any]:
@@ -167,8 +187,7 @@ class MailboxTokens:
             )
         lifetime = _lifetime(answer)
         renew_at = started + lifetime - min(RENEW_BEFORE_SECONDS, lifetime / 2)
-        with _cache_lock:
-            _cache[self._key] = _Entry(value, renew_at)
+        self._cache.put(self._key, _Entry(value, renew_at))
         logger.debug("OAuth access token obtained", extra={**self._where(), "expires_in": lifetime})
         return AccessToken(value, cached=False)
 
@@ -176,7 +195,7 @@ class MailboxTokens:
         from authlib.integrations.requests_client import OAuth2Session  # noqa: PLC0415  # cold start
 
         client = self._client
-        secret = secrets.client_secret(client.secret, setting="oauth_secret")
+        secret = self._secrets.client_secret(client.secret, setting="oauth_secret")
         session = OAuth2Session(
             client_id=client.client_id,
             client_secret=secret,
@@ -198,7 +217,7 @@ class MailboxTokens:
         from authlib.integrations.requests_client import AssertionSession  # noqa: PLC0415  # cold start
 
         client = self._client
-        key = _service_account_key(client.secret, secrets.secret_text(client.secret, setting="oauth_secret"))
+        key = _service_account_key(client.secret, self._secrets.text(client.secret, setting="oauth_secret"))
         signing_key = _rsa_key(client.secret, key["private_key"])
         session = AssertionSession(
             token_endpoint=client.token_url,

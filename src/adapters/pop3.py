@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from adapters.network import tls_context, unknown_host
+from adapters.network import TlsContexts, unknown_host
 from adapters.oauth import AccessToken, TokenSource, xoauth2
 from adapters.pop3_session import (
     Pop3Probe,
@@ -48,6 +48,8 @@ class Pop3Account:
     password: str | None = field(default=None, repr=False)
     tokens: TokenSource | None = None  # set: log in with AUTH XOAUTH2 instead of the password
     timeout: float = 30.0
+    # The warm state's TLS contexts (default: a private one, made at the first connection).
+    tls: TlsContexts = field(default_factory=TlsContexts, compare=False, repr=False)
 
 
 class Pop3Mailbox:
@@ -82,7 +84,7 @@ class Pop3Mailbox:
         try:
             if account.security == "tls":
                 client: poplib.POP3 = poplib.POP3_SSL(
-                    account.host, account.port, timeout=account.timeout, context=tls_context()
+                    account.host, account.port, timeout=account.timeout, context=account.tls.context()
                 )
             else:
                 client = poplib.POP3(account.host, account.port, timeout=account.timeout)
@@ -113,7 +115,9 @@ class Pop3Mailbox:
                 )
             proto: Any = client  # poplib's own stls() gives up when the server does not answer CAPA
             proto._shortcmd("STLS")
-            client.sock = tls_context().wrap_socket(client.sock, server_hostname=self._account.host)
+            client.sock = self._account.tls.context().wrap_socket(
+                client.sock, server_hostname=self._account.host
+            )
             client.file = client.sock.makefile("rb")
             proto._tls_established = True
         except poplib.error_proto as error:

@@ -12,7 +12,6 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, error_code
-from adapters.network import tls_context
 from adapters.smtp import SmtpAccount, classified, login_with_token
 from domain.errors import ChannelFailure
 
@@ -28,7 +27,7 @@ def probe_smtp(account: SmtpAccount) -> str:
 
 def _conversation(account: SmtpAccount, where: str) -> str:
     steps: list[str] = []
-    context = tls_context()
+    context = account.tls.context()
     if account.security == "tls":
         client: smtplib.SMTP = smtplib.SMTP_SSL(
             account.host, account.port, timeout=account.timeout, context=context

@@ -122,13 +122,10 @@ class ScriptCache:
             entry.path.unlink(missing_ok=True)
 
 
-DEFAULT_CACHE = ScriptCache()
-
-
 class S3ScriptStore:
-    """Fetches scripts from the scripts bucket through a :class:`ScriptCache`."""
+    """Fetches scripts from the scripts bucket through a :class:`ScriptCache` (the warm state's)."""
 
-    def __init__(self, bucket: str, client: Any, cache: ScriptCache = DEFAULT_CACHE) -> None:
+    def __init__(self, bucket: str, client: Any, cache: ScriptCache) -> None:
         self.bucket = bucket
         self._client = client
         self._cache = cache

@@ -21,7 +21,7 @@ from adapters.script_runner import (
     run_script,
     script_environment,
 )
-from adapters.script_store import DEFAULT_CACHE, S3ScriptStore, ScriptCache, describe, script_key
+from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
 from domain.errors import ScriptFailed, TransientError
 from service.ports import ScriptCall
 from service.telemetry import NAMESPACE, logger
@@ -33,18 +33,19 @@ MAX_VARIABLE_CHARS = 1000
 
 
 class S3ScriptRunner:
-    """Runs a channel's scripts from ``bucket`` with an injected ``s3`` client."""
+    """Runs a channel's scripts from ``bucket`` with an injected ``s3`` client; ``cache`` is the warm
+    state's script cache (default: a private, cold one)."""
 
     def __init__(
         self,
         bucket: str,
         client: Any,
         *,
-        cache: ScriptCache = DEFAULT_CACHE,
+        cache: ScriptCache | None = None,
         limits: Limits | None = None,
         work_root: Path | None = None,
     ) -> None:
-        self._store = S3ScriptStore(bucket, client, cache)
+        self._store = S3ScriptStore(bucket, client, cache if cache is not None else ScriptCache())
         self._limits = limits or Limits()
         self._work_root = work_root
         protect_from_children()

@@ -6,6 +6,9 @@ key. Values never reach a log line: errors name the secret id only.
 """
 
 import json
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -13,41 +16,73 @@ from adapters.aws_errors import classify, error_code
 from domain.errors import ChannelFailure
 
 # An hour: a channel polled every 5 minutes reads each secret once in 12 polls. A password changed
-# meanwhile fails one poll, which names the secret's setting; the wiring then forgets the cached
-# secrets (``forget_cached_secrets``), so the next poll reads them afresh.
+# meanwhile fails one poll, which names the secret's setting; the poll then forgets the cached
+# secrets (``SecretStore.forget``), so the next poll reads them afresh.
 CACHE_SECONDS = 3600
 MISSING_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"})
 
 
-def password(secret_id: str, *, setting: str) -> str:
-    """The password stored under ``secret_id`` (the channel attribute ``setting``); ``ChannelFailure``
-    naming that attribute when the secret is missing or malformed."""
-    return _password_from(secret_id, secret_text(secret_id, setting=setting), setting)
+class SecretStore:
+    """Secrets read through a Powertools ``SecretsProvider`` of its own, each kept ``CACHE_SECONDS``.
 
+    The provider (and with it Powertools, which imports all of boto3) is made by the first read, not
+    at cold start, with the client ``client()`` gives (default: Powertools makes its own), and kept:
+    Powertools adds its user-agent hook to the client of every provider it makes.
+    """
 
-def client_secret(secret_id: str, *, setting: str) -> str:
-    """An OAuth client secret: the value itself, or JSON ``{"client_secret": "..."}``."""
-    return _password_from(secret_id, secret_text(secret_id, setting=setting), setting, key="client_secret")
+    def __init__(self, client: Callable[[], Any] | None = None) -> None:
+        self._client = client
+        self._provider: Any = None
+        self._lock = threading.Lock()
 
+    def password(self, secret_id: str, *, setting: str) -> str:
+        """The password stored under ``secret_id`` (the channel attribute ``setting``); ``ChannelFailure``
+        naming that attribute when the secret is missing or malformed."""
+        return _password_from(secret_id, self.text(secret_id, setting=setting), setting)
 
-def secret_text(secret_id: str, *, setting: str) -> str:
-    """The value stored under ``secret_id`` as it is; ``ChannelFailure`` naming ``setting`` when it
-    cannot be read."""
-    # Powertools' parameters import all of boto3: imported by the first read, not at cold start
-    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+    def client_secret(self, secret_id: str, *, setting: str) -> str:
+        """An OAuth client secret: the value itself, or JSON ``{"client_secret": "..."}``."""
+        return _password_from(secret_id, self.text(secret_id, setting=setting), setting, key="client_secret")
 
-    try:
-        value = parameters.get_secret(secret_id, max_age=CACHE_SECONDS)
-    except parameters.exceptions.GetParameterError as error:
-        cause = error.__context__  # Powertools wraps the botocore error without "from"
-        if isinstance(cause, ClientError) and error_code(cause) in MISSING_CODES:
-            raise ChannelFailure(
-                f"secret {secret_id} cannot be read: {error_code(cause)}", setting=setting
-            ) from None
-        if isinstance(cause, ClientError | BotoCoreError):
-            raise classify(cause, f"reading secret {secret_id}") from None
-        raise ChannelFailure(f"secret {secret_id} cannot be read", setting=setting) from None
-    return value if isinstance(value, str) else bytes(value).decode()
+    def text(self, secret_id: str, *, setting: str) -> str:
+        """The value stored under ``secret_id`` as it is; ``ChannelFailure`` naming ``setting`` when it
+        cannot be read."""
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError  # noqa: PLC0415
+
+        try:
+            value = self._provider_made().get(secret_id, max_age=CACHE_SECONDS)
+        except GetParameterError as error:
+            cause = error.__context__  # Powertools wraps the botocore error without "from"
+            if isinstance(cause, ClientError) and error_code(cause) in MISSING_CODES:
+                raise ChannelFailure(
+                    f"secret {secret_id} cannot be read: {error_code(cause)}", setting=setting
+                ) from None
+            if isinstance(cause, ClientError | BotoCoreError):
+                raise classify(cause, f"reading secret {secret_id}") from None
+            raise ChannelFailure(f"secret {secret_id} cannot be read", setting=setting) from None
+        return value if isinstance(value, str) else bytes(value).decode()
+
+    def forget(self) -> None:
+        """Read every secret afresh at its next use (after a refused login: it may have been rotated)."""
+        with self._lock:
+            if self._provider is not None:
+                self._provider.clear_cache()
+
+    def reset(self) -> None:
+        """Forget the secrets and the provider with its client (a cold start): the next read makes a
+        new provider with the client ``client()`` gives then."""
+        with self._lock:
+            self._provider = None
+
+    def _provider_made(self) -> Any:
+        with self._lock:
+            if self._provider is None:
+                # Powertools' parameters import all of boto3: imported by the first read
+                from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
+
+                client = self._client() if self._client is not None else None
+                self._provider = SecretsProvider(boto3_client=client)
+            return self._provider
 
 
 def _password_from(secret_id: str, value: str, setting: str, key: str = "password") -> str:
@@ -68,10 +103,3 @@ def _password_from(secret_id: str, value: str, setting: str, key: str = "passwor
     if not value:
         raise ChannelFailure(f"secret {secret_id} is empty", setting=setting)
     return value
-
-
-def forget_cached_secrets() -> None:
-    """Read every secret afresh at its next use (after a refused login: it may have been rotated)."""
-    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415  # see secret_text
-
-    parameters.clear_caches()  # type: ignore[no-untyped-call]

@@ -52,8 +52,8 @@ RANGE_LOW_METRIC = "SerialRangeLow"
 BUDGET_RETENTION_SECONDS = 7 * 24 * 3600
 
 # The counter's value after this process's last allocation, per (table, counter): the next
-# allocation's guess, checked by the transaction's condition.
-_known_values: dict[tuple[str, str], int] = {}
+# allocation's guess, checked by the transaction's condition (kept warm by ``app.warm``).
+type KnownValues = dict[tuple[str, str], int]
 
 
 def range_is_low(highest: int) -> bool:
@@ -62,12 +62,21 @@ def range_is_low(highest: int) -> bool:
 
 
 class DynamoDbSerialCounter:
-    """``SerialCounter`` backed by one counter item (hash key ``pk``, number attribute ``value``)."""
+    """``SerialCounter`` backed by one counter item (hash key ``pk``, number attribute ``value``);
+    ``known`` is the warm state's memory of counter values (default: a private, cold one)."""
 
-    def __init__(self, table_name: str, client: Any, counter_key: str = DEFAULT_COUNTER_KEY) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        client: Any,
+        counter_key: str = DEFAULT_COUNTER_KEY,
+        *,
+        known: KnownValues | None = None,
+    ) -> None:
         self._table = table_name
         self.client = client
         self._key = counter_key
+        self._known = known if known is not None else {}
 
     def allocate(self, count: int) -> range:
         """``count`` fresh serials, contiguous, counted against no budget; empty for 0 without a call."""
@@ -91,7 +100,7 @@ class DynamoDbSerialCounter:
             return range(1, 1)
         if budget is not None and count > budget.limit:
             self._refuse(budget, count, self._issued(budget))
-        known = _known_values.get((self._table, self._key))
+        known = self._known.get((self._table, self._key))
         if known is not None and known + count <= SERIAL_MAX:
             block = range(known + 1, known + count + 1)
             if self._take_with_entry(block, record, budget):
@@ -134,7 +143,7 @@ class DynamoDbSerialCounter:
             if error_code(error) == "TransactionCanceledException":
                 # The counter moved, the budget is short, or another transaction touched an item:
                 # the safe way finds out which.
-                _known_values.pop((self._table, self._key), None)
+                self._known.pop((self._table, self._key), None)
                 return False
             raise classify(error, what) from error
         except BotoCoreError as error:
@@ -221,7 +230,7 @@ class DynamoDbSerialCounter:
             raise classify(error, f"writing the ledger in table {self._table}") from error
 
     def _taken(self, block: range) -> range:
-        _known_values[(self._table, self._key)] = block.stop - 1
+        self._known[(self._table, self._key)] = block.stop - 1
         self._warn_if_low(block.stop - 1)
         return block
 
@@ -282,8 +291,3 @@ def _number(item: Any, name: str) -> int | None:
         return int(item[name]["N"])
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def forget_known_counters() -> None:
-    """As after a cold start (tests start each case so)."""
-    _known_values.clear()

@@ -23,7 +23,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Literal
 
-from adapters.network import tls_context, unknown_host
+from adapters.network import TlsContexts, unknown_host
 from adapters.oauth import AccessToken, TokenSource, xoauth2
 from domain.errors import ChannelFailure, LetterShopError, ReplyTooLarge, TransientError, UndeliverableReply
 
@@ -37,6 +37,8 @@ class SmtpAccount:
     password: str | None = field(default=None, repr=False)
     tokens: TokenSource | None = None  # set: log in as username with AUTH XOAUTH2
     timeout: float = 30.0
+    # The warm state's TLS contexts (default: a private one, made at the first connection).
+    tls: TlsContexts = field(default_factory=TlsContexts, compare=False, repr=False)
 
 
 LOGIN_SETTINGS = "smtp_username, smtp_password_secret"
@@ -141,7 +143,7 @@ class SmtpReplySender:
 
     def _connect(self) -> smtplib.SMTP:
         account = self._account
-        context = tls_context()
+        context = account.tls.context()
         if account.security == "tls":
             return smtplib.SMTP_SSL(account.host, account.port, timeout=account.timeout, context=context)
         client = smtplib.SMTP(account.host, account.port, timeout=account.timeout)

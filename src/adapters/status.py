@@ -24,8 +24,9 @@ HANDLED = ("processed", "failed", "rejected", "deferred")
 INVALID = "invalid_config"
 SAVED = "saved"
 
-# What this process last wrote per (table, channel): a warm function skips unchanged empty polls.
-_last_written: dict[tuple[str, str], tuple[str, str | None, int]] = {}
+# What this process last wrote per (table, channel): a warm function skips unchanged empty polls
+# (kept warm by ``app.warm``).
+type WrittenStatuses = dict[tuple[str, str], tuple[str, str | None, int]]
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,13 @@ class ChannelStatus:
 
 
 class ChannelStatusStore:
-    """Reads and writes ``status#<channel_id>`` in the state table (a low-level ``dynamodb`` client)."""
+    """Reads and writes ``status#<channel_id>`` in the state table (a low-level ``dynamodb`` client);
+    ``written`` is the warm state's memo of what this process wrote (default: a private, cold one)."""
 
-    def __init__(self, table_name: str, client: Any) -> None:
+    def __init__(self, table_name: str, client: Any, *, written: WrittenStatuses | None = None) -> None:
         self._table = table_name
         self._client = client
+        self._written = written if written is not None else {}
 
     def get(self, channel_id: str) -> ChannelStatus | None:
         try:
@@ -111,7 +114,7 @@ class ChannelStatusStore:
         Whether it was written."""
         signature = (record.status, record.detail, record.skipped)
         memo = (self._table, channel_id)
-        if not record.handled and _last_written.get(memo) == signature:
+        if not record.handled and self._written.get(memo) == signature:
             return False
         condition = None
         if not record.handled:
@@ -120,7 +123,7 @@ class ChannelStatusStore:
                 " OR attribute_not_exists(#skipped) OR #skipped <> :skipped"
             )
         written = self._write(channel_id, record, condition=condition)
-        _last_written[memo] = signature
+        self._written[memo] = signature
         return written
 
     def mark_saved(self, channel_id: str, record: ChannelStatus) -> bool:
@@ -150,11 +153,6 @@ class ChannelStatusStore:
 
 def status_key(channel_id: str) -> str:
     return f"status#{channel_id}"
-
-
-def forget_written() -> None:
-    """Forget what this process wrote (a cold start, for tests)."""
-    _last_written.clear()
 
 
 def _item(channel_id: str, record: ChannelStatus) -> dict[str, Any]:

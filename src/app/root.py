@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.archive import S3Archive
 from adapters.channels import ChannelTable
-from adapters.clients import aws_client
 from adapters.dry_run import (
     DryRunArchive,
     DryRunMailbox,
@@ -32,18 +31,26 @@ from adapters.oauth import MailboxTokens
 from adapters.pop3 import Pop3Account, Pop3Mailbox
 from adapters.replay import ReplayMailbox, ReplayMemory
 from adapters.scripts import S3ScriptRunner
-from adapters.secrets import forget_cached_secrets, password
 from adapters.serials import DynamoDbSerialCounter
 from adapters.ses import SesReplySender
 from adapters.smtp import SmtpAccount, SmtpReplySender
 from adapters.state import DynamoDbLease, DynamoDbLedger, DynamoDbReplyLimiter
 from adapters.status import ChannelStatus, ChannelStatusStore
-from domain.channel import Channel
+from app.warm import WarmState
+from domain.channel import Channel, OAuthClient
 from domain.outcomes import PollResult
 from service.ports import Credentials, Mailbox, Ports, ReplySender, StatusLog
 
 if TYPE_CHECKING:
     from settings import PollSettings  # the handler reads the settings; pydantic-settings is not needed here
+
+# The process's one warm state (app.warm): every adapter built here keeps its caches in it.
+WARM = WarmState()
+
+
+def aws_client(service: str) -> Any:
+    """The process's boto3 client of ``service`` (kept in the warm state)."""
+    return WARM.client(service)
 
 
 class AwsRoot:
@@ -52,45 +59,55 @@ class AwsRoot:
     (the command line's progress display)."""
 
     def __init__(
-        self, settings: "PollSettings", *, watch: Callable[[Mailbox], Mailbox] = lambda box: box
+        self,
+        settings: "PollSettings",
+        *,
+        warm: WarmState = WARM,
+        watch: Callable[[Mailbox], Mailbox] = lambda box: box,
     ) -> None:
         self._settings = settings
+        self._warm = warm
         self._watch = watch
 
     def channel_item(self, channel_id: str) -> Mapping[str, Any] | None:
-        return ChannelTable(self._settings.channels_table, aws_client("dynamodb")).get(channel_id)
+        return ChannelTable(self._settings.channels_table, self._warm.client("dynamodb")).get(channel_id)
 
     def status_log(self) -> StatusLog:
         """The channel status items of ``lettershop channel list`` (``adapters.status``: a warm
         function skips an unchanged empty poll without a request)."""
-        return _StatusItems(ChannelStatusStore(self._settings.state_table, aws_client("dynamodb")))
+        warm = self._warm
+        return _StatusItems(
+            ChannelStatusStore(self._settings.state_table, warm.client("dynamodb"), written=warm.statuses)
+        )
 
     def credentials(self) -> Credentials:
         """The secrets cached across warm invocations (``adapters.secrets``)."""
-        return _CachedSecrets()
+        return _CachedSecrets(self._warm)
 
     def ports(self, channel: Channel) -> Ports:
         """Adapters for one channel; reads its passwords (cached across warm invocations)."""
-        settings = self._settings
-        mailbox = self._watch(pop3_mailbox(channel))
-        dynamodb = aws_client("dynamodb")
+        settings, warm = self._settings, self._warm
+        mailbox = self._watch(pop3_mailbox(channel, warm))
+        dynamodb = warm.client("dynamodb")
         return Ports(
             mailbox=mailbox,
-            archive=S3Archive(settings.archive_bucket, aws_client("s3")),
-            replies=_reply_sender(channel),
-            serials=DynamoDbSerialCounter(settings.state_table, dynamodb),
-            scripts=S3ScriptRunner(settings.scripts_bucket, aws_client("s3")),
+            archive=S3Archive(settings.archive_bucket, warm.client("s3")),
+            replies=_reply_sender(channel, warm),
+            serials=DynamoDbSerialCounter(settings.state_table, dynamodb, known=warm.counters),
+            scripts=S3ScriptRunner(settings.scripts_bucket, warm.client("s3"), cache=warm.scripts),
             ledger=DynamoDbLedger(settings.state_table, dynamodb),
             lease=DynamoDbLease(settings.state_table, dynamodb),
             limiter=DynamoDbReplyLimiter(settings.state_table, dynamodb),
-            memory=DynamoDbMailboxMemory(settings.state_table, dynamodb),
+            memory=DynamoDbMailboxMemory(settings.state_table, dynamodb, warm=warm.memories),
         )
 
     def dry_run_ports(self, channel: Channel, journal: Journal) -> Ports:
         """A poll that changes nothing (``adapters.dry_run``): the real mailbox, ledger, memory and
         archive read, never written; every decision noted in ``journal``."""
         real = self.ports(channel)
-        ledger = OverlayLedger(DynamoDbLedger(self._settings.state_table, aws_client("dynamodb")), journal)
+        ledger = OverlayLedger(
+            DynamoDbLedger(self._settings.state_table, self._warm.client("dynamodb")), journal
+        )
         return replace(
             real,
             mailbox=DryRunMailbox(real.mailbox, journal),
@@ -126,10 +143,13 @@ class _StatusItems:
 
 
 class _CachedSecrets:
-    """Implements ``service.ports.Credentials`` with the secrets cache."""
+    """Implements ``service.ports.Credentials`` with the warm state's secrets."""
+
+    def __init__(self, warm: WarmState) -> None:
+        self._warm = warm
 
     def forget(self) -> None:
-        forget_cached_secrets()
+        self._warm.forget_secrets()
 
 
 @dataclass(frozen=True)
@@ -166,33 +186,38 @@ def _smtp_password_secret(channel: Channel) -> str | None:
     return channel.smtp_password_secret or None
 
 
-def pop3_mailbox(channel: Channel) -> Pop3Mailbox:
+def pop3_mailbox(channel: Channel, warm: WarmState = WARM) -> Pop3Mailbox:
     """The channel's POP3 mailbox, with the login a poll makes."""
-    return Pop3Mailbox(pop3_account(channel))
+    return Pop3Mailbox(pop3_account(channel, warm))
 
 
-def pop3_account(channel: Channel) -> Pop3Account:
+def pop3_account(channel: Channel, warm: WarmState = WARM) -> Pop3Account:
     """The POP3 login: OAuth 2.0 tokens (fetched at login, cached), or the password from Secrets Manager."""
     account = Pop3Account(
         host=channel.pop3_host,
         port=channel.incoming_port,
         security=channel.pop3_security,
         username=channel.pop3_username,
+        tls=warm.tls,
     )
     secret = _pop3_password_secret(channel)
     if secret is None:
         assert channel.oauth_client is not None  # noqa: S101  # no password: the login is OAuth's
-        return replace(account, tokens=MailboxTokens(channel.oauth_client, channel.pop3_username))
-    return replace(account, password=password(secret, setting="pop3_password_secret"))
+        return replace(account, tokens=_tokens(channel.oauth_client, channel.pop3_username, warm))
+    return replace(account, password=warm.secrets.password(secret, setting="pop3_password_secret"))
 
 
-def _reply_sender(channel: Channel) -> ReplySender:
+def _reply_sender(channel: Channel, warm: WarmState) -> ReplySender:
     if channel.reply_via == "ses":
-        return SesReplySender(aws_client("sesv2"))
-    return SmtpReplySender(smtp_account(channel))
+        return SesReplySender(warm.client("sesv2"))
+    return SmtpReplySender(smtp_account(channel, warm))
 
 
-def smtp_account(channel: Channel) -> SmtpAccount:
+def _tokens(oauth: OAuthClient, mailbox: str, warm: WarmState) -> MailboxTokens:
+    return MailboxTokens(oauth, mailbox, cache=warm.tokens, secrets=warm.secrets)
+
+
+def smtp_account(channel: Channel, warm: WarmState = WARM) -> SmtpAccount:
     """The SMTP relay of a channel that replies by SMTP: its login with OAuth 2.0 tokens, with the
     password from Secrets Manager, or none (``smtp_auth`` off)."""
     assert channel.smtp_host is not None  # noqa: S101  # the channel model demands it for smtp
@@ -203,6 +228,9 @@ def smtp_account(channel: Channel) -> SmtpAccount:
         port=channel.smtp_port,
         security=channel.smtp_security,
         username=channel.smtp_username if channel.smtp_auth else None,
-        password=password(secret, setting="smtp_password_secret") if secret is not None else None,
-        tokens=MailboxTokens(oauth, channel.smtp_username or "") if oauth is not None else None,
+        password=warm.secrets.password(secret, setting="smtp_password_secret")
+        if secret is not None
+        else None,
+        tokens=_tokens(oauth, channel.smtp_username or "", warm) if oauth is not None else None,
+        tls=warm.tls,
     )

@@ -6,7 +6,8 @@ poll (``service.poll.poll_ended``). The wiring is a parameter (default: the comp
 
 The import is the cold start (issue 11): what only an invocation needs is imported by it, once —
 the X-Ray SDK with Powertools' Tracer (``service.telemetry.tracer``), pydantic-settings with the
-function's settings, boto3 with the first AWS client (``adapters.clients``).
+function's settings, boto3 with the first AWS client (``adapters.clients``); what a warm
+instance keeps between invocations is the one warm state (``app.warm``).
 """
 
 import time
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from app.root import AwsRoot
+from app.root import WARM, AwsRoot
 from domain.outcomes import PollResult
 from service.poll import poll_channel, poll_ended
 from service.ports import PollEndWiring, Wiring
@@ -46,12 +47,10 @@ def handler(
 ) -> dict[str, object]:
     """Poll the channel; a poll that ends in ``status: "error"`` raises after logging its result,
     so that the scheduler's retries, its dead-letter queue and the error alarm see it."""
-    from settings import poll_settings  # noqa: PLC0415  # pydantic-settings: by the first invocation
-
     channel_id = channel_id_of(event)
     logger.append_keys(channel_id=channel_id)
     metrics.add_dimension("channel_id", channel_id)
-    settings = poll_settings()
+    settings = WARM.poll_settings()  # pydantic-settings: imported by the first invocation
     margin_ms = settings.time_margin_seconds * 1000
     started = time.monotonic()
     wiring = wiring or AwsRoot(settings)

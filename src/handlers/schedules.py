@@ -8,7 +8,7 @@ Two kinds of event:
   delete the schedules of channels that no longer exist — drift repair.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -16,12 +16,14 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from adapters.channels import ChannelTable
-from adapters.clients import aws_client
 from adapters.scheduler import ChannelSchedules, ScheduleTarget
 from adapters.status import ChannelStatusStore, ScheduleSyncStatuses
-from schedule_settings import ScheduleSettings, schedule_settings
+from app.root import WARM
 from service.schedules import ChannelStatuses, apply_record, reconcile
 from service.telemetry import logger
+
+if TYPE_CHECKING:
+    from schedule_settings import ScheduleSettings
 
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
@@ -31,8 +33,8 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("reconcile") is True:
-        settings = schedule_settings()
-        table = ChannelTable(settings.channels_table, aws_client("dynamodb"))
+        settings = WARM.schedule_settings()
+        table = ChannelTable(settings.channels_table, WARM.client("dynamodb"))
         return reconcile(table.items(), channel_schedules(settings), channel_statuses(settings))
     if isinstance(event.get("Records"), list):
         response = process_partial_response(
@@ -43,19 +45,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _apply_stream_record(record: DynamoDBRecord) -> str:
-    settings = schedule_settings()
+    settings = WARM.schedule_settings()
     return apply_record(record, channel_schedules(settings), channel_statuses(settings))
 
 
-def channel_schedules(settings: ScheduleSettings) -> ChannelSchedules:
+def channel_schedules(settings: "ScheduleSettings") -> ChannelSchedules:
     target = ScheduleTarget(
         function_arn=settings.poll_function_arn,
         role_arn=settings.scheduler_role_arn,
         dead_letter_arn=settings.schedule_dlq_arn,
     )
-    return ChannelSchedules(aws_client("scheduler"), settings.schedule_group, target)
+    return ChannelSchedules(WARM.client("scheduler"), settings.schedule_group, target)
 
 
-def channel_statuses(settings: ScheduleSettings) -> ChannelStatuses:
+def channel_statuses(settings: "ScheduleSettings") -> ChannelStatuses:
     """Where an invalid item's "invalid: <reasons>" is recorded: the state table's status items."""
-    return ScheduleSyncStatuses(ChannelStatusStore(settings.state_table, aws_client("dynamodb")))
+    return ScheduleSyncStatuses(ChannelStatusStore(settings.state_table, WARM.client("dynamodb")))

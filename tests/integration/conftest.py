@@ -7,35 +7,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
-from adapters.clients import aws_client
-from adapters.mailbox_memory import forget_warm_memories
-from adapters.oauth import clear_cache
-from adapters.serials import forget_known_counters
-from adapters.status import forget_written
+from app.root import WARM
 from service.telemetry import logger
-from settings import poll_settings
 
 
 @pytest.fixture(autouse=True)
 def cold_start() -> Iterator[None]:
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
-    poll_settings.cache_clear()
-    aws_client.cache_clear()
-    forget_warm_memories()
-    forget_known_counters()
-    forget_written()
+    """No settings, clients, secrets, OAuth tokens or memories kept (``app.warm``)."""
+    WARM.reset()
     yield
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
-
-
-@pytest.fixture(autouse=True)
-def no_cached_oauth_tokens() -> Iterator[None]:
-    """A cold start also has no OAuth access token cached (``adapters.oauth``)."""
-    clear_cache()
-    yield
-    clear_cache()
+    WARM.reset()
 
 
 class JsonLogs:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from adapters.status import forget_written
+from app.root import WARM
 from cli.main import app
 from devstack import aws
 from devstack.invoke import SENDER_ADDRESS, invoke_poll, load_event, store_channel, store_oauth_channel
@@ -35,7 +35,7 @@ def lettershop(*args: str) -> Result:
 
 @pytest.fixture(autouse=True)
 def cold_status() -> None:
-    forget_written()
+    WARM.statuses.clear()
 
 
 def write_json(path: Path, item: dict[str, Any]) -> Path:

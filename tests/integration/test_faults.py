@@ -18,8 +18,7 @@ from typing import Any, cast
 
 import pytest
 
-from adapters.clients import aws_client
-from adapters.mailbox_memory import forget_warm_memories
+from app.root import WARM
 from devstack import aws
 from devstack.invoke import invoke_poll, store_channel
 from devstack.moto import MotoServer
@@ -357,7 +356,7 @@ def test_a_cold_poll_of_an_unchanged_shared_mailbox_looks_at_no_message_again(
     for raw in foreign:
         stack.dovecot.deliver(mailbox[0], raw)
     assert counts(invoke_poll(EVENT)) == (3, 0, 0, 0, 0, 0, 0)
-    forget_warm_memories()  # a new function instance: the memory comes from the state table
+    WARM.memories.clear()  # a new function instance: the memory comes from the state table
     proxy.cut_on(b"TOP")  # any TOP would break the session and fail the poll
 
     result = invoke_poll(EVENT)
@@ -623,7 +622,7 @@ def test_archive_unreachable_defers_without_reply_and_the_next_poll_answers_once
     private_moto.start()
     aws.create_resources(private_moto.endpoint_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", private_moto.endpoint_url)
-    aws_client.cache_clear()
+    WARM.clients.clear()
 
     second = invoke_poll(EVENT)
 

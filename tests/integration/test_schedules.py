@@ -13,15 +13,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from adapters.clients import aws_client
 from adapters.scheduler import ScheduleStates
 from adapters.status import ChannelStatusStore
+from app.root import WARM
 from cli.main import app
 from devstack import aws
 from devstack.invoke import FakeLambdaContext, load_event
 from devstack.stack import LocalStack
 from handlers.schedules import handler
-from schedule_settings import schedule_settings
 from service.schedules import ReconcileIncomplete
 from tests.integration.conftest import JsonLogs
 
@@ -80,11 +79,9 @@ def sync_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loc
     monkeypatch.setenv("LETTERSHOP_POLL_FUNCTION_ARN", POLL_FUNCTION_ARN)
     monkeypatch.setenv("LETTERSHOP_SCHEDULER_ROLE_ARN", SCHEDULER_ROLE_ARN)
     monkeypatch.setenv("LETTERSHOP_SCHEDULE_DLQ_ARN", DLQ_ARN)
-    schedule_settings.cache_clear()
-    aws_client.cache_clear()
+    WARM.reset()
     yield stack
-    schedule_settings.cache_clear()
-    aws_client.cache_clear()
+    WARM.reset()
 
 
 @pytest.fixture
@@ -293,7 +290,7 @@ def test_reconcile_reports_a_schedule_it_could_not_write(
     stack = sync_env
     put_channel(stack)
     monkeypatch.setenv("LETTERSHOP_SCHEDULE_GROUP", "no-such-group")
-    schedule_settings.cache_clear()
+    WARM.reset()
 
     with pytest.raises(ReconcileIncomplete, match="acme"):
         invoke({"reconcile": True})

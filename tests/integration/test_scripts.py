@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from adapters.clients import aws_client
-from adapters.script_store import DEFAULT_CACHE
+from app.root import WARM, aws_client
 from devstack import aws
 from devstack.invoke import ROOT, invoke_poll, load_event, store_channel
 from devstack.samples import VALID_IMPORT, partner_mail
@@ -38,9 +37,9 @@ PASS_THROUGH = "print('nothing to change')"
 @pytest.fixture(autouse=True)
 def cold_script_cache() -> Iterator[None]:
     """Each test starts as a new Lambda environment: no script cached in memory or in /tmp."""
-    DEFAULT_CACHE.clear()
+    WARM.scripts.clear()
     yield
-    DEFAULT_CACHE.clear()
+    WARM.scripts.clear()
 
 
 @pytest.fixture
@@ -285,8 +284,8 @@ def test_an_unchanged_script_is_not_downloaded_again_and_a_changed_one_is(
     _, fourth = poll(stack, mailbox)
     assert gets.take() == [("standard/renamed.py", 200)]
     assert first_reference(fourth) == "RENAMED-1001"
-    assert DEFAULT_CACHE.directory is not None
-    assert len(list(DEFAULT_CACHE.directory.glob("*.py"))) == 2  # one file per script, the newest ETag
+    assert WARM.scripts.directory is not None
+    assert len(list(WARM.scripts.directory.glob("*.py"))) == 2  # one file per script, the newest ETag
 
 
 def test_a_script_that_overwrites_the_cache_does_not_change_what_runs_next(
@@ -297,11 +296,11 @@ def test_a_script_that_overwrites_the_cache_does_not_change_what_runs_next(
     put_script(stack, "standard/vandal.py", PASS_THROUGH)
     store_channel(stack, mailbox, prescript="mark.py", postscript="vandal.py")
     poll(stack, mailbox)
-    assert DEFAULT_CACHE.directory is not None
+    assert WARM.scripts.directory is not None
     # Scripts run as the Lambda's user, so they can write into its cache: this one overwrites it.
     vandal = f"""
         import pathlib
-        for cached in pathlib.Path({str(DEFAULT_CACHE.directory)!r}).glob("*.py"):
+        for cached in pathlib.Path({str(WARM.scripts.directory)!r}).glob("*.py"):
             cached.write_text("import sys; sys.exit(9)")
         """
     put_script(stack, "standard/vandal.py", vandal)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from adapters.mailbox_memory import forget_warm_memories
+from app.root import WARM
 from cli.main import app
 from devstack import aws
 from devstack.invoke import FakeLambdaContext, invoke_poll, store_channel
@@ -77,7 +77,7 @@ def test_a_partner_message_behind_more_foreign_mail_than_the_memory_holds_is_pro
     learning = [invoke_poll(EVENT, LooksBudget(looks=10)) for _ in range(2)]
     raw = partner_mail()
     stack.dovecot.deliver(mailbox[0], raw)
-    forget_warm_memories()  # a new function instance: where to go on comes from the state table
+    WARM.memories.clear()  # a new function instance: where to go on comes from the state table
 
     # When the next poll runs
     result = invoke_poll(EVENT, LooksBudget(looks=10))

@@ -1,20 +1,23 @@
-"""In-memory fakes that record what the poll did to them (unit tests only)."""
+"""In-memory fakes that record what the poll did to them, and the ``World`` of a poll made of them
+(unit tests only: every test module takes its fakes from here)."""
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from domain.channel import Channel, load_channel
 from domain.errors import ConnectionLost, PermanentError, ScriptFailed, TransientError
 from domain.ledger import Claim, LedgerEntry, Stage, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
 from domain.serial_budget import DailyBudget
-from service.ports import MessageRef, ScriptCall
+from service.poll import poll_mailbox
+from service.ports import MessageRef, Ports, ScriptCall
 
 
 @dataclass
@@ -172,10 +175,12 @@ class FakeLimiter:
 
 @dataclass
 class FakeSerials:
-    """The counter; ``ledger`` takes the entry that records each block."""
+    """The counter (``SerialSource`` of the shipment processing, ``SerialCounter`` of a poll): counts
+    up from ``next_serial`` and records every ``allocate``; a poll's (``World``) also has the ledger
+    that takes the entry recording each block, and counts the ids issued per channel and day."""
 
-    ledger: "FakeLedger"
     next_serial: int = 1
+    ledger: "FakeLedger | None" = None
     calls: list[int] = field(default_factory=list)
     issued: dict[tuple[str, str], int] = field(default_factory=dict)  # per channel and day
 
@@ -188,6 +193,7 @@ class FakeSerials:
     def allocate_recorded(
         self, count: int, record: Callable[[range], LedgerEntry], budget: DailyBudget
     ) -> range:
+        assert self.ledger is not None, "a poll's serials record their blocks in its ledger"
         key = (budget.channel_id, budget.day)
         issued = self.issued.get(key, 0)
         if issued + count > budget.limit:
@@ -275,3 +281,67 @@ class FakeLease:
     def release(self, channel_id: str, owner: str) -> None:
         if self.holder == owner:
             self.holder = None
+
+
+def make_channel(**overrides: Any) -> Channel:
+    """A valid channel (shared account, keyword "LetterShop", partner.example allowed), with changes."""
+    item: dict[str, Any] = {
+        "channel_id": "acme",
+        "active": True,
+        "exclusive_account": False,
+        "subject_keyword": "LetterShop",
+        "pop3_host": "pop.example",
+        "pop3_username": "acme",
+        "pop3_password_secret": "lettershop/acme/pop3",
+        "sender_address": "lettershop@operator.example",
+        "smtp_host": "smtp.example",
+        "allowed_senders": ["partner.example"],
+    }
+    item.update(overrides)
+    return load_channel(item)
+
+
+def body_of(message: EmailMessage) -> str:
+    """The text of a reply's body."""
+    body = message.get_body()
+    assert body is not None
+    return str(body.get_content())
+
+
+class World:
+    """Every port of a poll as a recording fake, and a poll of a channel with them."""
+
+    def __init__(self) -> None:
+        self.mailbox = FakeMailbox()
+        self.archive = FakeArchive()
+        self.replies = FakeReplies()
+        self.scripts = FakeScripts()
+        self.ledger = FakeLedger()
+        self.serials = FakeSerials(ledger=self.ledger)
+        self.lease = FakeLease()
+        self.limiter = FakeLimiter()
+        self.memory = FakeMemory()
+        self.time_left = 1000.0
+
+    def ports(self) -> Ports:
+        return Ports(
+            mailbox=self.mailbox,
+            archive=self.archive,
+            replies=self.replies,
+            serials=self.serials,
+            scripts=self.scripts,
+            ledger=self.ledger,
+            lease=self.lease,
+            limiter=self.limiter,
+            memory=self.memory,
+        )
+
+    def poll(self, channel: Channel | None = None) -> dict[str, object]:
+        result = poll_mailbox(
+            channel or make_channel(),
+            self.ports(),
+            now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),
+            time_left=lambda: self.time_left,
+            lease_seconds=360,
+        )
+        return result.as_dict()

@@ -11,7 +11,7 @@ import pytest
 from devstack.samples import VALID_IMPORT, partner_mail
 from domain.outcomes import Outcome
 from domain.shipments.partner_text import FORMULA_STARTS
-from tests.unit.test_poll_service import World, body_of, make_channel
+from tests.unit.fakes import World, body_of, make_channel
 
 HEADER = "reference;name;street;postcode;city;weight_g\r\n"
 

@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 from typer.testing import CliRunner
 
 import cli.context
-from adapters.clients import aws_client
+from adapters.clients import new_client
 from adapters.dry_run import (
     DryRunArchive,
     DryRunMailbox,
@@ -24,7 +24,8 @@ from adapters.dry_run import (
     RecordingReplySender,
 )
 from adapters.replay import ReplayMailbox, header_block
-from adapters.status import ChannelStatus, ChannelStatusStore, forget_written
+from adapters.status import ChannelStatus, ChannelStatusStore
+from app.root import WARM
 from cli.channel import example_item, schema_text, warnings_for
 from cli.context import CliError, Stack, read_item, to_dynamodb
 from cli.main import app
@@ -88,7 +89,7 @@ def test_an_item_file_may_be_plain_json_or_dynamodb_json(tmp_path: Path) -> None
 
 def test_the_stack_names_come_from_its_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
-    client = aws_client.__wrapped__("cloudformation")
+    client = new_client("cloudformation")
     stubber = Stubber(client)
     outputs = [
         {"OutputKey": "ChannelsTableName", "OutputValue": "prod-channels"},
@@ -154,16 +155,16 @@ class MemoryTable:
 
 
 def test_the_status_is_written_when_it_changes_or_messages_were_handled() -> None:
-    forget_written()
+    WARM.reset()
     table = MemoryTable()
-    store = ChannelStatusStore("state", table)
+    store = ChannelStatusStore("state", table, written=WARM.statuses)
     at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     empty = ChannelStatus.from_result(PollResult("acme"), at)
 
     assert store.record("acme", empty) is True
     assert store.record("acme", empty) is False  # unchanged and nothing handled: no request at all
     assert table.puts == 1
-    forget_written()  # a cold start: one conditional write finds nothing new
+    WARM.reset()  # a cold start: one conditional write finds nothing new
     assert store.record("acme", empty) is False
     busy = PollResult("acme", seen=2, recognized=2, processed=1, rejected=1, deleted=2)
     assert store.record("acme", ChannelStatus.from_result(busy, at)) is True

@@ -51,8 +51,8 @@ from domain.senders import normalize_domain, reply_address_problem, sender_addre
 from domain.shipments import EXPORT_COLUMNS, Status, is_valid_s10, process_import
 from domain.shipments.partner_text import FORMULA_STARTS
 from domain.shipments.s10 import SERIAL_MAX, SERIAL_MIN
-from tests.unit.test_poll_service import World, make_channel
-from tests.unit.test_shipments_support import COLUMNS, FakeSerials
+from tests.unit.fakes import FakeSerials, World, make_channel
+from tests.unit.test_shipments_support import COLUMNS
 
 type Draw = st.DrawFn
 

@@ -18,8 +18,7 @@ from domain.errors import (
 from domain.ledger import Claim, LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome
 from service.failures import Consequence, consequence_of
-from tests.unit.fakes import FakeReplies
-from tests.unit.test_poll_service import World, make_channel
+from tests.unit.fakes import FakeReplies, World, make_channel
 
 PARTNER = "orders@partner.example"
 REFUSED_LOGIN = ChannelFailure("SMTP server refused the login", setting="smtp_username, smtp_password_secret")

@@ -23,6 +23,7 @@ from adapters import oauth
 from adapters import secrets as secrets_adapter
 from adapters.oauth import AccessToken, MailboxTokens, xoauth2
 from adapters.token_http import BoundedTransport
+from app.root import WARM
 from domain.channel import OAuthClient
 from domain.errors import ChannelFailure, TransientError
 
@@ -45,9 +46,9 @@ GOOGLE = OAuthClient(
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
-    oauth.clear_cache()
+    WARM.reset()
     yield
-    oauth.clear_cache()
+    WARM.reset()
 
 
 class Clock:
@@ -66,7 +67,7 @@ def tokens_with(
 ) -> tuple[MailboxTokens, list[int]]:
     """Tokens whose token endpoint gives ``answers`` one after the other; the list counts calls."""
     calls: list[int] = []
-    tokens = MailboxTokens(client, mailbox, clock=clock)
+    tokens = MailboxTokens(client, mailbox, cache=WARM.tokens, clock=clock)
 
     def fetch() -> dict[str, Any]:
         calls.append(1)
@@ -267,7 +268,9 @@ def test_google_sends_a_service_account_assertion_for_the_mailbox(monkeypatch: p
         "private_key": pem,
         "private_key_id": "k1",
     }
-    monkeypatch.setattr(secrets_adapter, "secret_text", lambda secret_id, setting: json.dumps(key))
+    monkeypatch.setattr(
+        secrets_adapter.SecretStore, "text", lambda store, secret_id, setting: json.dumps(key)
+    )
     sent: list[requests.PreparedRequest] = []
 
     def send(adapter: object, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
@@ -310,7 +313,9 @@ def test_google_sends_a_service_account_assertion_for_the_mailbox(monkeypatch: p
 def test_a_secret_that_is_not_a_service_account_key_names_oauth_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(secrets_adapter, "secret_text", lambda secret_id, setting: "just-a-password")
+    monkeypatch.setattr(
+        secrets_adapter.SecretStore, "text", lambda store, secret_id, setting: "just-a-password"
+    )
 
     with pytest.raises(ChannelFailure, match="not a Google service account key") as caught:
         MailboxTokens(GOOGLE, "orders@acme.example").token()
@@ -323,7 +328,9 @@ def test_a_service_account_key_that_cannot_sign_names_oauth_secret(monkeypatch: 
         "client_email": "x@acme.iam.gserviceaccount.com",
         "private_key": "-----BEGIN PRIVATE KEY-----\nnope",
     }
-    monkeypatch.setattr(secrets_adapter, "secret_text", lambda secret_id, setting: json.dumps(key))
+    monkeypatch.setattr(
+        secrets_adapter.SecretStore, "text", lambda store, secret_id, setting: json.dumps(key)
+    )
 
     with pytest.raises(ChannelFailure, match="not an RSA key") as caught:
         MailboxTokens(GOOGLE, "orders@acme.example").token()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app.root import WARM
 from devstack.invoke import FakeLambdaContext
 from devstack.samples import partner_mail
 from domain.channel import Channel
@@ -15,8 +16,7 @@ from domain.errors import ChannelFailure, TransientError
 from domain.outcomes import PollResult
 from handlers.poll import PollFailed, handler
 from service.ports import Ports
-from settings import poll_settings
-from tests.unit.test_poll_service import World, make_channel
+from tests.unit.fakes import World, make_channel
 
 
 class FakeWiring:
@@ -77,9 +77,9 @@ def item(**changes: Any) -> dict[str, Any]:
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("CHANNELS_TABLE", "STATE_TABLE", "SCRIPTS_BUCKET", "ARCHIVE_BUCKET"):
         monkeypatch.setenv(f"LETTERSHOP_{name}", f"test-{name.lower()}")
-    poll_settings.cache_clear()
+    WARM.reset()
     yield
-    poll_settings.cache_clear()
+    WARM.reset()
 
 
 def metrics_of(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

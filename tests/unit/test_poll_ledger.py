@@ -11,7 +11,7 @@ from domain.errors import TransientError
 from domain.ledger import CRASHED, Claim, LedgerEntry, SerialBlock, Stage, StageMovedBack
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
-from tests.unit.test_poll_service import World, make_channel
+from tests.unit.fakes import World, make_channel
 
 
 def digest_of(raw: bytes) -> str:

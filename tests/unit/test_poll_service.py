@@ -1,89 +1,15 @@
 """poll_mailbox with recording fakes: every outcome of DESIGN §6 that needs no real server."""
 
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from typing import Any
 
 import pytest
 
 from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
-from domain.channel import Channel, load_channel
 from domain.errors import TransientError, UndeliverableReply
 from service.poll import poll_mailbox
-from service.ports import Ports
-from tests.unit.fakes import (
-    FakeArchive,
-    FakeLease,
-    FakeLedger,
-    FakeLimiter,
-    FakeMailbox,
-    FakeMemory,
-    FakeReplies,
-    FakeScripts,
-    FakeSerials,
-)
+from tests.unit.fakes import World, body_of, make_channel
 
 PARTNER = "orders@partner.example"
-
-
-def make_channel(**overrides: Any) -> Channel:
-    item: dict[str, Any] = {
-        "channel_id": "acme",
-        "active": True,
-        "exclusive_account": False,
-        "subject_keyword": "LetterShop",
-        "pop3_host": "pop.example",
-        "pop3_username": "acme",
-        "pop3_password_secret": "lettershop/acme/pop3",
-        "sender_address": "lettershop@operator.example",
-        "smtp_host": "smtp.example",
-        "allowed_senders": ["partner.example"],
-    }
-    item.update(overrides)
-    return load_channel(item)
-
-
-def body_of(message: EmailMessage) -> str:
-    body = message.get_body()
-    assert body is not None
-    return str(body.get_content())
-
-
-class World:
-    def __init__(self) -> None:
-        self.mailbox = FakeMailbox()
-        self.archive = FakeArchive()
-        self.replies = FakeReplies()
-        self.scripts = FakeScripts()
-        self.ledger = FakeLedger()
-        self.serials = FakeSerials(self.ledger)
-        self.lease = FakeLease()
-        self.limiter = FakeLimiter()
-        self.memory = FakeMemory()
-        self.time_left = 1000.0
-
-    def ports(self) -> Ports:
-        return Ports(
-            mailbox=self.mailbox,
-            archive=self.archive,
-            replies=self.replies,
-            serials=self.serials,
-            scripts=self.scripts,
-            ledger=self.ledger,
-            lease=self.lease,
-            limiter=self.limiter,
-            memory=self.memory,
-        )
-
-    def poll(self, channel: Channel | None = None) -> dict[str, object]:
-        result = poll_mailbox(
-            channel or make_channel(),
-            self.ports(),
-            now=lambda: datetime(2026, 11, 27, 8, 0, tzinfo=UTC),
-            time_left=lambda: self.time_left,
-            lease_seconds=360,
-        )
-        return result.as_dict()
 
 
 @pytest.fixture

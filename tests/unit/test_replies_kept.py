@@ -14,8 +14,7 @@ from domain.archive_keys import parse_archive_key, parse_reply_key, reply_key
 from domain.errors import TransientError
 from domain.ledger import Claim, LedgerEntry, Stage, StoredReply
 from domain.outcomes import Outcome
-from tests.unit.fakes import FakeArchive
-from tests.unit.test_poll_service import World
+from tests.unit.fakes import FakeArchive, World
 
 PARTNER = "orders@partner.example"
 DIGEST = "ab" * 32

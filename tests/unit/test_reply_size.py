@@ -13,8 +13,7 @@ from domain.ledger import Stage
 from domain.outcomes import Outcome
 from domain.reply import ReplyContext, reply_bytes, reply_too_large
 from service.failures import Consequence, consequence_of
-from tests.unit.fakes import FakeReplies
-from tests.unit.test_poll_service import World, body_of
+from tests.unit.fakes import FakeReplies, World, body_of
 
 PARTNER = "orders@partner.example"
 LIMIT = 10_000

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.root import password_secrets, pop3_account, smtp_account
-from tests.unit.test_poll_service import make_channel
+from tests.unit.fakes import make_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 OAUTH = {

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from adapters.serials import DynamoDbSerialCounter, forget_known_counters
+from adapters.serials import DynamoDbSerialCounter
 from adapters.state import DynamoDbLedger
+from app.root import WARM
 from domain.errors import PermanentError
 from domain.ledger import LedgerEntry, SerialBlock
 from domain.serial_budget import DailyBudget
@@ -31,9 +32,9 @@ DAY = "2026-12-07"
 
 @pytest.fixture(autouse=True)
 def cold_counters() -> Iterator[None]:
-    forget_known_counters()
+    WARM.reset()
     yield
-    forget_known_counters()
+    WARM.reset()
 
 
 @pytest.fixture(autouse=True)
@@ -92,13 +93,13 @@ def issued(client: Any, channel_id: str) -> int:
 def test_many_concurrent_polls_never_hand_out_a_serial_twice() -> None:
     # Given one counter (warm: the next allocations try the transaction on the value they know)
     client = store()
-    assert DynamoDbSerialCounter(TABLE, client).allocate(1) == range(1, 2)
+    assert DynamoDbSerialCounter(TABLE, client, known=WARM.counters).allocate(1) == range(1, 2)
     blocks: list[list[range]] = [[] for _ in range(8)]
     budget = DailyBudget("acme", DAY, limit=1_000_000)
     sizes = [random.Random(slot).choices(range(1, 30), k=60) for slot in range(8)]  # noqa: S311
 
     def poll(slot: int) -> None:
-        counter = DynamoDbSerialCounter(TABLE, client)
+        counter = DynamoDbSerialCounter(TABLE, client, known=WARM.counters)
         ledger = DynamoDbLedger(TABLE, client)
         for number, size in enumerate(sizes[slot]):
             message = Message(LedgerEntry("acme", f"{slot:02d}{number:062d}"))
@@ -124,11 +125,11 @@ def test_the_check_finds_a_store_that_is_not_atomic() -> None:
     # Given moto's gap: a transaction's condition is checked, then another request runs, then it writes
     meet = threading.Barrier(2, timeout=5)
     client = store(atomic=False, pause=meet.wait)
-    assert DynamoDbSerialCounter(TABLE, client).allocate(1) == range(1, 2)
+    assert DynamoDbSerialCounter(TABLE, client, known=WARM.counters).allocate(1) == range(1, 2)
     blocks: list[range] = []
 
     def poll(slot: int) -> None:
-        blocks.append(DynamoDbSerialCounter(TABLE, client).allocate(5))
+        blocks.append(DynamoDbSerialCounter(TABLE, client, known=WARM.counters).allocate(5))
 
     # When two polls that know the counter's value take a block at the same time
     assert in_threads(2, poll) == []
@@ -144,7 +145,7 @@ def test_concurrent_files_never_pass_the_channels_budget() -> None:
     refused: list[str] = []
 
     def poll(slot: int) -> None:
-        counter = DynamoDbSerialCounter(TABLE, client)
+        counter = DynamoDbSerialCounter(TABLE, client, known=WARM.counters)
         for number in range(5):
             message = Message(LedgerEntry("acme", f"{slot:02d}{number:062d}"))
             try:
@@ -167,7 +168,7 @@ def test_a_retry_reuses_the_recorded_block_and_counts_it_once() -> None:
     # Given a file whose block was taken and recorded, in a message that was then deferred
     client = store()
     budget = DailyBudget("acme", DAY, limit=10)
-    counter = DynamoDbSerialCounter(TABLE, client)
+    counter = DynamoDbSerialCounter(TABLE, client, known=WARM.counters)
     first = Message(LedgerEntry("acme", "d" * 64))
     assert RecordedSerials(counter, "0:a.csv", first).within(budget).allocate(6) == range(1, 7)
     client.calls.clear()
@@ -189,7 +190,7 @@ def test_a_retry_reuses_the_recorded_block_and_counts_it_once() -> None:
 
 def test_a_file_larger_than_the_whole_budget_is_refused_without_a_write() -> None:
     client = store()
-    counter = DynamoDbSerialCounter(TABLE, client)
+    counter = DynamoDbSerialCounter(TABLE, client, known=WARM.counters)
     budget = DailyBudget("acme", DAY, limit=10)
     assert counter.allocate_recorded(3, None, budget) == range(1, 4)
     client.calls.clear()
@@ -204,7 +205,7 @@ def test_a_file_larger_than_the_whole_budget_is_refused_without_a_write() -> Non
 
 def test_budgets_are_per_channel_and_per_day() -> None:
     client = store()
-    counter = DynamoDbSerialCounter(TABLE, client)
+    counter = DynamoDbSerialCounter(TABLE, client, known=WARM.counters)
     acme, other = DailyBudget("acme", DAY, limit=5), DailyBudget("beta", DAY, limit=5)
     tomorrow = DailyBudget("acme", "2026-12-08", limit=5)
 
@@ -219,7 +220,7 @@ def test_budgets_are_per_channel_and_per_day() -> None:
 def test_a_message_deferred_across_midnight_is_not_issued_two_days_worth() -> None:
     # Given a message whose first file took 6 of yesterday's 10 ids before the poll deferred it
     client = store()
-    counter = DynamoDbSerialCounter(TABLE, client)
+    counter = DynamoDbSerialCounter(TABLE, client, known=WARM.counters)
     message = Message(LedgerEntry("acme", "d" * 64))
     yesterday, today = DailyBudget("acme", "2026-12-06", limit=10), DailyBudget("acme", DAY, limit=10)
     assert RecordedSerials(counter, "0:a.csv", message).within(yesterday).allocate(6) == range(1, 7)

@@ -3,7 +3,7 @@ UTC day the poll received the message, a refused file failing alone, its reply n
 
 from devstack.samples import VALID_IMPORT, partner_mail
 from domain.serial_budget import DailyBudget
-from tests.unit.test_poll_service import World, body_of, make_channel
+from tests.unit.fakes import World, body_of, make_channel
 
 
 def test_the_budget_is_the_channels_for_the_day_of_the_poll_and_a_file_past_it_fails_alone() -> None:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from domain.errors import InvalidImportFile
 from domain.shipments import ProcessedFile, process_import
-from tests.unit.test_shipments_support import COLUMNS, FakeSerials, csv_bytes, csv_text, export_rows, row
+from tests.unit.fakes import FakeSerials
+from tests.unit.test_shipments_support import COLUMNS, csv_bytes, csv_text, export_rows, row
 
 EXPORT_HEADER = "reference;status;shipment_id;product;weight_g;postage_chf;message"
 

@@ -14,7 +14,8 @@ from domain.shipments import (
     process_import,
 )
 from domain.shipments.partner_text import FORMULA_STARTS
-from tests.unit.test_shipments_support import COLUMNS, FakeSerials, csv_bytes, export_rows, row
+from tests.unit.fakes import FakeSerials
+from tests.unit.test_shipments_support import COLUMNS, csv_bytes, export_rows, row
 
 
 def _mixed_file() -> bytes:

@@ -6,7 +6,8 @@ import pytest
 
 from domain.errors import InvalidImportFile, PermanentError
 from domain.shipments import process_import
-from tests.unit.test_shipments_support import FakeSerials, csv_bytes, csv_text, export_rows, row
+from tests.unit.fakes import FakeSerials
+from tests.unit.test_shipments_support import csv_bytes, csv_text, export_rows, row
 
 REQUIRED = "reference;name;street;postcode;city;weight_g"
 

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from domain.shipments import process_import
 from domain.shipments.rows import check_row
-from tests.unit.test_shipments_support import FakeSerials, csv_bytes, export_rows, row
+from tests.unit.fakes import FakeSerials
+from tests.unit.test_shipments_support import csv_bytes, export_rows, row
 
 LONG = "x" * 36
 

@@ -5,7 +5,8 @@ import pytest
 from domain.errors import InvalidImportFile
 from domain.shipments import Status, process_import
 from domain.shipments.csv_io import ExportWriter, TextFormat
-from tests.unit.test_shipments_support import FakeSerials, csv_bytes, export_rows, row
+from tests.unit.fakes import FakeSerials
+from tests.unit.test_shipments_support import csv_bytes, export_rows, row
 
 
 def test_a_file_larger_than_the_chunks_is_read_with_its_line_numbers_and_cr_line_ends() -> None:

@@ -1,4 +1,4 @@
-"""Helpers shared by the shipment tests: a recording fake ``SerialSource`` and CSV builders.
+"""Helpers shared by the shipment tests: CSV builders (the fake ``SerialSource`` is in ``fakes``).
 
 (No tests here; the module name lets pytest import it like the test modules that use it.)
 """
@@ -33,20 +33,6 @@ VALID_ROW: Mapping[str, str] = {
     "product": "B-POST",
     "weight_g": "100",
 }
-
-
-class FakeSerials:
-    """A ``SerialSource`` that counts up from ``next_serial`` and records every ``allocate`` call."""
-
-    def __init__(self, next_serial: int = 1) -> None:
-        self.next_serial = next_serial
-        self.calls: list[int] = []
-
-    def allocate(self, count: int) -> range:
-        self.calls.append(count)
-        block = range(self.next_serial, self.next_serial + count)
-        self.next_serial += count
-        return block
 
 
 def row(**changes: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from domain.channel import Channel
 from domain.mailbox_memory import MailboxMemory
 from service.poll import poll_mailbox
 from service.telemetry import metrics
-from tests.unit.test_poll_service import World, make_channel
+from tests.unit.fakes import World, make_channel
 
 SHARED = make_channel(exclusive_account=False, subject_keyword="LetterShop")
 

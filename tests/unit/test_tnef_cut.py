@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from devstack.samples import VALID_IMPORT, partner_mail
 from domain.attachments import parse_message
 from domain.tnef import TnefError, TnefFile, read_tnef
+from tests.unit.fakes import World, body_of
 from tests.unit.outcomes import PATTERNS
 from tests.unit.test_attachments import with_winmail
-from tests.unit.test_poll_service import World, body_of
 from tests.unit.tnef_samples import mapi_long_filename, tnef, tnef_attribute
 
 CSV = b"reference;name;street;postcode;city;weight_g\r\nR1;Muster;Weg 1;8000;Zurich;80\r\n"
