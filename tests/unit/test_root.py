@@ -30,7 +30,10 @@ SMTP_AUTH = {
 @pytest.fixture(autouse=True)
 def passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     """Secrets Manager as the logins see it: each password names its secret."""
-    monkeypatch.setattr("app.root.password", lambda secret_id, *, setting: f"{setting}:{secret_id}")
+    monkeypatch.setattr(
+        "adapters.secrets.SecretStore.password",
+        lambda _store, secret_id, *, setting: f"{setting}:{secret_id}",
+    )
 
 
 @pytest.mark.parametrize(
