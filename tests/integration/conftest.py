@@ -3,12 +3,13 @@
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from app.root import WARM
+from devstack.proxy import TcpProxy
 from service.telemetry import logger
 
 
@@ -48,3 +49,19 @@ def json_logs() -> Iterator[JsonLogs]:
     finally:
         handler.setStream(previous)
         logger.setLevel(level)
+
+
+@pytest.fixture
+def proxy_to() -> Iterator[Callable[[int], TcpProxy]]:
+    """Start a TCP proxy to a port of 127.0.0.1; every proxy is stopped after the test."""
+    started: list[TcpProxy] = []
+
+    def start(port: int) -> TcpProxy:
+        proxy = TcpProxy(port)
+        proxy.start()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

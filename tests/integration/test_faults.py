@@ -112,22 +112,6 @@ class _ElsewhereStack:
 
 
 @pytest.fixture
-def proxy_to() -> Iterator[Callable[[int], TcpProxy]]:
-    """Start a TCP proxy to a port of 127.0.0.1; every proxy is stopped after the test."""
-    started: list[TcpProxy] = []
-
-    def start(port: int) -> TcpProxy:
-        proxy = TcpProxy(port)
-        proxy.start()
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
-
-
-@pytest.fixture
 def private_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
     """A second moto server with the stack's resources, that a test may stop (the shared one runs on).
 

@@ -3,7 +3,7 @@ Dovecot, aiosmtpd and moto server: past the mailbox memory's cap, behind unretri
 after a corrected keyword in a warm function instance."""
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from typing import Any
@@ -38,22 +38,6 @@ class LooksBudget(FakeLambdaContext):
         margin_ms = poll_settings().time_margin_seconds * 1000
         self.asked += 1
         return margin_ms + (60_000 if self.asked <= self.looks + 1 else 0)
-
-
-@pytest.fixture
-def proxy_to() -> Iterator[Callable[[int], TcpProxy]]:
-    """Start a TCP proxy to a port of 127.0.0.1; every proxy is stopped after the test."""
-    started: list[TcpProxy] = []
-
-    def start(port: int) -> TcpProxy:
-        proxy = TcpProxy(port)
-        proxy.start()
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
 
 
 def mailbox_memory(stack: LocalStack) -> dict[str, Any]:
