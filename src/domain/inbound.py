@@ -10,6 +10,7 @@ Nothing here raises on broken mail; the answers are values (a reason string or N
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ __all__ = [
 
 _MAILER_DAEMON = re.compile(r"(?:^|[\s<\"])mailer-daemon(?:@|>|\s|$)", re.IGNORECASE)
 _BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
+KEY_KEYWORD_CHARS = 64  # a longer keyword is kept in a recognition key as its digest
 _AUTORESPONDER_HEADERS = ("X-Autoreply", "X-Autorespond")
 
 
@@ -53,8 +55,16 @@ def is_recognized(subject: str, *, exclusive_account: bool, keyword: str | None)
 
 
 def recognition_key(*, exclusive_account: bool, keyword: str | None) -> str:
-    """What decides ``is_recognized``, as one string: equal keys recognise the same messages."""
-    return "exclusive" if exclusive_account else f"keyword:{_comparable(keyword or '')}"
+    """What decides ``is_recognized``, as one string: equal keys recognise the same messages. It is
+    stored with the mailbox memory, so a keyword longer than ``KEY_KEYWORD_CHARS`` is stored as its
+    digest: the key stays small whatever the operator typed."""
+    if exclusive_account:
+        return "exclusive"
+    comparable = _comparable(keyword or "")
+    if len(comparable) <= KEY_KEYWORD_CHARS:
+        return f"keyword:{comparable}"
+    digest = hashlib.blake2b(comparable.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return f"keyword-blake2b:{digest}"
 
 
 def _without_comments(value: str) -> tuple[str, bool]:

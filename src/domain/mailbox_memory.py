@@ -24,8 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 FINGERPRINT_BYTES = 6
-MAX_FOREIGN = 60_000
-MAX_FAILURES = 1_000
+# The item stays well inside DynamoDB's 400 KB whatever the mailbox: 50,000 fingerprints (300 KB),
+# 200 broken downloads by UIDL (at most 70 characters each, RFC 1939: 15 KB), a short recognition key.
+MAX_FOREIGN = 50_000
+MAX_FAILURES = 200
 MAX_OLDER_PER_POLL = 1_000
 TAIL = 4  # last messages of a listing kept: what is listed after them arrived since
 
