@@ -413,6 +413,7 @@ def rss_growth(stack: LocalStack, label: str, data: bytes) -> Growth:
             channel_id=channels[role],
             exclusive_account=True,
             max_rows_per_file=1_000_000,
+            max_shipments_per_day=1_000_000,  # the 20 MB import issues more ids than the default budget
             max_message_bytes=128 * 1024 * 1024,
         )
         if role == "warm":
