@@ -385,7 +385,8 @@ def test_poll_may_count_shipment_budgets_in_the_state_table(cfn: dict[str, Any])
 
     actions = {action for s in state for action in as_list(s["Action"])}
     # BatchWriteItem: the late ledger entries (DynamoDbLedger.save_all), authorized as its own action
-    assert {"GetItem", "PutItem", "UpdateItem", "BatchWriteItem"} <= {a.removeprefix("dynamodb:") for a in actions}
+    needed = {"GetItem", "PutItem", "UpdateItem", "BatchWriteItem"}
+    assert {f"dynamodb:{action}" for action in needed} <= actions
     assert [s.get("Condition") for s in state] == [None] * len(state)
 
 
