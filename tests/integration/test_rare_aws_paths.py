@@ -176,6 +176,7 @@ def expire_lease(stack: LocalStack) -> None:
     )
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")  # the dying poll emits none
 def test_recovery_sends_the_reply_a_dead_poll_had_stored(
     stack: LocalStack,
     mailbox: tuple[str, str],
@@ -213,6 +214,7 @@ def test_recovery_sends_the_reply_a_dead_poll_had_stored(
     assert (entry["stage"], entry["reply_key"]) == ("replied", stored_key)
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")  # the dying poll emits none
 def test_recovery_finds_no_reply_of_a_dead_poll_that_stored_none(
     stack: LocalStack,
     mailbox: tuple[str, str],
