@@ -126,14 +126,15 @@ build: $(STAMP) $(TOOLS_STAMP) $(LAMBDA_RUNTIME_STAMP)
 
 # `make rehearse`: the built poll function run by the Lambda runtime's stand-in in a sandbox shaped
 # like Lambda (tools/rehearse.py: read-only root, /tmp of EphemeralStorage, MemorySize, Timeout),
-# against the local stack (tests/integration/test_rehearsal.py). Builds first when the build is
-# missing or older than template.yaml or src/; `make test` runs it only when a build exists.
+# against the local stack (tests/integration/test_rehearsal.py; tests/rehearsal/: the sandbox
+# itself). Builds first when the build is missing or older than template.yaml or src/; `make test`
+# runs it only when a build exists, and says in one line that it skipped otherwise.
 BUILT := .aws-sam/build/template.yaml
 $(BUILT): template.yaml $(shell find src -type f -not -path '*/__pycache__/*' 2>/dev/null)
 	$(MAKE) build
 
 rehearse: install $(BUILT)
-	$(VENV)/bin/pytest tests/integration/test_rehearsal.py
+	$(VENV)/bin/pytest tests/rehearsal tests/integration/test_rehearsal.py
 
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy $(ARGS)
