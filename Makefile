@@ -15,17 +15,21 @@ export LETTERSHOP_MAIL_CORPUS
 # `make fuzz`: how many examples each property-based test runs (make test runs a bounded few).
 FUZZ_EXAMPLES ?= 20000
 
-.PHONY: help install system-packages demo test lint types unit integration fuzz bench build deploy clean
+.PHONY: help install system-packages demo test lint types unit integration fuzz bench build rehearse deploy clean
 
 help:
 	@echo "make demo   - set everything up and run one real poll on the local stack"
 	@echo "make test   - set everything up, then lint, types and all tests"
-	@echo "make install | lint | types | unit | integration | fuzz | bench | build | deploy | clean"
+	@echo "make install | lint | types | unit | integration | fuzz | bench | build | rehearse | deploy | clean"
 
 system-packages:
 	@if ! command -v dovecot >/dev/null 2>&1 || ! test -x /usr/lib/dovecot/pop3; then \
 		echo "installing dovecot-pop3d (Debian package)"; \
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-pop3d >/dev/null; \
+	fi
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+		echo "installing bubblewrap (Debian package; the sandbox of the Lambda rehearsal)"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null; \
 	fi
 
 $(STAMP): requirements-dev.txt src/requirements.txt pyproject.toml
@@ -119,6 +123,18 @@ $(LAMBDA_RUNTIME_STAMP): requirements-lambda-runtime.txt
 build: $(STAMP) $(TOOLS_STAMP) $(LAMBDA_RUNTIME_STAMP)
 	$(SAM_ENV) $(SAM) build
 	$(SAM_ENV) $(PY) -m tools.check_artifact --sam $(SAM) --runtime-python $(LAMBDA_RUNTIME)/bin/python
+
+# `make rehearse`: the built poll function run by the Lambda runtime's stand-in in a sandbox shaped
+# like Lambda (tools/rehearse.py: read-only root, /tmp of EphemeralStorage, MemorySize, Timeout),
+# against the local stack (tests/integration/test_rehearsal.py; tests/rehearsal/: the sandbox
+# itself). Builds first when the build is missing or older than template.yaml or src/; `make test`
+# runs it only when a build exists, and says in one line that it skipped otherwise.
+BUILT := .aws-sam/build/template.yaml
+$(BUILT): template.yaml $(shell find src -type f -not -path '*/__pycache__/*' 2>/dev/null)
+	$(MAKE) build
+
+rehearse: install $(BUILT)
+	$(VENV)/bin/pytest tests/rehearsal tests/integration/test_rehearsal.py
 
 deploy: build
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy $(ARGS)

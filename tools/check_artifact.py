@@ -110,6 +110,8 @@ class Function:
     memory_size: int
     environment: dict[str, str]
     layer_versions: tuple[str, ...]  # Powertools versions its layers name
+    timeout: int = 3  # seconds, Lambda's default
+    ephemeral_storage_mb: int = 512  # the size of /tmp, Lambda's default
 
     @property
     def module(self) -> str:
@@ -158,6 +160,8 @@ def lambda_functions(template: Mapping[str, Any]) -> list[Function]:
                     name: dummy_value(value, resources, parameters) for name, value in variables.items()
                 },
                 layer_versions=tuple(_powertools_versions(layers, parameters)),
+                timeout=int(prop("Timeout", 3)),
+                ephemeral_storage_mb=int((prop("EphemeralStorage", None) or {}).get("Size", 512)),
             )
         )
     return functions
