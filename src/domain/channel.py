@@ -63,7 +63,7 @@ class OAuthClient:
     scope: str | None
 
 
-MAX_MESSAGE_BYTES = 400 * 1024 * 1024
+MAX_MESSAGE_BYTES = 200 * 1024 * 1024
 MAX_SHIPMENTS_PER_DAY = 10_000_000  # 10 % of the S10 serial range: a typo cannot give a channel all of it
 
 
@@ -114,7 +114,8 @@ class Channel(BaseModel):
     allowed_senders: list[str] = Field(default_factory=list)
     poll_interval_minutes: Annotated[int, Field(ge=1, le=1440)] = 5
     max_messages_per_poll: Annotated[int, Field(ge=1, le=1000)] = 50
-    # At most 400 MB: the function has 512 MB of /tmp, and the raw message is spooled there.
+    # At most 200 MiB: the function has 512 MB of /tmp, where the raw message is spooled and then its
+    # decoded attachments (three quarters of a base64 message): 350 MiB at most (make rehearse).
     max_message_bytes: Annotated[int, Field(ge=1, le=MAX_MESSAGE_BYTES)] = 26_214_400
     import_file_patterns: list[NonEmpty] = Field(default_factory=lambda: ["*.csv", "*.txt"], min_length=1)
     # At most 120 s: a pre- and a postscript must fit into the poll function's 300 s with room to spare.

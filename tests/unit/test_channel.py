@@ -153,8 +153,13 @@ def test_sender_address_is_one_plain_address_read_by_the_senders_parser(address:
     )
 
 
-def test_max_message_bytes_is_at_most_400_mb() -> None:
-    assert load_channel(MINIMAL | {"max_message_bytes": Decimal(400 * 1024 * 1024)}).max_message_bytes
+def test_max_message_bytes_is_at_most_200_mib() -> None:
+    """The raw message and its decoded attachments must fit the function's 512 MB of /tmp
+    (tests/integration/test_rehearsal.py runs the build at this limit)."""
+    assert load_channel(MINIMAL | {"max_message_bytes": Decimal(200 * 1024 * 1024)}).max_message_bytes
+    assert "max_message_bytes" in errors_of(
+        **(MINIMAL | {"max_message_bytes": Decimal(200 * 1024 * 1024 + 1)})
+    )
     assert (
         "less than or equal"
         in errors_of(**(MINIMAL | {"max_message_bytes": Decimal(10**15)}))["max_message_bytes"]
