@@ -1,0 +1,250 @@
+"""The IAM check of the integration tests: every AWS call a function makes must be allowed by its role.
+
+moto enforces no IAM, so this pytest plugin does. Each boto3 client the functions make
+(``adapters.clients.new_client``, the warm state's clients) gets botocore event hooks that record
+service, operation, parameters and outcome of each call, and which function made it: the handler
+on the calling thread's stack (``handlers.poll`` → PollFunction's role, ``handlers.schedules`` →
+ScheduleSyncFunction's role; a transfer thread of s3transfer takes the handler running elsewhere).
+Calls from ``cli/`` use the operator's credentials and calls of the harness itself (a test reading
+back an item, devstack creating tables) are counted but not checked.
+
+At the end of the session every recorded call is mapped to the IAM requests AWS authorizes
+(``tools.iam_map``) and evaluated against template.yaml's rendered policies for the test stack
+(``tools.iam_policy``). A denied or unmapped call fails the session (exit status 1) naming the
+function, action, resource and test; grants no call used are listed, not failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+import adapters.clients
+from tools.iam_map import Call, Unmapped, requests_for
+from tools.iam_policy import TEST_STACK, StackPolicies, Unresolvable, as_list, like, render
+
+ROOT = Path(__file__).resolve().parents[2]
+HANDLERS = ROOT / "src" / "handlers"
+CLI = ROOT / "cli"
+OPERATOR = "operator"
+# Used with the function's role by Lambda itself, never by the code: the log, X-Ray traces, the
+# dead-letter queue of failed invocations and the stream reads of the event source mapping.
+USED_BY_LAMBDA = frozenset(
+    {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "sqs:SendMessage",
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+    }
+)
+
+
+@dataclass
+class Recorded:
+    """One call and who made it: a function's handler (``handlers.poll.handler``) or ``operator``."""
+
+    principal: str | None
+    call: Call
+    test: str
+
+
+@dataclass
+class Findings:
+    denied: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    checked: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.denied or self.unmapped)
+
+
+def _stack_principal(frame: FrameType | None) -> str | None:
+    """``operator`` for a call from cli/, else the module of the innermost handler on the stack."""
+    handler = None
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(CLI):
+            return OPERATOR
+        if handler is None and path.is_relative_to(HANDLERS):
+            handler = "handlers." + path.stem + ".handler"
+        frame = frame.f_back
+    return handler
+
+
+def _has_transfer_frame(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if "s3transfer" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def principal_of_current_call() -> str | None:
+    frame = sys._getframe(1)
+    principal = _stack_principal(frame)
+    if principal is None and _has_transfer_frame(frame):
+        me = threading.get_ident()
+        found = {_stack_principal(f) for ident, f in sys._current_frames().items() if ident != me} - {None}
+        if len(found) == 1:
+            principal = found.pop()
+    return principal
+
+
+def _slim(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters without payloads (message bodies), keeping the raw mail's headers for SES."""
+    slim = {key: value for key, value in params.items() if key not in ("Body", "SecretString")}
+    raw = params.get("Content", {}).get("Raw", {}).get("Data")
+    if isinstance(raw, bytes | str):
+        data = raw if isinstance(raw, bytes) else raw.encode()
+        slim["Content"] = {"Raw": {"Data": data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]}}
+    return slim
+
+
+class IamRecorder:
+    """Records the calls (installed by the ``iam_recorder`` fixture) and checks them at the end."""
+
+    def __init__(self) -> None:
+        self.calls: list[Recorded] = []
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- hooks
+
+    def instrument(self, client: Any) -> Any:
+        events = client.meta.events
+        events.register("provide-client-params.*.*", self._params)
+        events.register("before-call.*.*", self._before)
+        events.register("after-call.*.*", self._after)
+        events.register("after-call-error.*.*", self._failed)
+        return client
+
+    @staticmethod
+    def _params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["iam_params"] = _slim(params)
+
+    def _before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        call = Call(model.service_model.service_name, model.name, context.get("iam_params", {}))
+        record = Recorded(principal_of_current_call(), call, os.environ.get("PYTEST_CURRENT_TEST", "?"))
+        context["iam_record"] = record
+        with self._lock:
+            self.calls.append(record)
+
+    @staticmethod
+    def _after(http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        record: Recorded | None = context.get("iam_record")
+        if record is not None:
+            record.call.status = http_response.status_code
+            record.call.error = str(parsed.get("Error", {}).get("Code", ""))
+            if "ARN" in parsed:
+                record.call.response = {"ARN": parsed["ARN"]}
+
+    @staticmethod
+    def _failed(exception: BaseException, context: dict[str, Any], **_: Any) -> None:
+        record: Recorded | None = context.get("iam_record")
+        if record is not None:
+            record.call.error = type(exception).__name__
+
+    # -------------------------------------------------------------- pytest
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.findings = evaluate(self.calls, StackPolicies(render(), TEST_STACK))
+        if self.findings.failed:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        findings: Findings | None = getattr(self, "findings", None)
+        if findings is None:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.section("IAM check (template.yaml's policies, tools/iam_policy.py)")
+        skipped = ", ".join(f"{count} {who}" for who, count in sorted(findings.skipped.items()))
+        write(f"{findings.checked} function calls checked; not checked: {skipped or 'none'}")
+        for line in findings.denied:
+            write(f"DENIED {line}", red=True)
+        for line in findings.unmapped:
+            write(f"UNMAPPED {line}", red=True)
+        for line in findings.unused:
+            write(f"unused grant (no test used it): {line}")
+        write(f"not looked for (Lambda itself uses them with the role): {', '.join(sorted(USED_BY_LAMBDA))}")
+        if findings.failed:
+            write(
+                f"{len(findings.denied)} denied, {len(findings.unmapped)} unmapped: the session fails",
+                red=True,
+            )
+
+
+def evaluate(calls: list[Recorded], policies: StackPolicies) -> Findings:
+    """Each function call's requests against its role; the grants no request used."""
+    findings = Findings()
+    used: set[tuple[str, str]] = set()  # (statement origin, action)
+    seen: set[str] = set()
+    for record in calls:
+        if record.principal is None or record.principal == OPERATOR:
+            findings.skipped["operator (cli/)" if record.principal else "harness (outside a handler)"] += 1
+            continue
+        findings.checked += 1
+        function = policies.functions.get(record.principal, record.principal)
+        where = f"{record.call.service} {record.call.operation} in {record.test}"
+        try:
+            requests = requests_for(record.call, policies)
+        except (Unmapped, KeyError, Unresolvable) as error:
+            line = f"{function}: {where}: no IAM mapping ({error})"
+            if line not in seen:
+                findings.unmapped.append(line)
+            seen.add(line)
+            continue
+        for request in requests:
+            allowed, deciding = policies.decide(record.principal, request)
+            used.update((s.origin, request.action) for s in deciding if allowed)
+            if not allowed:
+                denied_by = f" (explicit deny: {', '.join(s.origin for s in deciding)})" if deciding else ""
+                line = f"{function}: {request.action} on {request.resource}{denied_by} ({where})"
+                key = f"{function} {request.action} {request.resource} {denied_by}"
+                if key not in seen:
+                    findings.denied.append(line)
+                seen.add(key)
+    findings.unused = list(_unused(policies, used))
+    return findings
+
+
+def _unused(policies: StackPolicies, used: set[tuple[str, str]]) -> Iterator[str]:
+    for handler, role in sorted(policies.roles.items()):
+        for statement in policies.statements(handler):
+            if statement.effect != "Allow":
+                continue
+            for action in as_list(statement.body.get("Action", [])):
+                if action in USED_BY_LAMBDA:
+                    continue
+                if not any(origin == statement.origin and _covers(action, a) for origin, a in used):
+                    yield f"{policies.functions[handler]} ({role}): {statement.origin} {action}"
+
+
+def _covers(pattern: str, action: str) -> bool:
+    return like(pattern, action, case=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def iam_recorder(request: pytest.FixtureRequest) -> Iterator[IamRecorder]:
+    """Record the functions' AWS calls for the whole session; the check runs at its end."""
+    recorder = IamRecorder()
+    request.config.pluginmanager.register(recorder, "iam_recorder")
+    made = adapters.clients.new_client
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(adapters.clients, "new_client", lambda service: recorder.instrument(made(service)))
+        yield recorder
