@@ -30,6 +30,7 @@ import pytest
 
 import adapters.clients
 from tools.iam_map import Call, Unmapped, requests_for
+from tools.iam_needs import needs
 from tools.iam_policy import TEST_STACK, StackPolicies, Unresolvable, as_list, like, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +67,7 @@ class Findings:
     denied: list[str] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
+    not_simulated: list[str] = field(default_factory=list)  # used, but not in tools/iam_needs.py
     checked: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
@@ -181,6 +183,10 @@ class IamRecorder:
             write(f"UNMAPPED {line}", red=True)
         for line in findings.unused:
             write(f"unused grant (no test used it): {line}")
+        for line in findings.not_simulated:
+            write(
+                f"used but not simulated by `lettershop stack check` (add it to tools/iam_needs.py): {line}"
+            )
         write(f"not looked for (Lambda itself uses them with the role): {', '.join(sorted(USED_BY_LAMBDA))}")
         if findings.failed:
             write(
@@ -194,6 +200,7 @@ def evaluate(calls: list[Recorded], policies: StackPolicies) -> Findings:
     findings = Findings()
     used: set[tuple[str, str]] = set()  # (statement origin, action)
     seen: set[str] = set()
+    simulated = {(handler, r.action) for handler, requests in needs(policies).items() for r in requests}
     for record in calls:
         if record.principal is None or record.principal == OPERATOR:
             findings.skipped["operator (cli/)" if record.principal else "harness (outside a handler)"] += 1
@@ -210,6 +217,10 @@ def evaluate(calls: list[Recorded], policies: StackPolicies) -> Findings:
             seen.add(line)
             continue
         for request in requests:
+            if (record.principal, request.action) not in simulated:
+                line = f"{function}: {request.action}"
+                if line not in findings.not_simulated:
+                    findings.not_simulated.append(line)
             allowed, deciding = policies.decide(record.principal, request)
             used.update((s.origin, request.action) for s in deciding if allowed)
             if not allowed:

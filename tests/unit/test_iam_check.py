@@ -183,3 +183,9 @@ def test_grants_no_call_used_are_reported() -> None:
         " dynamodb:DeleteItem" in findings.unused
     )
     assert not any("LeaseLedgerCounters dynamodb:PutItem" in line for line in findings.unused)
+
+
+def test_an_action_stack_check_would_not_simulate_is_reported() -> None:
+    call = Call("dynamodb", "Query", {"TableName": "lettershop-state"})
+    findings = evaluate([Recorded(POLL, call, "t"), Recorded(POLL, put_ledger(), "t")], policies())
+    assert findings.not_simulated == ["PollFunction: dynamodb:Query"]
