@@ -5,11 +5,12 @@ statement that grants a call makes the same call denied, naming function, action
 """
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.iam_recorder import OPERATOR, Recorded, evaluate
+from tests.integration.iam_recorder import OPERATOR, IamRecorder, Recorded, evaluate
 from tools.iam_map import Call, Unmapped, requests_for
 from tools.iam_policy import TEST_STACK, Request, StackPolicies, render
 
@@ -189,3 +190,32 @@ def test_an_action_stack_check_would_not_simulate_is_reported() -> None:
     call = Call("dynamodb", "Query", {"TableName": "lettershop-state"})
     findings = evaluate([Recorded(POLL, call, "t"), Recorded(POLL, put_ledger(), "t")], policies())
     assert findings.not_simulated == ["PollFunction: dynamodb:Query"]
+
+
+def test_a_denial_a_test_provokes_on_purpose_is_listed_not_failed() -> None:
+    test = "tests/integration/test_schedules.py::test_reconcile_reports_a_schedule_it_could_not_write (call)"
+    call = Call("scheduler", "DeleteSchedule", {"Name": "acme", "GroupName": "no-such-group"})
+    findings = evaluate([Recorded(SYNC, call, test)], policies())
+    assert not findings.failed
+    assert findings.expected == [
+        "ScheduleSyncFunction: scheduler:DeleteSchedule on arn:aws:scheduler:eu-central-1:123456789012:"
+        f"schedule/no-such-group/acme (scheduler DeleteSchedule in {test}): LETTERSHOP_SCHEDULE_GROUP="
+        "no-such-group, a group the stack does not have"
+    ]
+    assert evaluate([Recorded(SYNC, call, "tests/integration/test_other.py::t (call)")], policies()).failed
+
+
+def test_a_poll_in_a_child_process_hands_its_calls_to_the_session(tmp_path: Path) -> None:
+    raw = b"From: lettershop@operator.example\r\n\r\nbody"
+    child = IamRecorder(sink=tmp_path / "4242.jsonl")
+    sent = Recorded(POLL, Call("sesv2", "SendEmail", {"Content": {"Raw": {"Data": raw}}}, status=200), "t")
+    child._write(sent)  # what the child's after-call hook does
+    session = IamRecorder()
+
+    session.load_children(tmp_path)
+
+    [loaded] = session.calls
+    assert (loaded.principal, loaded.call.operation, loaded.call.status) == (POLL, "SendEmail", 200)
+    assert next(r.resource for r in requests_for(loaded.call, policies())).endswith(
+        "lettershop@operator.example"
+    )
