@@ -27,7 +27,8 @@ from cli.context import CliError, handled, out, say, stack_of
 from devstack.aws import load_template
 from domain.errors import LetterShopError
 from tools.iam_needs import needs
-from tools.iam_policy import StackIdentity, StackPolicies, Unresolvable, render
+from tools.iam_policy import StackPolicies
+from tools.iam_template import StackIdentity, Unresolvable, render
 
 app = typer.Typer(help="The deployed stack: check.", no_args_is_help=True)
 

@@ -20,7 +20,8 @@ from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 from typing import Any
 
-from tools.iam_policy import Request, StackIdentity, StackPolicies
+from tools.iam_policy import Request, StackPolicies
+from tools.iam_template import StackIdentity
 
 # Every request Lambda's HTTPS clients make is over TLS (the bucket policies deny the others).
 BASE_CONTEXT: Mapping[str, str] = {"aws:SecureTransport": "true"}

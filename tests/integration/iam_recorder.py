@@ -20,9 +20,7 @@ import json
 import os
 import sys
 import threading
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,62 +28,16 @@ from typing import Any
 import pytest
 
 import adapters.clients
-from tools.iam_map import Call, Unmapped, requests_for
-from tools.iam_needs import needs
-from tools.iam_policy import TEST_STACK, StackPolicies, Unresolvable, as_list, like, render
+from tests.integration.iam_findings import OPERATOR, USED_BY_LAMBDA, Findings, Recorded, evaluate
+from tools.iam_map import Call
+from tools.iam_policy import StackPolicies
+from tools.iam_template import TEST_STACK, Unresolvable, render
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = ROOT / "src" / "handlers"
 CLI = ROOT / "cli"
-OPERATOR = "operator"
 # A poll run in a child process (devstack/run_poll.py, the crash tests) appends its calls here.
 RECORD_DIR_ENV = "LETTERSHOP_IAM_RECORD_DIR"
-# Tests that point a function at a resource outside the stack on purpose, to make its call fail:
-# in AWS the call is refused (AccessDenied) instead of failing on the missing resource, and the
-# code takes the same path (adapters.aws_errors.classify: both are permanent). Listed, not failed.
-EXPECTED_DENIALS = {
-    "tests/integration/test_schedules.py::test_reconcile_reports_a_schedule_it_could_not_write": (
-        "LETTERSHOP_SCHEDULE_GROUP=no-such-group, a group the stack does not have"
-    ),
-}
-# Used with the function's role by Lambda itself, never by the code: the log, X-Ray traces, the
-# dead-letter queue of failed invocations and the stream reads of the event source mapping.
-USED_BY_LAMBDA = frozenset(
-    {
-        "logs:CreateLogStream",
-        "logs:PutLogEvents",
-        "xray:PutTraceSegments",
-        "xray:PutTelemetryRecords",
-        "sqs:SendMessage",
-        "dynamodb:DescribeStream",
-        "dynamodb:GetRecords",
-        "dynamodb:GetShardIterator",
-    }
-)
-
-
-@dataclass
-class Recorded:
-    """One call and who made it: a function's handler (``handlers.poll.handler``) or ``operator``."""
-
-    principal: str | None
-    call: Call
-    test: str
-
-
-@dataclass
-class Findings:
-    denied: list[str] = field(default_factory=list)
-    unmapped: list[str] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)
-    not_simulated: list[str] = field(default_factory=list)  # used, but not in tools/iam_needs.py
-    expected: list[str] = field(default_factory=list)  # denied in a test of EXPECTED_DENIALS
-    checked: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.denied or self.unmapped)
 
 
 def _stack_principal(frame: FrameType | None) -> str | None:
@@ -206,7 +158,10 @@ class IamRecorder:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.children is not None:
             self.load_children(self.children)
-        self.findings = evaluate(self.calls, StackPolicies(render(), TEST_STACK))
+        try:
+            self.findings = evaluate(self.calls, StackPolicies(render(), TEST_STACK))
+        except Unresolvable as error:  # the template uses what the check cannot evaluate offline
+            self.findings = Findings(unmapped=[f"template.yaml: {error}"])
         if self.findings.failed:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -239,63 +194,6 @@ class IamRecorder:
                 f"{len(findings.denied)} denied, {len(findings.unmapped)} unmapped: the session fails",
                 red=True,
             )
-
-
-def evaluate(calls: list[Recorded], policies: StackPolicies) -> Findings:
-    """Each function call's requests against its role; the grants no request used."""
-    findings = Findings()
-    used: set[tuple[str, str]] = set()  # (statement origin, action)
-    seen: set[str] = set()
-    simulated = {(handler, r.action) for handler, requests in needs(policies).items() for r in requests}
-    for record in calls:
-        if record.principal is None or record.principal == OPERATOR:
-            findings.skipped["operator (cli/)" if record.principal else "harness (outside a handler)"] += 1
-            continue
-        findings.checked += 1
-        function = policies.functions.get(record.principal, record.principal)
-        where = f"{record.call.service} {record.call.operation} in {record.test}"
-        try:
-            requests = requests_for(record.call, policies)
-        except (Unmapped, KeyError, Unresolvable) as error:
-            line = f"{function}: {where}: no IAM mapping ({error})"
-            if line not in seen:
-                findings.unmapped.append(line)
-            seen.add(line)
-            continue
-        for request in requests:
-            if (record.principal, request.action) not in simulated:
-                line = f"{function}: {request.action}"
-                if line not in findings.not_simulated:
-                    findings.not_simulated.append(line)
-            allowed, deciding = policies.decide(record.principal, request)
-            used.update((s.origin, request.action) for s in deciding if allowed)
-            if not allowed:
-                denied_by = f" (explicit deny: {', '.join(s.origin for s in deciding)})" if deciding else ""
-                line = f"{function}: {request.action} on {request.resource}{denied_by} ({where})"
-                key = f"{function} {request.action} {request.resource} {denied_by}"
-                test = record.test.rsplit(" (", 1)[0]
-                into = findings.expected if test in EXPECTED_DENIALS else findings.denied
-                if key not in seen:
-                    into.append(line + (f": {EXPECTED_DENIALS[test]}" if test in EXPECTED_DENIALS else ""))
-                seen.add(key)
-    findings.unused = list(_unused(policies, used))
-    return findings
-
-
-def _unused(policies: StackPolicies, used: set[tuple[str, str]]) -> Iterator[str]:
-    for handler, role in sorted(policies.roles.items()):
-        for statement in policies.statements(handler):
-            if statement.effect != "Allow":
-                continue
-            for action in as_list(statement.body.get("Action", [])):
-                if action in USED_BY_LAMBDA:
-                    continue
-                if not any(origin == statement.origin and _covers(action, a) for origin, a in used):
-                    yield f"{policies.functions[handler]} ({role}): {statement.origin} {action}"
-
-
-def _covers(pattern: str, action: str) -> bool:
-    return like(pattern, action, case=False)
 
 
 def record_this_process() -> None:

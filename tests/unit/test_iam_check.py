@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.integration.iam_recorder import OPERATOR, IamRecorder, Recorded, evaluate
+from tests.integration.iam_findings import OPERATOR, Recorded, evaluate
+from tests.integration.iam_recorder import IamRecorder
 from tools.iam_map import Call, Unmapped, requests_for
-from tools.iam_policy import TEST_STACK, Request, StackPolicies, render
+from tools.iam_policy import Request, StackPolicies
+from tools.iam_template import TEST_STACK, render
 
 POLL = "handlers.poll.handler"
 SYNC = "handlers.schedules.handler"
