@@ -11,9 +11,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from adapters.aws_errors import classify, error_code
+from adapters.aws_errors import S3_MISSING, classify, error_code
 
-MISSING = frozenset({"ResourceNotFoundException", "NoSuchBucket", "404", "NotFound", "NotFoundException"})
+# HeadBucket answers 404 without a body (S3_MISSING); the other services name their code.
+MISSING = S3_MISSING | frozenset({"ResourceNotFoundException", "NoSuchBucket", "NotFoundException"})
 
 
 @dataclass(frozen=True)
