@@ -6,6 +6,7 @@
     lettershop poll ID [--dry-run]
     lettershop message list ID [--quarantined] | replay KEY [--force]
     lettershop script test NAME FILE | put FILE | get NAME
+    lettershop --stack NAME stack check [--channel ID]
 
 Resource names come from the outputs of ``--stack NAME`` (CloudFormation), else from the same
 environment variables as the functions (``LETTERSHOP_CHANNELS_TABLE``, ...). AWS credentials,
@@ -19,6 +20,7 @@ import typer
 
 from cli import channel, message, script
 from cli import poll as poll_commands
+from cli import stack as stack_commands
 from cli.context import Stack, service_logs
 
 app = typer.Typer(
@@ -31,6 +33,7 @@ app = typer.Typer(
 app.add_typer(channel.app, name="channel")
 app.add_typer(message.app, name="message")
 app.add_typer(script.app, name="script")
+app.add_typer(stack_commands.app, name="stack")
 poll_commands.register(app)
 
 

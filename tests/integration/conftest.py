@@ -11,6 +11,7 @@ import pytest
 from app.root import WARM
 from devstack.proxy import TcpProxy
 from service.telemetry import logger
+from tests.integration.iam_recorder import iam_recorder  # noqa: F401 - the IAM check, a session fixture
 
 
 @pytest.fixture(autouse=True)
