@@ -13,6 +13,7 @@ role, action and resource. ``REFUSED`` holds what least privilege must keep out.
 import ast
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -22,7 +23,8 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from tests.unit.test_template import _transformed, as_list
+from tools.iam_policy import Request, StackPolicies, like, matches
+from tools.iam_template import StackIdentity, as_list, render
 
 ROOT = Path(__file__).resolve().parents[2]
 ADAPTERS = ROOT / "src" / "adapters"
@@ -30,7 +32,6 @@ ADAPTERS = ROOT / "src" / "adapters"
 POLL, SYNC = "PollFunctionRole", "ScheduleSyncFunctionRole"
 ACCOUNT, REGION = "123456789012", "eu-central-1"
 PARAMETERS = {"SecretsPrefix": "lettershop/", "SenderDomain": "operator.example", "AWS::StackName": "ls"}
-CONDITIONS = {"RepliesViaSes": True, "InVpc": False, "HasAlarmEmail": False, "LimitPollConcurrency": False}
 NAMES = {
     "ChannelsTable": "ls-ChannelsTable-1A",
     "StateTable": "ls-StateTable-2B",
@@ -68,6 +69,12 @@ SCHEDULE = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{NAMES['ScheduleGroup
 IDENTITY = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/"
 LOG_STREAM = ":log-stream:2026/12/07/[$LATEST]0123456789abcdef"
 
+_STACK_CHECK = (
+    "describe_stacks",
+    "list_stack_resources",
+    "list_subscriptions_by_topic",
+    "simulate_principal_policy",
+)
 # (adapter module, client method) -> the IAM actions each function's role needs for it; {} = the
 # operator's command line only (lettershop ..., with the operator's credentials).
 USES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
@@ -94,6 +101,7 @@ USES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("serials", "put_item"): {POLL: ("dynamodb:PutItem",)},
     ("ses", "send_email"): {POLL: ("ses:SendEmail",)},
     ("stack_outputs", "describe_stacks"): {},  # lettershop --stack NAME
+    **{("deployment", method): {} for method in _STACK_CHECK},  # lettershop stack check (read-only)
     ("probe", "get_email_identity"): {},  # lettershop channel check (SES sender identity)
     ("state", "get_item"): {POLL: ("dynamodb:GetItem",)},
     ("state", "update_item"): {POLL: ("dynamodb:UpdateItem",)},
@@ -190,86 +198,38 @@ REFUSED = [
 # ------------------------------------------------------------- the rendered policies
 
 
-def resolved(value: Any) -> Any:  # noqa: PLR0911  # one return per intrinsic
-    """``value`` with the template's intrinsics resolved for the test stack (``Fn::If`` by ``CONDITIONS``)."""
-    if isinstance(value, list):
-        return [found for found in (resolved(inner) for inner in value) if found is not None]
-    if not isinstance(value, dict):
-        return value
-    if set(value) == {"Fn::If"}:
-        condition, when_true, when_false = value["Fn::If"]
-        return resolved(when_true if CONDITIONS[condition] else when_false)
-    if value == {"Ref": "AWS::NoValue"}:
-        return None
-    if set(value) == {"Ref"}:
-        return _ref(value["Ref"])
-    if set(value) == {"Fn::GetAtt"}:
-        return _attribute(*value["Fn::GetAtt"])
-    if set(value) == {"Fn::Sub"}:
-        return re.sub(r"\$\{([^}]+)\}", lambda m: _sub(m.group(1)), value["Fn::Sub"])
-    return {key: resolved(inner) for key, inner in value.items()}
-
-
-def _ref(name: str) -> str:
-    pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
-    return pseudo.get(name) or PARAMETERS.get(name) or NAMES[name]
-
-
-def _attribute(name: str, attribute: str) -> str:
-    return STREAM if attribute == "StreamArn" else ARN[name]
-
-
-def _sub(name: str) -> str:
-    return _attribute(*name.split(".", 1)) if "." in name else _ref(name)
+STACK = StackIdentity(
+    stack_name="ls",
+    account=ACCOUNT,
+    region=REGION,
+    physical={
+        **NAMES,
+        "DeadLetterQueue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{NAMES['DeadLetterQueue']}",
+    },
+    parameters={name: value for name, value in PARAMETERS.items() if not name.startswith("AWS::")},
+)
 
 
 @cache
-def statements(role: str) -> tuple[dict[str, Any], ...]:
-    """The role's statements in the transformed template, resolved (``None`` statements dropped)."""
-    res = json.loads(_transformed())["Resources"][role]
-    found: list[dict[str, Any]] = []
-    for policy in res["Properties"]["Policies"]:
-        found.extend(statement for statement in resolved(policy["PolicyDocument"]["Statement"]) if statement)
-    return tuple(found)
+def policies() -> StackPolicies:
+    """The transformed template's policies, intrinsics resolved for ``STACK`` (``tools.iam_template``:
+    the same rendering the integration tests' IAM check uses)."""
+    return StackPolicies(render(), STACK)
 
 
-def _matches(pattern: str, value: str, *, case: bool = True) -> bool:
-    regex = ".*".join(".".join(re.escape(part) for part in piece.split("?")) for piece in pattern.split("*"))
-    return re.fullmatch(regex, value, 0 if case else re.IGNORECASE) is not None
+@cache
+def statements(role: str) -> tuple[Mapping[str, Any], ...]:
+    """The role's identity statements in the transformed template, resolved."""
+    return tuple(statement.body for statement in policies().identity[role])
 
 
-def _condition_holds(condition: dict[str, Any], context: dict[str, Any]) -> bool:
-    """The operators the template uses; a key the request does not carry makes the condition false."""
-    for operator, tests in condition.items():
-        for key, wanted in tests.items():
-            patterns = [str(pattern) for pattern in as_list(wanted)]
-            if key not in context:
-                return False
-            values = [str(value) for value in as_list(context[key])]
-            if operator in ("StringEquals", "ArnEquals"):
-                ok = all(value in patterns for value in values)
-            elif operator in ("StringLike", "ArnLike", "ForAllValues:StringLike"):
-                ok = all(any(_matches(p, value) for p in patterns) for value in values)
-            else:
-                raise AssertionError(f"condition operator {operator} is not evaluated here; add it")
-            if not ok:
-                return False
-    return True
-
-
-def _applies(statement: dict[str, Any], call: Call) -> bool:
-    return (
-        any(_matches(action, call.action, case=False) for action in as_list(statement["Action"]))
-        and any(_matches(resource, call.resource) for resource in as_list(statement["Resource"]))
-        and _condition_holds(statement.get("Condition", {}), call.context)
-    )
-
-
-def allowed(call: Call, granted: tuple[dict[str, Any], ...] | None = None) -> bool:
-    """IAM's evaluation of the role's identity policy (``granted``: its statements in the template):
-    an explicit ``Deny`` wins, else some ``Allow``."""
+def allowed(call: Call, granted: tuple[Mapping[str, Any], ...] | None = None) -> bool:
+    """IAM's evaluation of the role's identity policy (``granted``: its statements in the template),
+    with the IAM check's statement matching (``tools.iam_policy.matches``): an explicit ``Deny`` wins,
+    else some ``Allow``."""
     granted = statements(call.role) if granted is None else granted
-    applying = [statement for statement in granted if _applies(statement, call)]
+    request = Request(call.action, call.resource, call.context)
+    applying = [statement for statement in granted if matches(statement, request)]
     return bool(applying) and all(statement["Effect"] == "Allow" for statement in applying)
 
 
@@ -346,7 +306,7 @@ def test_late_ledger_entries_may_be_batch_written_to_the_state_table_only() -> N
     granting = [
         statement
         for statement in statements(POLL)
-        if any(_matches(action, batch, case=False) for action in as_list(statement["Action"]))
+        if any(like(action, batch, case=False) for action in as_list(statement["Action"]))
     ]
 
     assert [statement["Resource"] for statement in granting] == [STATE]
