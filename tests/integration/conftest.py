@@ -11,6 +11,7 @@ import pytest
 from app.root import WARM
 from devstack.proxy import TcpProxy
 from service.telemetry import logger
+from tests.integration.emf_recorder import pytest_emf_recorder  # noqa: F401 - records EMF for the alarm check
 
 
 @pytest.fixture(autouse=True)
