@@ -3,13 +3,17 @@ alarm check (``test_alarms_watch_emitted.py``, which the plugin runs last).
 
 Powertools Metrics writes EMF with the builtin ``print`` (``Metrics.flush_metrics``, the 100-metric
 flush and ``single_metric``); the plugin gives the modules that do so a ``print`` of its own that
-prints as before and keeps each EMF document printed during an integration test, with that test's
-id. That works whatever the test does with stdout (``capsys``, ``-s``).
+prints as before and keeps each EMF document a Lambda entry point (``src/handlers``) printed
+during an integration test, with that test's id: what Lambda would ship to CloudWatch, not what a
+test made an adapter print on its own. That works whatever the test does with stdout (``capsys``,
+``-s``). EMF printed in another thread is left out: it comes from a test running several
+invocations at once in one process (``ThreadPoolExecutor``), which Lambda never does, and
+Powertools' metric set is one per process, so such a document mixes the invocations' dimensions
+(a poll's metrics without its ``channel_id``).
 
-The check is sound only if every integration test ran: ``complete`` is ``None`` then, else the
-reason it is not (a file of the folder not collected, a test deselected by ``-k``/``-m``/``--lf``,
-a test id given on the command line, an integration test that failed). The check skips with that
-reason.
+The check is sound only if every integration test ran: ``EmfRecorder.incomplete`` is ``None``
+then, else the reason it is not (a file of the folder not collected, a test deselected by ``-k``,
+``-m`` or ``--lf``, a test id given on the command line). The check skips with that reason.
 
 Enabled by one line in ``tests/integration/conftest.py``, importing ``pytest_emf_recorder`` (a
 ``pytest_collection_modifyitems`` wrapper under a name of its own, so other plugins' hooks in that
@@ -19,7 +23,9 @@ conftest cannot clash with it); it registers the ``EmfRecorder`` once the select
 from __future__ import annotations
 
 import builtins
+import inspect
 import json
+import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -33,15 +39,16 @@ FOLDER = Path(__file__).parent
 CHECK = "test_alarms_watch_emitted.py"
 # The modules of Powertools Metrics that print EMF (tests/unit/test_watched_metrics.py keeps this true).
 PRINTING_MODULES: tuple[ModuleType, ...] = (base, cloudwatch)
+HANDLERS = "handlers."  # the functions' entry points (src/handlers)
 KEY = pytest.StashKey["EmfRecorder"]()
 
 
 class EmfRecorder:
     """The EMF documents printed, per test, and whether the session ran every integration test."""
 
-    def __init__(self, complete: str | None) -> None:
+    def __init__(self, incomplete: str | None) -> None:
         self.documents: list[tuple[str, dict[str, Any]]] = []
-        self.incomplete = complete
+        self.incomplete = incomplete
         self.failed: list[str] = []
         self.skipped: list[str] = []
         self._test = ""
@@ -50,8 +57,18 @@ class EmfRecorder:
         builtins.print(*args, **kwargs)
         for arg in args:
             document = _emf(arg)
-            if document is not None and self._test:
+            if document is not None and self._test and _printed_by_a_handler():
                 self.documents.append((self._test, document))
+
+    def caveat(self) -> str:
+        """The integration tests that failed or skipped, for a failure message: their metrics may be
+        what is missing."""
+        parts = [
+            f"{len(t)} {how} (e.g. {t[0]})"
+            for how, t in (("failed", self.failed), ("skipped", self.skipped))
+            if t
+        ]
+        return f"\nintegration tests that did not run through: {'; '.join(parts)}" if parts else ""
 
     def install(self) -> None:
         for module in PRINTING_MODULES:
@@ -86,6 +103,18 @@ def _emf(text: object) -> dict[str, Any] | None:
     except ValueError:
         return None
     return document if isinstance(document, dict) and "_aws" in document else None
+
+
+def _printed_by_a_handler() -> bool:
+    """Printed on the main thread while a Lambda entry point (``handlers.*``) runs, as in Lambda."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    frame = inspect.currentframe()
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(HANDLERS):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _in_folder(path: Path) -> bool:

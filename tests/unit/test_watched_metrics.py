@@ -2,6 +2,8 @@
 and fails when an alarm watches a metric never emitted, or a metric is emitted and never watched."""
 
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -235,7 +237,19 @@ def test_the_recorder_patches_every_module_of_powertools_metrics_that_prints() -
     assert printing == {Path(m.__file__ or "").relative_to(package).as_posix() for m in PRINTING_MODULES}
 
 
-def test_the_recorder_keeps_the_emf_printed_during_an_integration_test(
+def emit_both() -> None:
+    with single_metric(name="ScriptFailed", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="channel_id", value="acme")
+    metrics.add_metric(name="PollLocked", unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+
+
+def as_a_handler(function: Callable[[], None]) -> None:
+    """Call ``function`` from code of a module named as the Lambda entry points are (``handlers.*``)."""
+    exec("function()", {"__name__": "handlers.fake", "function": function})  # noqa: S102
+
+
+def test_the_recorder_keeps_the_emf_a_handler_prints_during_an_integration_test(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     recorder = EmfRecorder(None)
@@ -246,16 +260,19 @@ def test_the_recorder_keeps_the_emf_printed_during_an_integration_test(
     )
     run = recorder.pytest_runtest_protocol(item)
     next(run)
-    with single_metric(name="ScriptFailed", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="channel_id", value="acme")
-    metrics.add_metric(name="PollLocked", unit=MetricUnit.Count, value=1)
-    metrics.flush_metrics()
+
+    emit_both()  # not from a handler: an adapter a test drives directly
+    in_a_thread = threading.Thread(target=lambda: as_a_handler(emit_both))  # invocations at once
+    in_a_thread.start()
+    in_a_thread.join()
+    assert recorder.documents == []
+    as_a_handler(emit_both)
 
     assert [(e.name, e.test) for _, doc in recorder.documents for e in emitted_in(doc, _)] == [
         ("ScriptFailed", "tests/integration/test_x.py::t"),
         ("PollLocked", "tests/integration/test_x.py::t"),
     ]
-    assert '"ScriptFailed"' in capsys.readouterr().out  # still printed
+    assert capsys.readouterr().out.count('"ScriptFailed":[1.0]') == 3  # every document still printed
     assert [e.values for _, doc in recorder.documents for e in emitted_in(doc)][1] == (("service", SERVICE),)
 
 
@@ -285,4 +302,21 @@ def test_the_check_runs_only_when_every_integration_test_ran() -> None:
     config.args = ["tests/integration/test_cli.py::test_x", "tests/integration"]
     assert incompleteness(config, whole, whole) == (
         "only some tests of a file were asked for (tests/integration/test_cli.py::test_x)"
+    )
+
+
+def test_a_failing_check_names_the_integration_tests_that_did_not_run_through() -> None:
+    recorder = EmfRecorder(None)
+    assert recorder.caveat() == ""
+
+    for nodeid, outcome in [("a.py::t", "failed"), ("b.py::t", "skipped"), ("c.py::t", "skipped")]:
+        report: Any = SimpleNamespace(
+            nodeid=f"tests/integration/{nodeid}", fspath=str(emf_recorder.FOLDER / nodeid[:4])
+        )
+        report.failed, report.skipped = outcome == "failed", outcome == "skipped"
+        recorder.pytest_runtest_logreport(report)
+
+    assert recorder.caveat() == (
+        "\nintegration tests that did not run through: 1 failed (e.g. tests/integration/a.py::t); "
+        "2 skipped (e.g. tests/integration/b.py::t)"
     )
