@@ -3,8 +3,8 @@ alarm check (``test_alarms_watch_emitted.py``, which the plugin runs last).
 
 Powertools Metrics writes EMF with the builtin ``print`` (``Metrics.flush_metrics``, the 100-metric
 flush and ``single_metric``); the plugin gives the modules that do so a ``print`` of its own that
-prints as before and keeps each EMF document a Lambda entry point (``src/handlers``) printed
-during an integration test, with that test's id: what Lambda would ship to CloudWatch, not what a
+prints as before and keeps each EMF document printed while a Lambda entry point (``src/handlers``)
+runs during an integration test, with that test's id: what Lambda would ship to CloudWatch, not what a
 test made an adapter print on its own. That works whatever the test does with stdout (``capsys``,
 ``-s``). EMF printed in another thread is left out: it comes from a test running several
 invocations at once in one process (``ThreadPoolExecutor``), which Lambda never does, and
@@ -106,12 +106,20 @@ def _emf(text: object) -> dict[str, Any] | None:
 
 
 def _printed_by_a_handler() -> bool:
-    """Printed on the main thread while a Lambda entry point (``handlers.*``) runs, as in Lambda."""
+    """Printed on the main thread while a Lambda entry point (``handlers.*``) runs, as in Lambda:
+    in its code, or in a Powertools decorator wrapping it (``log_metrics`` flushes the handler's
+    metrics after the handler's own code returned)."""
     if threading.current_thread() is not threading.main_thread():
         return False
     frame = inspect.currentframe()
     while frame is not None:
-        if str(frame.f_globals.get("__name__", "")).startswith(HANDLERS):
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.startswith(HANDLERS):
+            return True
+        if module.startswith("aws_lambda_powertools.") and any(
+            callable(value) and str(getattr(value, "__module__", "")).startswith(HANDLERS)
+            for value in frame.f_locals.values()
+        ):
             return True
         frame = frame.f_back
     return False

@@ -15,7 +15,6 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from service.telemetry import NAMESPACE, SERVICE, metrics
 from tests.integration import emf_recorder
 from tests.integration.emf_recorder import PRINTING_MODULES, EmfRecorder, incompleteness
-from tests.integration.test_alarms_watch_emitted import UNWATCHED
 from tests.unit.test_template import _transformed
 from tests.watched_metrics import (
     Emitted,
@@ -30,6 +29,7 @@ from tests.watched_metrics import (
 )
 
 STACK = "lettershop"
+UNWATCHED = {"MessagesRecognized": "the sum of the outcomes", "PollLocked": "harmless now and then"}
 
 
 @pytest.fixture
@@ -244,6 +244,13 @@ def emit_both() -> None:
     metrics.flush_metrics()
 
 
+def handler_of_no_metrics(event: object, context: object) -> None:
+    """A handler that returns before its metrics are flushed (by the ``log_metrics`` around it)."""
+
+
+handler_of_no_metrics.__module__ = "handlers.fake"
+
+
 def as_a_handler(function: Callable[[], None]) -> None:
     """Call ``function`` from code of a module named as the Lambda entry points are (``handlers.*``)."""
     exec("function()", {"__name__": "handlers.fake", "function": function})  # noqa: S102
@@ -267,10 +274,13 @@ def test_the_recorder_keeps_the_emf_a_handler_prints_during_an_integration_test(
     in_a_thread.join()
     assert recorder.documents == []
     as_a_handler(emit_both)
+    metrics.add_metric(name="PollLocked", unit=MetricUnit.Count, value=2)
+    metrics.log_metrics(lambda_handler=handler_of_no_metrics)({}, None)
 
     assert [(e.name, e.test) for _, doc in recorder.documents for e in emitted_in(doc, _)] == [
         ("ScriptFailed", "tests/integration/test_x.py::t"),
         ("PollLocked", "tests/integration/test_x.py::t"),
+        ("PollLocked", "tests/integration/test_x.py::t"),  # flushed by log_metrics after the handler
     ]
     assert capsys.readouterr().out.count('"ScriptFailed":[1.0]') == 3  # every document still printed
     assert [e.values for _, doc in recorder.documents for e in emitted_in(doc)][1] == (("service", SERVICE),)
