@@ -107,8 +107,9 @@ class Channel(BaseModel):
     oauth_secret: NonEmpty | None = None
     oauth_scope: NonEmpty | None = None
 
-    prescript: NonEmpty | None = None
-    postscript: NonEmpty | None = None
+    # Never trimmed (as the ids): the name checked is the name fetched (domain.script_name).
+    prescript: Annotated[str, StringConstraints(strip_whitespace=False, min_length=1)] | None = None
+    postscript: Annotated[str, StringConstraints(strip_whitespace=False, min_length=1)] | None = None
     use_standard_script: bool = True
 
     allowed_senders: list[str] = Field(default_factory=list)

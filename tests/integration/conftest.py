@@ -11,8 +11,8 @@ import pytest
 from app.root import WARM
 from devstack.proxy import TcpProxy
 from service.telemetry import logger
-from tests.integration.iam_recorder import iam_recorder  # noqa: F401 - the IAM check, a session fixture
 from tests.integration.emf_recorder import pytest_emf_recorder  # noqa: F401 - records EMF for the alarm check
+from tests.integration.iam_recorder import iam_recorder  # noqa: F401 - the IAM check, a session fixture
 
 
 @pytest.fixture(autouse=True)

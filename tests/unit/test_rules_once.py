@@ -43,8 +43,16 @@ def bucket_takes(name: str) -> bool:
 @example("x" * MAX_SCRIPT_NAME + ".py")
 @example("line\nbreak.py")
 @example("fix.py")
+@example("\r0.py")
 def test_the_channel_the_scripts_bucket_and_the_cli_take_the_same_script_names(name: str) -> None:
     assert channel_takes(name) == bucket_takes(name) == is_script_name(name)
+
+
+def test_a_script_name_with_a_control_character_around_it_is_refused_not_trimmed() -> None:
+    """Found by Hypothesis: the channel trimmed '\r0.py' to '0.py' and took it, while the scripts
+    bucket and the command line refused it."""
+    assert (channel_takes("\r0.py"), bucket_takes("\r0.py")) == (False, False)
+    assert (channel_takes("0.py\n"), channel_takes("0.py")) == (False, True)
 
 
 @pytest.mark.parametrize("name", ["x\\y.py", "x" * MAX_SCRIPT_NAME + ".py"], ids=["backslash", "too long"])
