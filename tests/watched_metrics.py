@@ -22,6 +22,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tools.iam_template import Resolver as IamResolver
+from tools.iam_template import StackIdentity
+
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"
 
@@ -116,80 +119,24 @@ def emitted_in(document: Mapping[str, Any], test: str = "") -> Iterator[Emitted]
 
 
 class Resolver:
-    """The intrinsics of the rendered template, resolved for a stack of the given name."""
+    """The intrinsics of the rendered template, resolved for a stack of the given name (the IAM
+    check's resolver, ``tools.iam_template``), and which resource a physical name belongs to."""
 
     def __init__(self, cfn: Mapping[str, Any], stack_name: str) -> None:
         self.resources: Mapping[str, Any] = cfn["Resources"]
-        self.parameters: Mapping[str, Any] = cfn.get("Parameters", {})
-        self.pseudo = {
-            "AWS::StackName": stack_name,
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        self.stack_name = stack_name
-
-    def physical_name(self, logical: str) -> str:
-        if logical not in self.resources:
-            raise KeyError(f"no resource {logical} in the template")
-        return f"{self.stack_name}-{logical}"
+        self._stack = IamResolver(
+            cfn, StackIdentity(stack_name=stack_name, account=ACCOUNT, region=REGION, physical={})
+        )
 
     def resource_named(self, physical: str) -> tuple[str, str] | None:
         """(logical id, type) of the resource this name resolves to, if any."""
         for logical, resource in self.resources.items():
-            if physical == self.physical_name(logical):
+            if physical == self._stack.physical(logical):
                 return logical, resource["Type"]
         return None
 
-    def ref(self, name: str) -> str:
-        if name in self.pseudo:
-            return self.pseudo[name]
-        if name in self.parameters:
-            return str(self.parameters[name].get("Default", ""))
-        return self.physical_name(name)
-
-    def get_att(self, logical: str, attribute: str) -> str:
-        name = self.physical_name(logical)
-        return f"arn:aws:{REGION}:{ACCOUNT}:{name}" if attribute == "Arn" else name
-
     def __call__(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self(item) for item in value]
-        if not isinstance(value, dict):
-            return value
-        intrinsics: dict[str, Any] = {
-            "Ref": self.ref,
-            "Fn::GetAtt": self._get_att,
-            "Fn::Sub": self.sub,
-            "Fn::Join": self._join,
-        }
-        if len(value) == 1 and (function := next(iter(value))) in intrinsics:
-            return intrinsics[function](value[function])
-        return {key: self(item) for key, item in value.items()}
-
-    def _get_att(self, argument: str | list[str]) -> str:
-        logical, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
-        return self.get_att(logical, attribute)
-
-    def _join(self, argument: list[Any]) -> str:
-        separator, items = argument
-        return str(separator).join(str(item) for item in self(items))
-
-    def sub(self, argument: str | list[Any]) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], argument[1])
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name.startswith("!"):
-                return "${" + name[1:] + "}"
-            if name in variables:
-                return str(self(variables[name]))
-            if "." in name:
-                return self.get_att(*name.split(".", 1))
-            return self.ref(name)
-
-        return re.sub(r"\$\{([^}]+)\}", replace, text)
+        return self._stack.resolve(value)
 
 
 class NotUnderstood(ValueError):

@@ -132,6 +132,7 @@ class Resolver:
             "AWS::Logs::LogGroup": lambda: self._arn("logs", f"log-group:{name}:*"),
             "AWS::Scheduler::ScheduleGroup": lambda: self._arn("scheduler", f"schedule-group/{name}"),
             "AWS::SNS::Topic": lambda: name,
+            "AWS::CloudWatch::Alarm": lambda: self._arn("cloudwatch", f"alarm:{name}"),
         }
         if attribute == "Arn" and kind in arns:
             return arns[kind]()
