@@ -12,7 +12,7 @@ from adapters.channels import ChannelTable
 from adapters.scheduler import ScheduleStates
 from adapters.status import ChannelStatus, ChannelStatusStore
 from app.root import aws_client
-from cli.checks import run_checks
+from cli.checks import report, run_checks
 from cli.context import (
     CliError,
     Stack,
@@ -241,16 +241,7 @@ def check_command(ctx: typer.Context, channel_id: Annotated[str, typer.Argument(
     """Change nothing, try everything: secrets, POP3 login, SMTP or SES, scripts."""
     stack = stack_of(ctx)
     channel = stack.channel(channel_id)
-    failed = 0
-    for check in run_checks(channel, stack):
-        mark = {True: "ok  ", False: "FAIL", None: "skip"}[check.ok]
-        style = {True: "green", False: "red", None: "yellow"}[check.ok]
-        out().print(f"[{style}]{mark}[/] ", end="")
-        say(f"{check.name}: {check.detail}")
-        if check.ok is False:
-            failed += 1
-            if check.fix:
-                say(f"      fix: {check.fix}")
+    failed = report(run_checks(channel, stack))
     if failed:
         raise CliError(f"{failed} check(s) of channel {channel_id} failed")
     say(f"channel {channel_id}: every check passed")

@@ -8,7 +8,7 @@ two) (no ``DELE``, no ``QUIT``: nothing is committed); SMTP answers ``EHLO``, ``
 exists and compiles.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from adapters.oauth import MailboxTokens
@@ -16,7 +16,7 @@ from adapters.pop3_session import Pop3Probe
 from adapters.probe import probe_ses_identity, probe_smtp
 from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
 from app.root import WARM, PasswordSecret, aws_client, password_secrets, pop3_mailbox, smtp_account
-from cli.context import Stack
+from cli.context import Stack, out, say
 from domain.channel import Channel, OAuthClient
 from domain.errors import ChannelFailure, LetterShopError, ScriptFailed, TransientError
 
@@ -182,3 +182,19 @@ def _fix(error: LetterShopError, channel: Channel) -> str:  # noqa: PLR0911  # o
     if isinstance(error, TransientError):
         return "is the host name and port right, and reachable from here (firewall)? then try again"
     return "see the message above"
+
+
+def report(checks: Iterable[Check]) -> int:
+    """Print each check (``channel check``, ``stack check``): ok, FAIL with its fix, or skip; the
+    number that failed."""
+    failed = 0
+    for check in checks:
+        mark = {True: "ok  ", False: "FAIL", None: "skip"}[check.ok]
+        style = {True: "green", False: "red", None: "yellow"}[check.ok]
+        out().print(f"[{style}]{mark}[/] ", end="")
+        say(f"{check.name}: {check.detail}")
+        if check.ok is False:
+            failed += 1
+            if check.fix:
+                say(f"      fix: {check.fix}")
+    return failed

@@ -22,8 +22,8 @@ from adapters.deployment import (
     topic_subscriptions,
 )
 from app.root import aws_client
-from cli.checks import Check, run_checks
-from cli.context import CliError, handled, out, say, stack_of
+from cli.checks import Check, report, run_checks
+from cli.context import CliError, handled, say, stack_of
 from devstack.aws import load_template
 from domain.errors import LetterShopError
 from tools.iam_needs import needs
@@ -128,21 +128,6 @@ def _alarm_topic(topic: str | None) -> Check:
         else "set AlarmEmail (make deploy) or subscribe an endpoint"
     )
     return Check("alarms", False, f"topic {topic} has no confirmed subscription ({pending} pending)", fix)
-
-
-def report(checks: Iterator[Check]) -> int:
-    """Print each check as ``channel check`` does; the number that failed."""
-    failed = 0
-    for check in checks:
-        mark = {True: "ok  ", False: "FAIL", None: "skip"}[check.ok]
-        style = {True: "green", False: "red", None: "yellow"}[check.ok]
-        out().print(f"[{style}]{mark}[/] ", end="")
-        say(f"{check.name}: {check.detail}")
-        if check.ok is False:
-            failed += 1
-            if check.fix:
-                say(f"      fix: {check.fix}")
-    return failed
 
 
 @app.command("check")
