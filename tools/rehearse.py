@@ -216,6 +216,11 @@ def sandbox_command(limits: Limits, folder: Path, readable_in_tmp: list[Path]) -
     return [*command, "--chdir", str(folder)]
 
 
+def _under(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder`` as written or once its links are followed."""
+    return path.absolute().is_relative_to(folder) or path.resolve().is_relative_to(folder)
+
+
 def rehearse(
     target: Target,
     event: Mapping[str, Any],
@@ -233,8 +238,9 @@ def rehearse(
     env.pop("HOME", None)
     name = env["AWS_LAMBDA_FUNCTION_NAME"]
     host_tmp = Path(tempfile.gettempdir()).resolve()
-    needed = [folder, runtime_python.absolute(), *(Path(v) for v in env.values() if v.startswith("/"))]
-    in_tmp = sorted({p for p in needed if p.exists() and p.resolve().is_relative_to(host_tmp)})
+    venv = runtime_python.absolute().parent.parent  # the interpreter needs its pyvenv.cfg and packages
+    needed = [folder, venv, *(Path(v) for v in env.values() if v.startswith("/"))]
+    in_tmp = sorted({p.absolute() for p in needed if p.exists() and _under(p, host_tmp)})
     command = [
         *sandbox_command(limits, folder, in_tmp),
         *(str(runtime_python.absolute()), "-I", "-c", RUNNER, str(folder)),

@@ -129,9 +129,14 @@ def _in_folder(path: Path) -> bool:
     return path.resolve().is_relative_to(FOLDER)
 
 
+# Files whose tests print no EMF of this process, so the check does not need them: the rehearsal runs
+# the built handler in a sandboxed process of its own, and skips as a whole without a build.
+ELSEWHERE = frozenset({"test_rehearsal.py"})
+
+
 def incompleteness(config: pytest.Config, before: list[pytest.Item], after: list[pytest.Item]) -> str | None:
     """Why this session does not run every integration test, or ``None`` when it does."""
-    files = {p.name for p in FOLDER.glob("test_*.py")}
+    files = {p.name for p in FOLDER.glob("test_*.py")} - ELSEWHERE
     collected = {Path(i.path).name for i in before if _in_folder(Path(i.path))}
     if missing := sorted(files - collected):
         return f"{len(missing)} of {len(files)} integration test files not collected (e.g. {missing[0]})"

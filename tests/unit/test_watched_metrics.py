@@ -307,8 +307,12 @@ def test_the_check_runs_only_when_every_integration_test_ran() -> None:
         == f"1 integration tests were deselected (e.g. {whole[0].nodeid})"
     )
     assert incompleteness(config, whole[1:], whole[1:]) == (
-        f"1 of {len(whole)} integration test files not collected (e.g. {Path(whole[0].path).name})"
+        f"1 of {len(whole) - len(emf_recorder.ELSEWHERE)} integration test files not collected "
+        f"(e.g. {Path(whole[0].path).name})"
     )
+    # the rehearsal skips as a whole without a build; its handler's EMF is another process's anyway
+    no_build = [item for item in whole if Path(item.path).name not in emf_recorder.ELSEWHERE]
+    assert incompleteness(config, no_build, no_build) is None
     config.args = ["tests/integration/test_cli.py::test_x", "tests/integration"]
     assert incompleteness(config, whole, whole) == (
         "only some tests of a file were asked for (tests/integration/test_cli.py::test_x)"
