@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -232,3 +233,16 @@ def list_keys(endpoint_url: str, bucket: str, prefix: str = "") -> list[str]:
 def get_object(endpoint_url: str, bucket: str, key: str) -> bytes:
     body: bytes = client("s3", endpoint_url).get_object(Bucket=bucket, Key=key)["Body"].read()
     return body
+
+
+def deploy_outputs(endpoint_url: str, stack_name: str, outputs: dict[str, str]) -> None:
+    """A CloudFormation stack in moto with these outputs, as ``sam deploy`` would leave one."""
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # moto does not model the placeholder resource
+        client("cloudformation", endpoint_url).create_stack(
+            StackName=stack_name, TemplateBody=json.dumps(template)
+        )

@@ -10,6 +10,8 @@ import pytest
 
 from app.root import WARM
 from devstack.proxy import TcpProxy
+from devstack.smtp import SmtpServer
+from devstack.stack import LocalStack
 from service.telemetry import logger
 from tests.integration.emf_recorder import pytest_emf_recorder  # noqa: F401 - records EMF for the alarm check
 from tests.integration.iam_recorder import iam_recorder  # noqa: F401 - the IAM check, a session fixture
@@ -67,3 +69,21 @@ def proxy_to() -> Iterator[Callable[[int], TcpProxy]]:
     yield start
     for proxy in started:
         proxy.stop()
+
+
+@pytest.fixture
+def relay_with(stack: LocalStack) -> Iterator[Callable[..., SmtpServer]]:
+    """Start a second SMTP relay with the stack's certificate and login and the given options
+    (``data_size_limit``, ``smtputf8``, ...); every one is stopped after the test."""
+    started: list[SmtpServer] = []
+
+    def start(**options: Any) -> SmtpServer:
+        assert stack.tls is not None  # the stack is running
+        relay = SmtpServer(stack.tls, {stack.smtp_user: stack.smtp_password}, **options)
+        relay.start()
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        relay.stop()

@@ -6,7 +6,6 @@ Every command runs in-process through Typer's runner with the environment the fu
 
 import json
 import re
-import warnings
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -92,15 +91,7 @@ def deploy_stack_outputs(stack: LocalStack, name: str) -> None:
         "ArchiveBucketName": stack.names.archive_bucket,
         "ScheduleGroupName": stack.names.schedule_group,
     }
-    template = {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # moto does not model the placeholder resource
-        aws.client("cloudformation", stack.endpoint_url).create_stack(
-            StackName=name, TemplateBody=json.dumps(template)
-        )
+    aws.deploy_outputs(stack.endpoint_url, name, outputs)
 
 
 def readme_commands() -> set[str]:

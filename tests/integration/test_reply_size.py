@@ -3,7 +3,7 @@ through the handler on Dovecot, aiosmtpd (with a small ``SIZE``) and moto, the r
 settles its own message with a short notice to the partner, and the messages behind it are answered."""
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -49,15 +49,9 @@ def body_of(message: EmailMessage) -> str:
 
 
 @pytest.fixture
-def small_relay(stack: LocalStack) -> Iterator[SmtpServer]:
+def small_relay(relay_with: Callable[..., SmtpServer]) -> SmtpServer:
     """A relay that takes at most ``LIMIT`` bytes (``SIZE 20000`` in its EHLO)."""
-    assert stack.tls is not None  # the stack is running
-    relay = SmtpServer(stack.tls, {stack.smtp_user: stack.smtp_password}, data_size_limit=LIMIT)
-    relay.start()
-    try:
-        yield relay
-    finally:
-        relay.stop()
+    return relay_with(data_size_limit=LIMIT)
 
 
 def test_a_reply_over_the_relays_size_settles_its_message_with_a_notice_and_the_next_is_answered(

@@ -5,9 +5,6 @@ moto serves CloudFormation, DynamoDB, S3, Scheduler and SNS; it does not impleme
 decisions themselves are tested with a recording IAM client in tests/unit/test_stack_check.py).
 """
 
-import json
-import warnings
-
 from typer.testing import CliRunner, Result
 
 from cli.main import app
@@ -40,15 +37,7 @@ def deploy(stack: LocalStack, name: str, *, subscribe: bool = True, schedule_gro
         "ScheduleGroupName": schedule_group or stack.names.schedule_group,
         "AlarmTopicArn": topic,
     }
-    template = {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # moto does not model the placeholder resource
-        aws.client("cloudformation", stack.endpoint_url).create_stack(
-            StackName=name, TemplateBody=json.dumps(template)
-        )
+    aws.deploy_outputs(stack.endpoint_url, name, outputs)
     return topic
 
 

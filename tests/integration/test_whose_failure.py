@@ -3,7 +3,7 @@ typo never costs a message an attempt, an odd sender never blocks or misdirects 
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -145,14 +145,8 @@ def test_a_sender_the_relay_cannot_carry_does_not_hold_up_the_message_behind_it(
 
 
 @pytest.fixture
-def utf8_relay(stack: LocalStack) -> Iterator[SmtpServer]:
-    assert stack.tls is not None  # the stack is running
-    relay = SmtpServer(stack.tls, {stack.smtp_user: stack.smtp_password}, smtputf8=True)
-    relay.start()
-    try:
-        yield relay
-    finally:
-        relay.stop()
+def utf8_relay(relay_with: Callable[..., SmtpServer]) -> SmtpServer:
+    return relay_with(smtputf8=True)
 
 
 def test_a_non_ascii_sender_is_answered_through_a_relay_that_offers_smtputf8(
