@@ -1,7 +1,7 @@
 """``lettershop channel ...``: the channel item's schema and example, validate, put, list, show, check."""
 
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +10,8 @@ from rich.table import Table
 
 from adapters.channels import ChannelTable
 from adapters.scheduler import ScheduleStates
-from adapters.status import ChannelStatus, ChannelStatusStore
+from adapters.status import ChannelStatusStore
+from adapters.status_item import ChannelStatus
 from app.root import aws_client
 from cli.checks import report, run_checks
 from cli.context import (
@@ -28,6 +29,7 @@ from cli.context import (
 )
 from domain.channel import Channel, InvalidChannel, load_channel
 from domain.errors import LetterShopError
+from domain.watch import Finding, PollRecord, ScheduleSummary, age, poll_findings
 
 app = typer.Typer(
     help="Channel items: schema, example, validate, put, list, show, check.", no_args_is_help=True
@@ -182,7 +184,7 @@ def list_command(ctx: typer.Context) -> None:
     stack = stack_of(ctx)
     table = Table(title=f"channels in {stack.channels_table}")
     statuses = ChannelStatusStore(stack.state_table, aws_client("dynamodb"))
-    for column in ("channel", "active", "account", "every", "schedule", "last outcome", "at"):
+    for column in ("channel", "active", "account", "every", "schedule", "last outcome", "last poll"):
         table.add_column(column, overflow="fold")
     count = 0
     for item in sorted(
@@ -192,14 +194,16 @@ def list_command(ctx: typer.Context) -> None:
         count += 1
         channel_id = str(item.get("channel_id", "?"))
         status = statuses.get(channel_id)
+        state, summary = schedule_of(stack, channel_id)
+        quiet = quiet_findings(item, status, summary)
         table.add_row(
             channel_id,
             "yes" if item.get("active") is True else "no",
             _account(item),
             f"{plain(item.get('poll_interval_minutes', 5))} min",
-            schedule_state(stack, channel_id),
+            state,
             _outcome(item, status),
-            _when(status),
+            _last_poll(status) + (f" STALE: {', '.join(f.kind for f in quiet)}" if quiet else ""),
         )
     out().print(table)
     if not count:
@@ -215,12 +219,17 @@ def show_command(ctx: typer.Context, channel_id: Annotated[str, typer.Argument(m
     item = stack.channel_item(channel_id)
     say(json.dumps(plain(item), indent=2, ensure_ascii=False, sort_keys=False))
     validate_item(item, what=f"table {stack.channels_table}")
-    say(f"schedule: {schedule_state(stack, channel_id)}")
+    state, summary = schedule_of(stack, channel_id)
+    say(f"schedule: {state}")
     status = ChannelStatusStore(stack.state_table, aws_client("dynamodb")).get(channel_id)
+    for finding in quiet_findings(item, status, summary):
+        say(f"STALE ({finding.kind}): {finding.detail} (docs/operations.md, 'A channel went quiet')")
     if status is None:
         say("last outcome: none recorded yet")
         return
-    say(f"last outcome: {status.summary()} (at {_when(status)}, from the {status.source})")
+    since = f", so since {_when(status.since)}" if status.since and status.since != status.at else ""
+    say(f"last outcome: {status.summary()} (from the {status.source}{since})")
+    say(f"last poll: {_last_poll(status)} (recorded at least once an hour while nothing changes)")
     if status.setting:
         say(f"setting to fix: {status.setting}")
     say(
@@ -247,16 +256,33 @@ def check_command(ctx: typer.Context, channel_id: Annotated[str, typer.Argument(
     say(f"channel {channel_id}: every check passed")
 
 
-def schedule_state(stack: Stack, channel_id: str) -> str:
-    """``ENABLED``/``DISABLED`` as EventBridge Scheduler has it, ``none``, or ``?`` when unknown."""
+def schedule_of(stack: Stack, channel_id: str) -> tuple[str, ScheduleSummary | None]:
+    """``ENABLED``/``DISABLED`` as EventBridge Scheduler has it, ``none``, or ``?`` when unknown; and
+    the schedule's summary when there is one."""
     group = stack.optional("schedule_group")
     if group is None:
-        return "? (set --stack or LETTERSHOP_SCHEDULE_GROUP)"
+        return "? (set --stack or LETTERSHOP_SCHEDULE_GROUP)", None
     try:
-        state = ScheduleStates(aws_client("scheduler"), group).state(channel_id)
+        summary = ScheduleStates(aws_client("scheduler"), group).summary(channel_id)
     except LetterShopError as error:
-        return f"? ({error})"
-    return "none" if state is None else state
+        return f"? ({error})", None
+    return ("none", None) if summary is None else (summary.state, summary)
+
+
+def quiet_findings(
+    item: dict[str, Any], status: ChannelStatus | None, schedule: ScheduleSummary | None
+) -> list[Finding]:
+    """What the watchdog would say about an active, valid channel's polls (``domain.watch``)."""
+    try:
+        channel = load_channel(item)
+    except InvalidChannel:
+        return []
+    if not channel.active:
+        return []
+    record = None if status is None else PollRecord(status.status, status.at, status.since or status.at)
+    modified = schedule.modified if schedule is not None else None
+    now = datetime.now(UTC)
+    return poll_findings(channel.channel_id, channel.poll_interval_minutes, record, modified, now)
 
 
 def _account(item: dict[str, Any]) -> str:
@@ -274,7 +300,12 @@ def _outcome(item: dict[str, Any], status: ChannelStatus | None) -> str:
     return status.summary() if status is not None else "-"
 
 
-def _when(status: ChannelStatus | None) -> str:
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _last_poll(status: ChannelStatus | None) -> str:
+    """When the status was last written, and how long ago (the last completed poll, within an hour)."""
     if status is None:
         return "-"
-    return status.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{_when(status.at)} ({age(datetime.now(UTC) - status.at)} ago)"

@@ -6,7 +6,9 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,10 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))  # the Lambda runtime puts CodeUri (src/) on the path
 
 SENDER_ADDRESS = "lettershop@operator.example"
+# What the schedule sync's schedules point to in the local stack (nothing is invoked by them there).
+POLL_FUNCTION_ARN = "arn:aws:lambda:eu-central-1:123456789012:function:lettershop-poll"
+SCHEDULER_ROLE_ARN = "arn:aws:iam::123456789012:role/lettershop-scheduler"
+DLQ_ARN = "arn:aws:sqs:eu-central-1:123456789012:lettershop-dead-letters"
 
 
 @dataclass
@@ -130,8 +136,34 @@ def load_event(name: str, **changes: Any) -> dict[str, Any]:
     return event
 
 
-def invoke_poll(event: dict[str, Any], context: FakeLambdaContext | None = None) -> dict[str, Any]:
-    """Call the deployed entry point, ``handlers.poll.handler``, exactly as the runtime does."""
+def invoke_poll(
+    event: dict[str, Any],
+    context: FakeLambdaContext | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+) -> dict[str, Any]:
+    """Call the deployed entry point, ``handlers.poll.handler``, exactly as the runtime does
+    (``clock``: a test's own "now" for the poll)."""
     from handlers.poll import handler  # noqa: PLC0415  # after the environment is set
 
-    return handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]
+    return handler(event, context or FakeLambdaContext(), clock=clock)  # type: ignore[no-any-return]
+
+
+def sync_environment(stack: LocalStack) -> dict[str, str]:
+    """The §7 environment of the schedule sync function (the stack's tables and group; state table
+    and channel table come with the stack's own environment)."""
+    return {
+        "LETTERSHOP_SCHEDULE_GROUP": stack.names.schedule_group,
+        "LETTERSHOP_POLL_FUNCTION_ARN": POLL_FUNCTION_ARN,
+        "LETTERSHOP_SCHEDULER_ROLE_ARN": SCHEDULER_ROLE_ARN,
+        "LETTERSHOP_SCHEDULE_DLQ_ARN": DLQ_ARN,
+    }
+
+
+def invoke_sync(event: dict[str, Any], *, clock: Callable[[], datetime] | None = None) -> dict[str, Any]:
+    """Call ``handlers.schedules.handler`` as the runtime does: a stream batch, ``{"reconcile": true}``
+    or ``{"watch": true}`` (``clock``: a test's own "now" for the watchdog)."""
+    from handlers.schedules import handler  # noqa: PLC0415  # after the environment is set
+
+    context = FakeLambdaContext(function_name="lettershop-schedule-sync")
+    return handler(event, context, clock=clock)  # type: ignore[no-any-return]

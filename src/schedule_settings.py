@@ -18,6 +18,8 @@ class ScheduleSettings(BaseSettings):
     schedule_dlq_arn: str = Field(pattern=ARN + r"sqs:[a-z0-9-]+:\d{12}:")
     # Where "invalid: <reasons>" of a saved channel item is recorded (status items, src/adapters/status.py).
     state_table: str = Field(min_length=3)
+    # The poll function's timeout: a lease held longer than this is stuck (the watchdog, service/watchdog.py).
+    poll_timeout_seconds: int = Field(default=300, ge=1, le=900)
 
 
 def schedule_settings() -> ScheduleSettings:

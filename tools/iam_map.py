@@ -91,7 +91,9 @@ def _dynamodb(call: Call, arns: Arns, hash_keys: Mapping[str, str]) -> list[Requ
             Request(f"dynamodb:{op}", arns.table(p["TableName"]), _leading(thing, p["TableName"], hash_keys))
         ]
     if op in ("Query", "Scan", "DescribeTable", "DescribeTimeToLive"):
-        return [Request(f"dynamodb:{op}", arns.table(p["TableName"]))]
+        table = arns.table(p["TableName"])
+        # a read of a secondary index is authorized on the index's ARN, not the table's
+        return [Request(f"dynamodb:{op}", f"{table}/index/{p['IndexName']}" if "IndexName" in p else table)]
     if op in ("BatchWriteItem", "BatchGetItem"):
         requests = []
         for table, entries in p["RequestItems"].items():

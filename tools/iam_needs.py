@@ -62,6 +62,8 @@ def _calls(policies: StackPolicies) -> dict[str, list[Call]]:
         Call("scheduler", "UpdateSchedule", schedule),
         Call("scheduler", "DeleteSchedule", {"Name": CHANNEL, "GroupName": group}),
         Call("scheduler", "ListSchedules", {"GroupName": group}),
+        Call("scheduler", "GetSchedule", {"Name": CHANNEL, "GroupName": group}),
+        Call("dynamodb", "Query", {"TableName": state, "IndexName": "watch"}),
     ]
     return {POLL: poll, SCHEDULES: schedules}
 

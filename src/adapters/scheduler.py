@@ -6,13 +6,16 @@ exist exactly as asked, whether or not it existed before. Failures become our er
 ``adapters.aws_errors.classify``: throttling and outages are transient, the rest permanent.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, error_code
 from domain.schedule import Schedule
+from domain.watch import ScheduleSummary
 
 NOT_FOUND = "ResourceNotFoundException"
 CONFLICT = "ConflictException"
@@ -38,6 +41,11 @@ class ScheduleStates:
 
     def state(self, name: str) -> str | None:
         """``ENABLED`` or ``DISABLED`` as the scheduler has it; None when there is no such schedule."""
+        summary = self.summary(name)
+        return None if summary is None else summary.state
+
+    def summary(self, name: str) -> ScheduleSummary | None:
+        """The schedule's state, target and last change; None when there is no such schedule."""
         try:
             answer = self._client.get_schedule(Name=name, GroupName=self._group)
         except ClientError as error:
@@ -46,14 +54,15 @@ class ScheduleStates:
             raise classify(error, f"reading schedule {name} in group {self._group}") from error
         except BotoCoreError as error:
             raise classify(error, f"reading schedule {name} in group {self._group}") from error
-        return str(answer.get("State", "?"))
+        return _summary(answer)
 
 
 class ChannelSchedules:
-    """Create, update, delete and list the schedules of one group.
+    """Create, update, delete, read and list the schedules of one group.
 
-    Calls only what the function's role grants (template.yaml, ``ManageChannelSchedules`` and
-    ``ListChannelSchedules``): a new Scheduler call here needs its action there too.
+    Calls only what the function's role grants (template.yaml, ``ManageChannelSchedules``,
+    ``ReadChannelSchedules`` and ``ListChannelSchedules``): a new Scheduler call here needs its
+    action there too.
     """
 
     def __init__(self, client: Any, group: str, target: ScheduleTarget) -> None:
@@ -100,15 +109,41 @@ class ChannelSchedules:
             raise classify(error, f"deleting schedule {name} in group {self._group}") from error
         return True
 
+    def ensure(self, schedule: Schedule) -> Literal["created", "updated", "unchanged"]:
+        """Make the schedule exist as given, writing only when it differs (or is missing); say which."""
+        differences = self.differences(schedule)
+        if differences == []:
+            return "unchanged"
+        return self.put(schedule)
+
+    def differences(self, schedule: Schedule) -> list[str] | None:
+        """The fields in which the stored schedule differs from ``schedule`` (``GetSchedule``);
+        ``None`` when there is no such schedule."""
+        try:
+            stored = self._client.get_schedule(Name=schedule.name, GroupName=self._group)
+        except ClientError as error:
+            if error_code(error) == NOT_FOUND:
+                return None
+            raise classify(error, f"reading schedule {schedule.name} in group {self._group}") from error
+        except BotoCoreError as error:
+            raise classify(error, f"reading schedule {schedule.name} in group {self._group}") from error
+        wanted = {k: v for k, v in self._request(schedule).items() if k not in ("Name", "GroupName")}
+        return _differences(wanted, stored)
+
     def names(self) -> list[str]:
         """The names of every schedule in the group (all pages)."""
-        names: list[str] = []
+        return sorted(summary.name for summary in self.summaries())
+
+    def summaries(self) -> list[ScheduleSummary]:
+        """Every schedule of the group as ``ListSchedules`` shows it (all pages): name, state,
+        target and last change; the expression and input are only in ``GetSchedule``."""
+        summaries: list[ScheduleSummary] = []
         try:
             for page in self._client.get_paginator("list_schedules").paginate(GroupName=self._group):
-                names.extend(str(summary["Name"]) for summary in page.get("Schedules", []))
+                summaries.extend(_summary(entry) for entry in page.get("Schedules", []))
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"listing the schedules of group {self._group}") from error
-        return sorted(names)
+        return summaries
 
     def _request(self, schedule: Schedule) -> dict[str, Any]:
         return {
@@ -130,3 +165,27 @@ class ChannelSchedules:
                 "DeadLetterConfig": {"Arn": self._target.dead_letter_arn},
             },
         }
+
+
+def _summary(entry: Mapping[str, Any]) -> ScheduleSummary:
+    """A ``ScheduleSummary`` of ``ListSchedules``, read as documented (Name, State, Target.Arn,
+    LastModificationDate; nothing else is there)."""
+    modified = entry.get("LastModificationDate") or entry.get("CreationDate")
+    return ScheduleSummary(
+        name=str(entry["Name"]),
+        state=str(entry.get("State", "?")),
+        target_arn=str((entry.get("Target") or {}).get("Arn", "")),
+        modified=modified if isinstance(modified, datetime) else datetime.fromisoformat(str(modified)),
+    )
+
+
+def _differences(wanted: Mapping[str, Any], stored: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted names of the ``wanted`` fields that ``stored`` does not hold as wanted."""
+    found: list[str] = []
+    for key, value in wanted.items():
+        have = stored.get(key)
+        if isinstance(value, Mapping) and isinstance(have, Mapping):
+            found.extend(_differences(value, have, f"{prefix}{key}."))
+        elif have != value:
+            found.append(f"{prefix}{key}")
+    return found

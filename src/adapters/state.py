@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws_errors import classify, conditional
+from adapters.status_item import WATCHED
 from domain.ledger import Claim, LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome
 
@@ -20,6 +21,7 @@ LEDGER_RETENTION_SECONDS = 90 * 24 * 3600
 BATCH_SIZE = 25
 BATCH_TRIES = 3
 REPLY_COUNTER_RETENTION_SECONDS = 2 * 3600
+LEASE_PREFIX = "lease#"
 
 
 class DynamoDbLedger:
@@ -106,6 +108,8 @@ class DynamoDbLease:
                 TableName=self._table,
                 Item={
                     "pk": {"S": _lease_key(channel_id)},
+                    "watch": {"S": WATCHED},  # in the watchdog's index (adapters.watch_index)
+                    "channel_id": {"S": channel_id},
                     "owner": {"S": owner},
                     "acquired_at": {"N": str(int(now))},
                     "expires_at": {"N": str(int(now + seconds))},
@@ -221,4 +225,4 @@ def _ledger_key(channel_id: str, digest: str) -> str:
 
 
 def _lease_key(channel_id: str) -> str:
-    return f"lease#{channel_id}"
+    return f"{LEASE_PREFIX}{channel_id}"

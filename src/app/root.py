@@ -35,7 +35,8 @@ from adapters.serials import DynamoDbSerialCounter
 from adapters.ses import SesReplySender
 from adapters.smtp import SmtpAccount, SmtpReplySender
 from adapters.state import DynamoDbLease, DynamoDbLedger, DynamoDbReplyLimiter
-from adapters.status import ChannelStatus, ChannelStatusStore
+from adapters.status import ChannelStatusStore
+from adapters.status_item import ChannelStatus
 from app.warm import WarmState
 from domain.channel import Channel, OAuthClient
 from domain.outcomes import PollResult

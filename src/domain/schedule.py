@@ -37,6 +37,7 @@ class Schedule:
     name: str
     expression: str
     enabled: bool
+    interval_minutes: int
     input: str
     description: str
     max_event_age_seconds: int
@@ -132,6 +133,7 @@ def _schedule(name: str, interval: int, *, enabled: bool, valid: bool) -> Schedu
         name=name,
         expression=rate_expression(interval),
         enabled=enabled,
+        interval_minutes=interval,
         input=poll_input(name),
         description=f"LetterShop channel {name}: poll every {unit}; {why}",
         # A poll that could not start before the next one is due is worth nothing.

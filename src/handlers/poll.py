@@ -11,6 +11,7 @@ instance keeps between invocations is the one warm state (``app.warm``).
 """
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -43,10 +44,15 @@ class PollWiring(Wiring, PollEndWiring, Protocol):
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(
-    event: dict[str, Any], context: LambdaContext, wiring: PollWiring | None = None
+    event: dict[str, Any],
+    context: LambdaContext,
+    wiring: PollWiring | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> dict[str, object]:
     """Poll the channel; a poll that ends in ``status: "error"`` raises after logging its result,
-    so that the scheduler's retries, its dead-letter queue and the error alarm see it."""
+    so that the scheduler's retries, its dead-letter queue and the error alarm see it. ``clock``:
+    the poll's "now" (a test's own; default the system clock)."""
+    now = clock or _now
     channel_id = channel_id_of(event)
     logger.append_keys(channel_id=channel_id)
     metrics.add_dimension("channel_id", channel_id)
@@ -57,16 +63,20 @@ def handler(
     result = poll_channel(
         channel_id,
         wiring,
-        now=lambda: datetime.now(UTC),
+        now=now,
         time_left=lambda: (context.get_remaining_time_in_millis() - margin_ms) / 1000,
         lease_seconds=context.get_remaining_time_in_millis() / 1000 + LEASE_BEYOND_TIMEOUT_SECONDS,
     )
     _emit_metrics(result, started)
-    poll_ended(result, wiring, at=datetime.now(UTC))
+    poll_ended(result, wiring, at=now())
     if result.status == "error":
         logger.error("poll ended in error", extra={"result": result.as_dict(), "setting": result.setting})
         raise PollFailed(f"poll of channel {channel_id} failed: {result.error}")
     return result.as_dict()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class PollFailed(RuntimeError):

@@ -6,8 +6,13 @@ Two kinds of event:
   that fail are reported back (partial batch response) so Lambda retries only those.
 * ``{"reconcile": true}`` (a daily schedule, or by hand): rebuild every schedule from the table and
   delete the schedules of channels that no longer exist — drift repair.
+* ``{"watch": true}`` (every 15 minutes): the watchdog (``service.watchdog``): is every active
+  channel being polled? It runs here, in the one function that writes schedules, whose reserved
+  concurrency of 1 keeps its repairs from interleaving with the stream's writes.
 """
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Tracer
@@ -18,9 +23,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from adapters.channels import ChannelTable
 from adapters.scheduler import ChannelSchedules, ScheduleTarget
 from adapters.status import ChannelStatusStore, ScheduleSyncStatuses
+from adapters.watch_index import WatchIndex
 from app.root import WARM
 from service.schedules import ChannelStatuses, apply_record, reconcile
 from service.telemetry import logger
+from service.watchdog import watch
 
 if TYPE_CHECKING:
     from schedule_settings import ScheduleSettings
@@ -31,17 +38,36 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: LambdaContext, clock: Callable[[], datetime] | None = None
+) -> dict[str, Any]:
+    """``clock``: the watchdog's "now" (a test's own; default the system clock)."""
     if event.get("reconcile") is True:
         settings = WARM.schedule_settings()
         table = ChannelTable(settings.channels_table, WARM.client("dynamodb"))
         return reconcile(table.items(), channel_schedules(settings), channel_statuses(settings))
+    if event.get("watch") is True:
+        settings = WARM.schedule_settings()
+        dynamodb = WARM.client("dynamodb")
+        schedules = channel_schedules(settings)
+        return watch(
+            ChannelTable(settings.channels_table, dynamodb).items(),
+            schedules,
+            WatchIndex(settings.state_table, dynamodb),
+            now=(clock or _now)(),
+            poll_function_arn=settings.poll_function_arn,
+            poll_timeout=timedelta(seconds=settings.poll_timeout_seconds),
+        )
     if isinstance(event.get("Records"), list):
         response = process_partial_response(
             event=event, record_handler=_apply_stream_record, processor=processor, context=context
         )
         return dict(response)
-    raise ValueError('expected channel table stream records or {"reconcile": true}')
+    raise ValueError('expected channel table stream records, {"reconcile": true} or {"watch": true}')
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _apply_stream_record(record: DynamoDBRecord) -> str:

@@ -26,6 +26,11 @@ class Schedules(Protocol):
 
     def put(self, schedule: Schedule) -> str: ...
 
+    def ensure(self, schedule: Schedule) -> str:
+        """Write the schedule only when it is missing or differs: ``created``, ``updated`` or
+        ``unchanged``."""
+        ...
+
     def delete(self, name: str) -> bool: ...
 
     def names(self) -> list[str]: ...
@@ -74,10 +79,15 @@ def apply_record(
 
 
 def apply_decision(
-    decision: ScheduleDecision, schedules: Schedules, statuses: ChannelStatuses | None = None
+    decision: ScheduleDecision,
+    schedules: Schedules,
+    statuses: ChannelStatuses | None = None,
+    *,
+    repair: bool = False,
 ) -> str:
-    """Write the schedule a channel item asks for; an invalid item is logged, counted and recorded
-    in the channel's status (when ``statuses`` is given)."""
+    """Write the schedule a channel item asks for (``repair``: only when it is missing or differs);
+    an invalid item is logged, counted and recorded in the channel's status (when ``statuses`` is
+    given)."""
     if not decision.valid:
         report_invalid(decision)
     if statuses is not None:
@@ -89,8 +99,8 @@ def apply_decision(
         )
         return "skipped"
     schedule = decision.schedule
-    outcome = schedules.put(schedule)
-    logger.info(
+    outcome = schedules.ensure(schedule) if repair else schedules.put(schedule)
+    (logger.debug if outcome == "unchanged" else logger.info)(
         f"schedule {outcome}",
         extra={"schedule": schedule.name, "state": schedule.state, "expression": schedule.expression},
     )
@@ -138,8 +148,11 @@ def reconcile(
 ) -> dict[str, Any]:
     """Rebuild every channel's schedule and delete the schedules that belong to no channel item.
 
-    The existing schedules are listed *before* the table is read, so a channel created meanwhile
-    is never taken for a stray. One failing schedule does not stop the others; the run raises
+    A schedule is read first and written only when it is missing or differs from the item's
+    (``updated`` counts the repaired ones), so its last modification date keeps meaning a change:
+    the watchdog reads in full only the schedules changed lately (``service.watchdog``). The
+    existing schedules are listed *before* the table is read, so a channel created meanwhile is
+    never taken for a stray. One failing schedule does not stop the others; the run raises
     ``ReconcileIncomplete`` at the end when any failed.
     """
     existing = schedules.names()
@@ -149,7 +162,7 @@ def reconcile(
     for decision in plan.decisions:
         with logger.append_context_keys(channel_id=decision.channel_id):
             try:
-                counts[apply_decision(decision, schedules, statuses)] += 1
+                counts[apply_decision(decision, schedules, statuses, repair=True)] += 1
             except LetterShopError as error:
                 logger.error("schedule could not be written: %s", error)
                 failed.append(decision.channel_id)
@@ -170,7 +183,10 @@ def reconcile(
             logger.warning("schedule of a channel that no longer exists deleted", extra={"schedule": name})
     summary: dict[str, Any] = {
         "channels": len(plan.decisions),
-        **{key: counts[key] for key in ("created", "updated", "deleted", "enabled", "disabled", "invalid")},
+        **{
+            key: counts[key]
+            for key in ("created", "updated", "unchanged", "deleted", "enabled", "disabled", "invalid")
+        },
         "failed": sorted(failed),
     }
     logger.info("schedules reconciled with the channel table", extra={"reconcile": summary})

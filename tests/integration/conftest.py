@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from app.root import WARM
+from devstack.invoke import sync_environment
 from devstack.proxy import TcpProxy
 from devstack.smtp import SmtpServer
 from devstack.stack import LocalStack
@@ -87,3 +88,13 @@ def relay_with(stack: LocalStack) -> Iterator[Callable[..., SmtpServer]]:
     yield start
     for relay in started:
         relay.stop()
+
+
+@pytest.fixture
+def sync_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    """The §7 environment of the schedule sync function (and its watchdog), on a cold start."""
+    for name, value in sync_environment(stack).items():
+        monkeypatch.setenv(name, value)
+    WARM.reset()
+    yield stack
+    WARM.reset()

@@ -6,7 +6,6 @@ mapping delivers them. What counts is what is left in EventBridge Scheduler afte
 """
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -18,15 +17,11 @@ from adapters.status import ChannelStatusStore
 from app.root import WARM
 from cli.main import app
 from devstack import aws
-from devstack.invoke import FakeLambdaContext, load_event
+from devstack.invoke import DLQ_ARN, POLL_FUNCTION_ARN, SCHEDULER_ROLE_ARN, load_event
+from devstack.invoke import invoke_sync as invoke
 from devstack.stack import LocalStack
-from handlers.schedules import handler
 from service.schedules import ReconcileIncomplete
 from tests.integration.conftest import JsonLogs
-
-POLL_FUNCTION_ARN = "arn:aws:lambda:eu-central-1:123456789012:function:lettershop-poll"
-SCHEDULER_ROLE_ARN = "arn:aws:iam::123456789012:role/lettershop-scheduler"
-DLQ_ARN = "arn:aws:sqs:eu-central-1:123456789012:lettershop-dead-letters"
 
 CHANNEL: dict[str, Any] = {
     "channel_id": "acme",
@@ -73,25 +68,8 @@ def _epoch(value: object) -> int:
 
 
 @pytest.fixture
-def sync_env(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    """The §7 environment of the schedule sync function, on a cold start."""
-    monkeypatch.setenv("LETTERSHOP_SCHEDULE_GROUP", stack.names.schedule_group)
-    monkeypatch.setenv("LETTERSHOP_POLL_FUNCTION_ARN", POLL_FUNCTION_ARN)
-    monkeypatch.setenv("LETTERSHOP_SCHEDULER_ROLE_ARN", SCHEDULER_ROLE_ARN)
-    monkeypatch.setenv("LETTERSHOP_SCHEDULE_DLQ_ARN", DLQ_ARN)
-    WARM.reset()
-    yield stack
-    WARM.reset()
-
-
-@pytest.fixture
 def stream(sync_env: LocalStack) -> ChannelStream:
     return ChannelStream(sync_env)
-
-
-def invoke(event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = handler(event, FakeLambdaContext(function_name="lettershop-schedule-sync"))
-    return result
 
 
 def sync(stream: ChannelStream) -> dict[str, Any]:

@@ -40,8 +40,10 @@ def test_a_warm_empty_poll_costs_one_request_and_a_reset_makes_the_process_cold(
     assert Counter(cold.calls)["secretsmanager.GetSecretValue"] == 2
     assert Counter(after_reset.calls)["secretsmanager.GetSecretValue"] == 2
     assert Counter(after_reset.calls)["dynamodb.GetItem"] == 2  # the channel's item and its memory
-    # and its status, unchanged, was checked with one conditional write instead of being skipped
-    assert Counter(after_reset.calls)["dynamodb.PutItem"] == 1
+    # and its status, unchanged, was checked with one conditional update (refused: nothing new, the
+    # heartbeat not due) instead of being skipped
+    assert Counter(after_reset.calls)["dynamodb.UpdateItem"] == 1
+    assert "dynamodb.PutItem" not in after_reset.calls
 
 
 def test_forgetting_the_secrets_reads_them_once_more_and_keeps_the_rest_warm(

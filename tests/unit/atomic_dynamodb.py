@@ -20,10 +20,11 @@ relies on, under one lock:
 ``atomic=False`` gives moto's gap on purpose (a transaction's checks and writes are two steps with
 a pause between): the uniqueness test shows it would catch that gap, so it can fail.
 
-Only what the expressions of ``adapters.serials`` and ``adapters.state`` need is understood: ``SET``
-and ``ADD`` clauses; conditions of ``attribute_not_exists``/``attribute_exists`` and comparisons
-joined by ``AND``/``OR`` (``AND`` binds tighter). Anything else raises ``NotImplementedError``, so
-the fake never guesses.
+Only what the expressions of ``adapters.serials``, ``adapters.state`` and ``adapters.status`` need
+is understood: ``SET`` (a value, or ``if_not_exists(name, value)``), ``ADD`` and ``REMOVE`` clauses;
+``ReturnValues`` ``UPDATED_NEW`` and ``ALL_NEW``; conditions of ``attribute_not_exists`` /
+``attribute_exists`` and comparisons joined by ``AND``/``OR`` (``AND`` binds tighter). Anything else
+raises ``NotImplementedError``, so the fake never guesses.
 """
 
 import copy
@@ -46,6 +47,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">": lambda a, b: a > b,
 }
 _FUNCTION = re.compile(r"(attribute_not_exists|attribute_exists)\(\s*([#\w]+)\s*\)")
+_IF_NOT_EXISTS = re.compile(r"if_not_exists\(\s*([#\w]+)\s*,\s*(:\w+)\s*\)")
 _COMPARISON = re.compile(r"([#:\w]+)\s*(<>|<=|>=|=|<|>)\s*([#:\w]+)")
 
 
@@ -85,6 +87,8 @@ class AtomicDynamoDb:
             if request.get("ReturnValues") == "UPDATED_NEW":
                 names = _updated_names(request)
                 return {"Attributes": {name: copy.deepcopy(new[name]) for name in names if name in new}}
+            if request.get("ReturnValues") == "ALL_NEW":
+                return {"Attributes": copy.deepcopy(new)}
             return {}
 
     def transact_write_items(self, *, TransactItems: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -154,10 +158,18 @@ class AtomicDynamoDb:
         names = request.get("ExpressionAttributeNames", {})
         values = request.get("ExpressionAttributeValues", {})
         for verb, clause in _clauses(request["UpdateExpression"]):
-            for part in clause.split(","):
+            for part in re.split(r",(?![^(]*\))", clause):  # not the comma inside if_not_exists(...)
                 if verb == "SET":
                     target, _, value = (token.strip() for token in part.partition("="))
-                    new[names.get(target, target)] = copy.deepcopy(values[value])
+                    name = names.get(target, target)
+                    default = _IF_NOT_EXISTS.fullmatch(value)
+                    if default is None:
+                        new[name] = copy.deepcopy(values[value])
+                    elif names.get(default[1], default[1]) not in new:
+                        new[name] = copy.deepcopy(values[default[2]])
+                elif verb == "REMOVE":
+                    target = part.strip()
+                    new.pop(names.get(target, target), None)
                 else:  # ADD: a number attribute, created at 0
                     target, value = part.split()
                     name = names.get(target, target)
@@ -210,7 +222,7 @@ def _clauses(expression: str) -> list[tuple[str, str]]:
     if parts[0].strip():
         raise NotImplementedError(f"update expression {expression!r}")
     clauses = list(zip(parts[1::2], (part.strip() for part in parts[2::2]), strict=True))
-    if any(verb not in ("SET", "ADD") for verb, _ in clauses):
+    if any(verb not in ("SET", "ADD", "REMOVE") for verb, _ in clauses):
         raise NotImplementedError(f"update expression {expression!r}")
     return clauses
 
@@ -219,7 +231,9 @@ def _updated_names(request: Mapping[str, Any]) -> list[str]:
     names = request.get("ExpressionAttributeNames", {})
     found = []
     for verb, clause in _clauses(request["UpdateExpression"]):
-        for part in clause.split(","):
+        if verb == "REMOVE":
+            continue
+        for part in re.split(r",(?![^(]*\))", clause):
             target = part.split("=")[0].strip() if verb == "SET" else part.split()[0]
             found.append(names.get(target, target))
     return found

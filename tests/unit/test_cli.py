@@ -24,15 +24,13 @@ from adapters.dry_run import (
     RecordingReplySender,
 )
 from adapters.replay import ReplayMailbox, header_block
-from adapters.status import ChannelStatus, ChannelStatusStore
-from app.root import WARM
 from cli.channel import example_item, schema_text, warnings_for
 from cli.context import CliError, Stack, read_item, to_dynamodb
 from cli.main import app
 from domain.archive_keys import parse_archive_key
 from domain.channel import load_channel
 from domain.ledger import LedgerEntry, SerialBlock, Stage
-from domain.outcomes import Outcome, PollResult
+from domain.outcomes import Outcome
 from domain.serial_budget import DailyBudget
 from service.ports import MessageRef
 from tests.unit.fakes import FakeArchive
@@ -121,84 +119,6 @@ def test_the_stack_names_come_from_its_outputs(monkeypatch: pytest.MonkeyPatch) 
             _ = stack.scripts_bucket
 
     assert Stack().channels_table == "from-the-environment"
-
-
-# ----------------------------------------------------------------------- status record
-
-
-class MemoryTable:
-    """Just enough of a low-level DynamoDB client for one status item (conditions included)."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, dict[str, Any]] = {}
-        self.puts = 0
-
-    def get_item(self, *, TableName: str, Key: dict[str, Any]) -> dict[str, Any]:
-        item = self.items.get(Key["pk"]["S"])
-        return {"Item": item} if item is not None else {}
-
-    def put_item(self, *, TableName: str, Item: dict[str, Any], **condition: Any) -> None:
-        from botocore.exceptions import ClientError
-
-        self.puts += 1
-        old = self.items.get(Item["pk"]["S"])
-        expression = condition.get("ConditionExpression")
-        if expression and old is not None:
-            values = condition["ExpressionAttributeValues"]
-            if "#source" in expression:
-                holds = old["source"] == values[":sync"] and old["status"] == values[":invalid"]
-            else:
-                holds = old["status"] != values[":status"] or old["detail"] != values[":detail"]
-            if not holds:
-                raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "PutItem")
-        self.items[Item["pk"]["S"]] = Item
-
-
-def test_the_status_is_written_when_it_changes_or_messages_were_handled() -> None:
-    WARM.reset()
-    table = MemoryTable()
-    store = ChannelStatusStore("state", table, written=WARM.statuses)
-    at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    empty = ChannelStatus.from_result(PollResult("acme"), at)
-
-    assert store.record("acme", empty) is True
-    assert store.record("acme", empty) is False  # unchanged and nothing handled: no request at all
-    assert table.puts == 1
-    WARM.reset()  # a cold start: one conditional write finds nothing new
-    assert store.record("acme", empty) is False
-    busy = PollResult("acme", seen=2, recognized=2, processed=1, rejected=1, deleted=2)
-    assert store.record("acme", ChannelStatus.from_result(busy, at)) is True
-    failed = PollResult("acme", status="error", error="POP3 login failed", setting="pop3_password_secret")
-    assert store.record("acme", ChannelStatus.from_result(failed, at)) is True
-
-    stored = store.get("acme")
-    assert stored is not None
-    assert (stored.status, stored.detail, stored.setting, stored.at) == (
-        "error",
-        "POP3 login failed",
-        "pop3_password_secret",
-        at,
-    )
-    assert store.get("beta") is None
-    assert ChannelStatus.from_result(busy, at).summary() == "ok: 1 processed, 1 rejected"
-    assert stored.summary() == "error: POP3 login failed"
-
-
-def test_the_sync_replaces_only_its_own_invalid_record() -> None:
-    table = MemoryTable()
-    store = ChannelStatusStore("state", table)
-    at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    store.put("acme", ChannelStatus.from_result(PollResult("acme", processed=1), at))
-    assert store.mark_saved("acme", ChannelStatus.saved(at)) is False
-
-    store.put("acme", ChannelStatus.invalid([("pop3_host", "Field required")], at))
-    invalid = store.get("acme")
-    assert invalid is not None
-    assert invalid.detail == "invalid: pop3_host: Field required"
-    assert store.mark_saved("acme", ChannelStatus.saved(at)) is True
-    saved = store.get("acme")
-    assert saved is not None
-    assert saved.status == "saved"
 
 
 # --------------------------------------------------------------------------- dry run

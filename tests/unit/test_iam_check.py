@@ -138,6 +138,17 @@ def test_status_writes_of_the_schedule_sync_are_held_to_their_leading_keys() -> 
     ]
 
 
+def test_the_watchdog_may_query_the_watch_index_and_not_the_table() -> None:
+    index = Call("dynamodb", "Query", {"TableName": "lettershop-state", "IndexName": "watch"})
+    table = Call("dynamodb", "Query", {"TableName": "lettershop-state"})
+
+    assert [r.resource for r in requests_for(index, policies())] == [f"{STATE}/index/watch"]
+    assert not evaluate([Recorded(SYNC, index, "t")], policies()).failed
+    assert evaluate([Recorded(SYNC, table, "t")], policies()).denied == [
+        f"ScheduleSyncFunction: dynamodb:Query on {STATE} (dynamodb Query in t)"
+    ]
+
+
 def test_a_schedule_write_passes_the_scheduler_role() -> None:
     target = {"RoleArn": "arn:aws:iam::123456789012:role/lettershop-scheduler"}
     call = Call(

@@ -39,7 +39,7 @@ ALLOWED = {
 
 CACHES = {"cache", "lru_cache", "functools.cache", "functools.lru_cache"}
 # Calls whose result cannot be changed (a frozenset, a compiled pattern, a type variable, a string).
-IMMUTABLE_CALLS = {"frozenset", "re.compile", "tuple", "TypeVar", "os.environ.get", "str", "int"}
+IMMUTABLE_CALLS = {"frozenset", "re.compile", "tuple", "TypeVar", "os.environ.get", "str", "int", "timedelta"}
 MUTATORS = {"add", "update", "append", "extend", "insert", "pop", "popitem", "clear", "setdefault", "remove"}
 TABLES = (ast.Dict, ast.Set, ast.List, ast.DictComp, ast.SetComp, ast.ListComp)
 

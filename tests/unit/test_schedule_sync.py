@@ -31,6 +31,13 @@ class RecordingSchedules:
         self.schedules[schedule.name] = schedule
         return outcome
 
+    def ensure(self, schedule: Schedule) -> str:
+        """As ``ChannelSchedules.ensure``: only a missing or different schedule is written."""
+        self.calls.append(("get", schedule.name))
+        if self.schedules.get(schedule.name) == schedule:
+            return "unchanged"
+        return self.put(schedule)
+
     def delete(self, name: str) -> bool:
         self.calls.append(("delete", name))
         if name == self.failing:
@@ -122,12 +129,25 @@ def test_reconcile_writes_every_channel_and_deletes_strays() -> None:
         "channels": 2,
         "created": 1,
         "updated": 1,
+        "unchanged": 0,
         "deleted": 1,
         "enabled": 1,
         "disabled": 1,
         "invalid": 0,
         "failed": [],
     }
+
+
+def test_reconcile_writes_only_what_differs() -> None:
+    items = [{**_item("stream-insert.json"), "channel_id": name} for name in ("acme", "beta")]
+    schedules = RecordingSchedules()
+    reconcile(items, schedules)
+    schedules.calls.clear()
+
+    summary = reconcile(items, schedules)
+
+    assert (summary["unchanged"], summary["created"], summary["updated"]) == (2, 0, 0)
+    assert schedules.calls == [("get", "acme"), ("get", "beta")]  # read, never written again
 
 
 def test_reconcile_goes_on_past_a_failing_schedule_then_reports_it() -> None:

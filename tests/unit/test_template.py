@@ -55,6 +55,8 @@ CUSTOM_METRIC_ALARMS = {
     "InvalidChannelConfig",
     "ScriptFailed",
     "SerialRangeLow",
+    "StaleChannel",
+    "WatchdogRuns",
 }
 OUTCOME_METRICS = (
     "MessagesProcessed",
@@ -278,19 +280,83 @@ def test_schedule_sync_function_has_the_section_7_environment_and_stream(cfn: di
     }
 
 
-def test_daily_reconcile_schedule_outside_the_channel_group(cfn: dict[str, Any]) -> None:
-    [reconcile] = resources_of(cfn, "AWS::Scheduler::Schedule").values()
-    props = reconcile["Properties"]
+def _sync_schedules(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The schedules that invoke the schedule sync function, by their input."""
+    return {
+        props["Target"]["Input"]: props
+        for props in (r["Properties"] for r in resources_of(cfn, "AWS::Scheduler::Schedule").values())
+    }
 
-    assert json.loads(props["Target"]["Input"]) == {"reconcile": True}
+
+@pytest.mark.parametrize(
+    ("event", "expression"), [({"reconcile": True}, "cron("), ({"watch": True}, "rate(")]
+)
+def test_reconcile_and_watchdog_schedules_outside_the_channel_group(
+    cfn: dict[str, Any], event: dict[str, bool], expression: str
+) -> None:
+    props = _sync_schedules(cfn)[json.dumps(event)]
+
     assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ScheduleSyncFunction", "Arn"]}
-    assert props["ScheduleExpression"].startswith("cron(")
-    # in the channel group, the reconcile would delete its own schedule as a stray
+    assert props["ScheduleExpression"].startswith(expression)
+    # in the channel group, the reconcile would delete them as strays
     assert props.get("GroupName", "default") == "default"
     # no fixed name: CloudFormation generates one per stack, so a second stack of this template in
     # the same account and region does not collide with the first in the default group
     assert "Name" not in props
     assert props["Target"]["RoleArn"] == {"Fn::GetAtt": ["ReconcileSchedulerRole", "Arn"]}
+
+
+def test_watchdog_runs_at_least_every_15_minutes_and_knows_the_poll_timeout(cfn: dict[str, Any]) -> None:
+    props = _sync_schedules(cfn)[json.dumps({"watch": True})]
+    sync_env = cfn["Resources"]["ScheduleSyncFunction"]["Properties"]["Environment"]["Variables"]
+    poll = cfn["Resources"]["PollFunction"]["Properties"]
+
+    assert props["ScheduleExpression"] == "rate(15 minutes)"
+    assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert sync_env["LETTERSHOP_POLL_TIMEOUT_SECONDS"] == str(poll["Timeout"])
+
+
+def test_watchdog_reads_what_it_checks_and_nothing_else(cfn: dict[str, Any]) -> None:
+    statements = role_statements(cfn, "ScheduleSyncFunctionRole")
+    state_table = [s for s in statements.values() if "StateTable" in json.dumps(s["Resource"])]
+
+    # the state table: its status items written (the sync's "invalid"), the watch index queried
+    assert {sid: statements[sid]["Action"] for sid in ("WriteChannelStatus", "WatchChannels")} == {
+        "WriteChannelStatus": "dynamodb:PutItem",
+        "WatchChannels": "dynamodb:Query",
+    }
+    assert len(state_table) == 2
+    assert statements["WatchChannels"]["Resource"] == {"Fn::Sub": "${StateTable.Arn}/index/watch"}
+    read = statements["ReadChannelSchedules"]
+    assert read["Action"] == "scheduler:GetSchedule"
+    assert ":schedule/${ScheduleGroup}/*" in read["Resource"]["Fn::Sub"]
+
+
+def test_watch_index_is_sparse_and_projects_what_the_watchdog_reads(cfn: dict[str, Any]) -> None:
+    [index] = cfn["Resources"]["StateTable"]["Properties"]["GlobalSecondaryIndexes"]
+
+    assert index["IndexName"] == "watch"
+    assert [key["AttributeName"] for key in index["KeySchema"]] == ["watch", "pk"]
+    assert set(index["Projection"]["NonKeyAttributes"]) == {
+        "status",
+        "at",
+        "since",
+        "acquired_at",
+        "expires_at",
+    }
+
+
+def test_channels_not_polled_alarm_says_where_to_look(cfn: dict[str, Any]) -> None:
+    alarm = cfn["Resources"]["ChannelsNotPolledAlarm"]["Properties"]
+    silent = cfn["Resources"]["WatchdogSilentAlarm"]["Properties"]
+
+    assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
+    for words in ("channel not polled as expected", "A channel went quiet", "channel_id"):
+        assert words in alarm["AlarmDescription"], words
+    # two watchdog runs in each period, so a finding is never averaged away by a late run
+    assert alarm["Metrics"][0]["Period"] >= 2 * 15 * 60
+    # nothing heard from the watchdog is itself the alarm
+    assert (silent["TreatMissingData"], silent["ComparisonOperator"]) == ("breaching", "LessThanThreshold")
 
 
 def test_dead_letter_queue_is_encrypted(cfn: dict[str, Any]) -> None:
@@ -412,7 +478,7 @@ def test_schedule_sync_manages_only_its_group(cfn: dict[str, Any]) -> None:
 
     manage = statements["ManageChannelSchedules"]
     assert ":schedule/${ScheduleGroup}/*" in manage["Resource"]["Fn::Sub"]
-    # what adapters.scheduler.ChannelSchedules calls, nothing more (no GetSchedule: nothing reads one)
+    # what adapters.scheduler.ChannelSchedules writes, nothing more
     assert sorted(manage["Action"]) == [
         "scheduler:CreateSchedule",
         "scheduler:DeleteSchedule",

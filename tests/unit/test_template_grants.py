@@ -88,7 +88,8 @@ USES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("channels", "put_item"): {},  # lettershop channel put
     ("mailbox_memory", "get_item"): {POLL: ("dynamodb:GetItem",)},
     ("mailbox_memory", "put_item"): {POLL: ("dynamodb:PutItem",)},
-    ("scheduler", "get_schedule"): {},  # lettershop channel list/show (ScheduleStates)
+    # reconcile and watchdog (a changed schedule read before it is repaired); also channel list/show
+    ("scheduler", "get_schedule"): {SYNC: ("scheduler:GetSchedule",)},
     ("scheduler", "create_schedule"): {SYNC: ("scheduler:CreateSchedule", "iam:PassRole")},
     ("scheduler", "update_schedule"): {SYNC: ("scheduler:UpdateSchedule", "iam:PassRole")},
     ("scheduler", "delete_schedule"): {SYNC: ("scheduler:DeleteSchedule",)},
@@ -110,6 +111,8 @@ USES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("state", "delete_item"): {POLL: ("dynamodb:DeleteItem",)},
     ("status", "get_item"): {},  # lettershop channel list/show
     ("status", "put_item"): {POLL: ("dynamodb:PutItem",), SYNC: ("dynamodb:PutItem",)},
+    ("status", "update_item"): {POLL: ("dynamodb:UpdateItem",)},  # the heartbeat of an unchanged status
+    ("watch_index", "query"): {SYNC: ("dynamodb:Query",)},  # the watchdog, on the index only
 }
 
 
@@ -169,6 +172,8 @@ CALLS = [
     *(_sync(f"dynamodb:{action}", STREAM) for action in ("DescribeStream", "GetRecords", "GetShardIterator")),
     *(_sync(f"scheduler:{verb}Schedule", SCHEDULE) for verb in ("Create", "Update", "Delete")),
     _sync("scheduler:ListSchedules", "*"),
+    _sync("scheduler:GetSchedule", SCHEDULE),
+    _sync("dynamodb:Query", f"{STATE}/index/watch"),
     _sync("iam:PassRole", ARN["SchedulerRole"], **{"iam:PassedToService": "scheduler.amazonaws.com"}),
     _sync("dynamodb:PutItem", STATE, **{"dynamodb:LeadingKeys": ["status#acme"]}),
     _sync("sqs:SendMessage", DLQ),
@@ -189,6 +194,10 @@ REFUSED = [
     _poll("ses:SendEmail", f"{IDENTITY}operator.example", **{"ses:FromAddress": "someone@other.example"}),
     _poll("scheduler:CreateSchedule", SCHEDULE),
     _sync("dynamodb:BatchWriteItem", STATE),
+    _sync("dynamodb:Query", STATE),  # the watchdog reads the index, never the ledger through the table
+    _sync("dynamodb:Scan", STATE),
+    _sync("dynamodb:GetItem", STATE, **{"dynamodb:LeadingKeys": ["ledger#acme#" + DIGEST]}),
+    _sync("scheduler:GetSchedule", f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/other"),
     _sync("dynamodb:PutItem", STATE, **{"dynamodb:LeadingKeys": ["ledger#acme#" + DIGEST]}),
     _sync("iam:PassRole", ARN["SchedulerRole"], **{"iam:PassedToService": "lambda.amazonaws.com"}),
     _sync("scheduler:CreateSchedule", f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/acme"),

@@ -4,9 +4,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from adapters.oauth import AccessToken, MailboxTokens, _Entry, _Key
-from adapters.status import ChannelStatus, ChannelStatusStore
+from adapters.status import ChannelStatusStore
+from adapters.status_item import ChannelStatus
 from app.root import AwsRoot
 from app.warm import WarmState
 from domain.channel import OAuthClient
@@ -30,11 +32,16 @@ class FakeSecretsManager:
 
 
 class FakeDynamoDb:
+    """Stores nothing: a status update finds no item (its condition fails), so the status is put."""
+
     def __init__(self) -> None:
         self.puts = 0
 
     def put_item(self, **request: Any) -> None:
         self.puts += 1
+
+    def update_item(self, **request: Any) -> None:
+        raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
 
 
 class Clients:

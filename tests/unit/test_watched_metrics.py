@@ -48,12 +48,19 @@ def per_channel(name: str) -> Emitted:
 
 def everything_the_template_watches() -> list[Emitted]:
     """Emissions that satisfy today's alarms and widgets, and the listed unwatched metrics."""
-    names = ["PollErrors", "MessageQuarantined", "MessageUnretrievable", "InvalidChannelConfig"]
+    names = [
+        "PollErrors",
+        "MessageQuarantined",
+        "MessageUnretrievable",
+        "InvalidChannelConfig",
+        "StaleChannel",
+    ]
     names += ["MessagesProcessed", "MessagesFailed", "MessagesRejected", "MessagesDeferred", "PollDuration"]
     return [
         *(per_channel(name) for name in [*names, *UNWATCHED]),
         emitted("ScriptFailed", channel_id="acme", stage="prescript", service=STACK),
         emitted("SerialRangeLow", service=STACK),
+        emitted("WatchdogRuns", service=STACK),
     ]
 
 
