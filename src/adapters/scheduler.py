@@ -46,15 +46,8 @@ class ScheduleStates:
 
     def summary(self, name: str) -> ScheduleSummary | None:
         """The schedule's state, target and last change; None when there is no such schedule."""
-        try:
-            answer = self._client.get_schedule(Name=name, GroupName=self._group)
-        except ClientError as error:
-            if error_code(error) == NOT_FOUND:
-                return None
-            raise classify(error, f"reading schedule {name} in group {self._group}") from error
-        except BotoCoreError as error:
-            raise classify(error, f"reading schedule {name} in group {self._group}") from error
-        return _summary(answer)
+        answer = _get_schedule(self._client, self._group, name)
+        return None if answer is None else _summary(answer)
 
 
 class ChannelSchedules:
@@ -119,14 +112,9 @@ class ChannelSchedules:
     def differences(self, schedule: Schedule) -> list[str] | None:
         """The fields in which the stored schedule differs from ``schedule`` (``GetSchedule``);
         ``None`` when there is no such schedule."""
-        try:
-            stored = self._client.get_schedule(Name=schedule.name, GroupName=self._group)
-        except ClientError as error:
-            if error_code(error) == NOT_FOUND:
-                return None
-            raise classify(error, f"reading schedule {schedule.name} in group {self._group}") from error
-        except BotoCoreError as error:
-            raise classify(error, f"reading schedule {schedule.name} in group {self._group}") from error
+        stored = _get_schedule(self._client, self._group, schedule.name)
+        if stored is None:
+            return None
         wanted = {k: v for k, v in self._request(schedule).items() if k not in ("Name", "GroupName")}
         return _differences(wanted, stored)
 
@@ -165,6 +153,19 @@ class ChannelSchedules:
                 "DeadLetterConfig": {"Arn": self._target.dead_letter_arn},
             },
         }
+
+
+def _get_schedule(client: Any, group: str, name: str) -> dict[str, Any] | None:
+    """``GetSchedule``; None when there is no such schedule."""
+    try:
+        answer: dict[str, Any] = client.get_schedule(Name=name, GroupName=group)
+    except ClientError as error:
+        if error_code(error) == NOT_FOUND:
+            return None
+        raise classify(error, f"reading schedule {name} in group {group}") from error
+    except BotoCoreError as error:
+        raise classify(error, f"reading schedule {name} in group {group}") from error
+    return answer
 
 
 def _summary(entry: Mapping[str, Any]) -> ScheduleSummary:
