@@ -64,6 +64,11 @@ def _calls(policies: StackPolicies) -> dict[str, list[Call]]:
         Call("scheduler", "ListSchedules", {"GroupName": group}),
         Call("scheduler", "GetSchedule", {"Name": CHANNEL, "GroupName": group}),
         Call("dynamodb", "Query", {"TableName": state, "IndexName": "watch"}),
+        Call(
+            "dynamodb",
+            "BatchGetItem",
+            {"RequestItems": {state: {"Keys": [{"pk": {"S": f"status#{CHANNEL}"}}]}}},
+        ),
     ]
     return {POLL: poll, SCHEDULES: schedules}
 

@@ -28,7 +28,7 @@ from adapters.status_item import (
     stored_of,
     timestamp,
 )
-from domain.watch import HEARTBEAT
+from domain.watch import heartbeat_due
 
 # What this process knows is stored per (table, channel): a warm function skips unchanged empty
 # polls until the heartbeat is due (kept warm by ``app.warm``).
@@ -56,33 +56,35 @@ class ChannelStatusStore:
         """Write the record, whatever was there."""
         self._write(channel_id, record, condition=None)
 
-    def record(self, channel_id: str, record: ChannelStatus) -> bool:
+    def record(self, channel_id: str, record: ChannelStatus, interval_minutes: int = 0) -> bool:
         """Write the poll's record when it says something new (messages were handled; the status,
-        its detail or the count of skipped messages differs from the stored one) or when the stored
-        one is older than the heartbeat. A warm process knows what is stored and skips the request;
-        otherwise one conditional ``UpdateItem`` decides (and keeps ``since`` while the status holds),
-        followed by a ``PutItem`` when the status changed. Whether it was written."""
+        its detail or the count of skipped messages differs from the stored one) or when the
+        heartbeat is due: once in each of the channel's heartbeat slots, by a poll within the slot's
+        window (``domain.watch.heartbeat_due``; ``interval_minutes``: the channel's interval). A warm
+        process knows what is stored and skips the request; otherwise one conditional ``UpdateItem``
+        decides (and keeps ``since`` while the status holds), followed by a ``PutItem`` when the
+        status changed. Whether it was written."""
         signature = (record.status, stored_detail(record), record.skipped)
         memo = (self._table, channel_id)
         known = self._written.get(memo)
-        if (
-            not record.handled
-            and known is not None
-            and known.signature == signature
-            and record.at - known.at < HEARTBEAT
-        ):
+        slot = heartbeat_due(channel_id, interval_minutes, record.at)
+        heartbeat = slot is not None and (known is None or known.at < slot)
+        if not record.handled and known is not None and known.signature == signature and not heartbeat:
             return False
-        stored, written = self._update(channel_id, record)
+        stored, written = self._update(channel_id, record, slot)
         if stored is None:
             stored = self._replace(channel_id, record)
             written = True
         self._written[memo] = stored
         return written
 
-    def _update(self, channel_id: str, record: ChannelStatus) -> tuple[Stored | None, bool]:
+    def _update(
+        self, channel_id: str, record: ChannelStatus, slot: datetime | None
+    ) -> tuple[Stored | None, bool]:
         """The update of an item whose status holds on: ``(stored, True)`` when written, ``(stored,
-        False)`` when the stored item was recent and the same, ``(None, False)`` when the status
-        changed (or there is no item, or one from before the heartbeat)."""
+        False)`` when the stored item said the same (and its heartbeat is not due: ``slot``, the
+        start of the current one, when this poll may write it), ``(None, False)`` when the status
+        changed or there is no item."""
         item = status_item(channel_id, record)
         item.pop("pk")
         setting = item.pop("setting", None)
@@ -97,12 +99,15 @@ class ChannelStatusStore:
         else:
             names["#setting"] = "setting"
             expression += " REMOVE #setting"
-        same = "#source = :source AND #status = :status AND #detail = :detail AND attribute_exists(#watch)"
+        same = "#source = :source AND #status = :status"
         condition = same
-        if not record.handled:  # and only then: the heartbeat is due, or the skipped count changed
-            due = ("#at <= :stale", "attribute_not_exists(#skipped)", "#skipped <> :skipped")
-            condition = " OR ".join(f"{same} AND {term}" for term in due)  # AND binds tighter than OR
-            values[":stale"] = {"S": timestamp(record.at - HEARTBEAT)}
+        if not record.handled:  # then only when something else changed, or the heartbeat is due
+            news = ["#detail <> :detail", "attribute_not_exists(#skipped)", "#skipped <> :skipped"]
+            news.append("attribute_not_exists(#watch)")  # an item from before the watchdog's index
+            if slot is not None:
+                news.append("#at < :slot")
+                values[":slot"] = {"S": timestamp(slot)}
+            condition = " OR ".join(f"{same} AND {term}" for term in news)  # AND binds tighter than OR
         values.pop(":since")
         what = f"writing the status of {channel_id} in table {self._table}"
         try:

@@ -126,13 +126,9 @@ def timestamp(moment: datetime) -> str:
 
 
 def same_status(item: dict[str, Any], record: ChannelStatus) -> bool:
-    """Whether the stored item says what the record says (heartbeat and counts aside)."""
-    return (
-        item.get("source", {}).get("S") == record.source
-        and item.get("status", {}).get("S") == record.status
-        and item.get("detail", {}).get("S") == stored_detail(record)
-        and "watch" in item
-    )
+    """Whether the stored item holds the record's status (its detail, counts and heartbeat aside)."""
+    source, status = item.get("source", {}).get("S"), item.get("status", {}).get("S")
+    return bool(source == record.source and status == record.status)
 
 
 def stored_of(item: dict[str, Any]) -> Stored:

@@ -140,7 +140,9 @@ class _StatusItems:
         self._store = store
 
     def record(self, result: PollResult, at: datetime) -> None:
-        self._store.record(result.channel_id, ChannelStatus.from_result(result, at))
+        self._store.record(
+            result.channel_id, ChannelStatus.from_result(result, at), interval_minutes=result.interval_minutes
+        )
 
 
 class _CachedSecrets:

@@ -30,6 +30,8 @@ class PollResult:
     skipped: int = 0  # left on the server unlooked at: they broke RETR ``max_attempts`` times
     error: str | None = None
     setting: str | None = None  # the channel attribute(s) to fix, when the channel failed
+    # The channel's poll interval (0 when its item was not read): when its status heartbeat is due.
+    interval_minutes: int = 0
 
     def count(self, outcome: Outcome) -> None:
         setattr(self, outcome.value, getattr(self, outcome.value) + 1)
@@ -37,4 +39,8 @@ class PollResult:
     def as_dict(self) -> dict[str, object]:
         """Every count; ``skipped``, ``error`` and ``setting`` only when there are some."""
         optional = ("skipped", "error", "setting")
-        return {key: value for key, value in asdict(self).items() if key not in optional or value}
+        return {
+            key: value
+            for key, value in asdict(self).items()
+            if key != "interval_minutes" and (key not in optional or value)
+        }

@@ -7,11 +7,17 @@ polled. The watchdog (``service.watchdog``) also compares each active channel's 
 the sync would write, and looks for a lease held past the poll function's timeout.
 """
 
+import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 HEARTBEAT = timedelta(hours=1)
-"""A poll that changes nothing still writes its status when the stored one is older than this."""
+"""A poll that changes nothing still writes its status once in each of the channel's heartbeat
+slots: hours that begin at an offset of its own (``heartbeat_slot``)."""
+
+LEASE_BEYOND_TIMEOUT = timedelta(seconds=60)
+"""A poll's lease outlives the poll function's timeout by this much (a killed poll's lease expires
+by itself); held longer, it is stuck."""
 
 SCHEDULE_LOOKBACK = timedelta(minutes=45)
 """The watchdog reads in full the schedules modified this recently (three of its 15-minute runs),
@@ -67,6 +73,32 @@ class Finding:
     def about_schedule(self) -> bool:
         """The schedule is to be written again (the repair the daily reconcile would make)."""
         return self.kind in SCHEDULE_FINDINGS
+
+
+def heartbeat_slot(channel_id: str, at: datetime) -> datetime:
+    """The start of the channel's heartbeat slot that ``at`` falls in. Every process computes the
+    same slots (the offset comes from the channel id), so the fleet agrees on which poll writes the
+    heartbeat without asking anyone, and the channels' writes spread over the hour."""
+    period = int(HEARTBEAT.total_seconds())
+    offset = int.from_bytes(hashlib.sha256(channel_id.encode()).digest()[:4], "big") % period
+    seconds = int(at.timestamp()) - offset
+    return datetime.fromtimestamp(seconds - seconds % period + offset, UTC)
+
+
+def heartbeat_window(interval_minutes: int) -> timedelta:
+    """How long after its slot begins a poll still writes the heartbeat: two intervals (so one late
+    or lost poll does not cost the hour), the whole slot when that is longer or the interval is not
+    known (0)."""
+    if interval_minutes <= 0:
+        return HEARTBEAT
+    return min(2 * timedelta(minutes=interval_minutes), HEARTBEAT)
+
+
+def heartbeat_due(channel_id: str, interval_minutes: int, at: datetime) -> datetime | None:
+    """The start of the current slot when a poll at ``at`` is within its window (it writes the
+    heartbeat unless the stored one is already from this slot); None when it is not."""
+    slot = heartbeat_slot(channel_id, at)
+    return slot if at - slot < heartbeat_window(interval_minutes) else None
 
 
 def stale_after(interval_minutes: int) -> timedelta:
@@ -136,8 +168,10 @@ def poll_findings(
 def lease_finding(
     channel_id: str, lease: LeaseRecord | None, poll_timeout: timedelta, now: datetime
 ) -> Finding | None:
-    """A lease still held longer than any poll may run: no other poll of the channel can start."""
-    if lease is None or lease.expires_at <= now or now - lease.acquired_at <= poll_timeout:
+    """A lease still held longer than any poll's lease lasts (the poll function's timeout and
+    ``LEASE_BEYOND_TIMEOUT``): no other poll of the channel can start."""
+    held = now - lease.acquired_at if lease is not None else timedelta(0)
+    if lease is None or lease.expires_at <= now or held <= poll_timeout + LEASE_BEYOND_TIMEOUT:
         return None
     return Finding(
         channel_id,

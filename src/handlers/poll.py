@@ -20,11 +20,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from app.root import WARM, AwsRoot
 from domain.outcomes import PollResult
+from domain.watch import LEASE_BEYOND_TIMEOUT
 from service.poll import poll_channel, poll_ended
 from service.ports import PollEndWiring, Wiring
 from service.telemetry import logger, metrics, tracer
-
-LEASE_BEYOND_TIMEOUT_SECONDS = 60
 
 OUTCOME_METRICS = {
     "recognized": "MessagesRecognized",
@@ -65,7 +64,7 @@ def handler(
         wiring,
         now=now,
         time_left=lambda: (context.get_remaining_time_in_millis() - margin_ms) / 1000,
-        lease_seconds=context.get_remaining_time_in_millis() / 1000 + LEASE_BEYOND_TIMEOUT_SECONDS,
+        lease_seconds=context.get_remaining_time_in_millis() / 1000 + LEASE_BEYOND_TIMEOUT.total_seconds(),
     )
     _emit_metrics(result, started)
     poll_ended(result, wiring, at=now())

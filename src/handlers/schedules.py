@@ -55,6 +55,7 @@ def handler(
             schedules,
             WatchIndex(settings.state_table, dynamodb),
             now=(clock or _now)(),
+            time_left=lambda: context.get_remaining_time_in_millis() / 1000,
             poll_function_arn=settings.poll_function_arn,
             poll_timeout=timedelta(seconds=settings.poll_timeout_seconds),
         )

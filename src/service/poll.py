@@ -62,8 +62,8 @@ def poll_channel(
             )
         if not channel.active:
             logger.info("channel is not active; its mailbox is not polled")
-            return PollResult(channel_id, status="inactive")
-        return poll_mailbox(
+            return PollResult(channel_id, status="inactive", interval_minutes=channel.poll_interval_minutes)
+        result = poll_mailbox(
             channel,
             wiring.ports(channel),
             now=now,
@@ -71,6 +71,8 @@ def poll_channel(
             lease_seconds=lease_seconds,
             checkpoint=checkpoint,
         )
+        result.interval_minutes = channel.poll_interval_minutes
+        return result
     except InvalidChannel as error:
         logger.error(
             "channel configuration is invalid; its mailbox is not polled",

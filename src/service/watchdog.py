@@ -20,7 +20,7 @@ invalid item has its own alarm).
 """
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -56,7 +56,14 @@ class WatchedSchedules(Protocol):
 class Records(Protocol):
     """Every channel's status record and lease (``adapters.watch_index.WatchIndex``)."""
 
-    def records(self) -> tuple[dict[str, PollRecord], dict[str, LeaseRecord]]: ...
+    def records(self, channel_ids: Sequence[str]) -> tuple[dict[str, PollRecord], dict[str, LeaseRecord]]:
+        """By channel id; ``channel_ids``: the channels whose status record is wanted for sure."""
+        ...
+
+
+RUN_SECONDS = 15 * 60  # the watchdog's schedule
+ROTATION = 7919  # a prime: consecutive runs start far apart in the list of channels
+READ_RESERVE_SECONDS = 20.0  # what a run keeps for the rest of its work once it stops reading schedules
 
 
 class WatchIncomplete(RuntimeError):
@@ -69,30 +76,35 @@ def watch(
     records: Records,
     *,
     now: datetime,
+    time_left: Callable[[], float],
     poll_function_arn: str,
     poll_timeout: timedelta,
 ) -> dict[str, Any]:
     """Check every active, valid channel once; report and repair what is wrong. The schedules are
     listed before the table is read (a channel created meanwhile is not taken for one without a
-    schedule); the summary counts the channels watched and the findings by kind."""
+    schedule); the summary counts the channels watched and the findings by kind. A changed schedule
+    is read only while ``time_left()`` (seconds) allows; each run starts at another channel, so what
+    one run leaves unread a later run (or the daily reconcile) reads."""
     summaries = {summary.name: summary for summary in schedules.summaries()}
-    polls, leases = records.records()
+    watched = [
+        (decision.channel_id, decision.schedule)
+        for decision in (decide_schedule(item) for item in items)
+        if decision.valid and decision.schedule is not None and decision.schedule.enabled
+    ]
+    polls, leases = records.records([channel_id for channel_id, _ in watched])
+    turn = int(now.timestamp() // RUN_SECONDS) * ROTATION % len(watched) if watched else 0
     kinds: Counter[str] = Counter()
-    watched, repaired, failed = 0, 0, []
-    for decision in (decide_schedule(item) for item in items):
-        schedule = decision.schedule
-        if not decision.valid or schedule is None or not schedule.enabled:
-            continue
-        watched += 1
-        channel_id = decision.channel_id
+    repaired, unread = 0, 0
+    failed: list[str] = []
+    for channel_id, schedule in watched[turn:] + watched[:turn]:
         with logger.append_context_keys(channel_id=channel_id):
             summary = summaries.get(schedule.name)
-            try:
-                findings = _schedule_check(schedule, summary, schedules, now, poll_function_arn)
-            except LetterShopError as error:
-                logger.error("schedule could not be read: %s", error, extra={"schedule": schedule.name})
-                failed.append(channel_id)
-                findings = []
+            findings = schedule_findings(channel_id, summary, poll_function_arn)
+            if not findings and summary is not None and now - summary.modified <= SCHEDULE_LOOKBACK:
+                if time_left() > READ_RESERVE_SECONDS:
+                    findings = _changed(schedule, schedules, poll_function_arn, failed)
+                else:
+                    unread += 1
             findings += poll_findings(
                 channel_id,
                 schedule.interval_minutes,
@@ -113,12 +125,18 @@ def watch(
                     logger.error("schedule could not be repaired: %s", error)
                     failed.append(channel_id)
     summary_line = {
-        "channels": watched,
+        "channels": len(watched),
         "findings": sum(kinds.values()),
         **dict(sorted(kinds.items())),
         "repaired": repaired,
+        "changed_unread": unread,
         "failed": sorted(failed),
     }
+    if unread:
+        logger.warning(
+            "changed schedules left unread for lack of time; a later run or the reconcile reads them",
+            extra={"changed_unread": unread},
+        )
     logger.info("watchdog run finished", extra={"watch": summary_line})
     _count("WatchdogRuns")
     if failed:
@@ -128,18 +146,16 @@ def watch(
     return summary_line
 
 
-def _schedule_check(
-    schedule: Schedule,
-    summary: ScheduleSummary | None,
-    schedules: WatchedSchedules,
-    now: datetime,
-    poll_function_arn: str,
+def _changed(
+    schedule: Schedule, schedules: WatchedSchedules, poll_function_arn: str, failed: list[str]
 ) -> list[Finding]:
-    """What the list shows wrong; a schedule changed within the lookback is also read in full."""
-    found = schedule_findings(schedule.name, summary, poll_function_arn)
-    if found or summary is None or now - summary.modified > SCHEDULE_LOOKBACK:
-        return found
-    fields = schedules.differences(schedule)
+    """A schedule changed lately, read in full and compared with what the sync writes."""
+    try:
+        fields = schedules.differences(schedule)
+    except LetterShopError as error:
+        logger.error("schedule could not be read: %s", error, extra={"schedule": schedule.name})
+        failed.append(schedule.name)
+        return []
     if fields is None:  # deleted since the list was read
         return schedule_findings(schedule.name, None, poll_function_arn)
     return [changed_schedule(schedule.name, fields)] if fields else []

@@ -21,7 +21,7 @@ from devstack import aws
 from devstack.aws import load_template
 from devstack.invoke import invoke_poll, invoke_sync, store_channel
 from devstack.stack import LocalStack
-from domain.watch import HEARTBEAT
+from domain.watch import HEARTBEAT, heartbeat_slot
 from tests.integration.conftest import JsonLogs
 
 pytestmark = pytest.mark.integration
@@ -155,6 +155,7 @@ def test_a_channel_that_polls_fine_without_mail_is_never_reported_and_pays_only_
     store_channel(sync_env, mailbox)
     invoke_sync({"reconcile": True})
     clock = Clock()
+    start = clock.now
     invoke_poll({"channel_id": "acme"}, clock=clock)  # cold: secrets, status written
 
     # When it is polled every 5 minutes for three hours, and the watchdog runs every 15
@@ -172,11 +173,49 @@ def test_a_channel_that_polls_fine_without_mail_is_never_reported_and_pays_only_
     assert timedelta(hours=1) == HEARTBEAT
     assert findings(json_logs) == []
     extra = [(n + 1) * INTERVAL for n, made in enumerate(per_poll) if made != ["dynamodb.GetItem"]]
-    assert extra == [60, 120, 180]
+    # the first poll in each of the channel's heartbeat slots (hours at an offset of its own)
+    new_slot = [
+        m
+        for m in range(INTERVAL, 3 * 60 + 1, INTERVAL)
+        if heartbeat_slot("acme", start + timedelta(minutes=m))
+        > heartbeat_slot("acme", start + timedelta(minutes=m - INTERVAL))
+    ]
+    assert extra == new_slot
+    assert len(extra) == 3
     assert all(
         Counter(per_poll[m // INTERVAL - 1]) == {"dynamodb.GetItem": 1, "dynamodb.UpdateItem": 1}
         for m in extra
     )
+
+
+def test_a_status_item_from_before_the_watch_index_still_counts(
+    sync_env: LocalStack, mailbox: tuple[str, str], json_logs: JsonLogs
+) -> None:
+    # Given a channel whose status item was written before the upgrade (no `watch`, no `since`): the
+    # index does not know it, the item says the channel was polled a minute ago
+    store_channel(sync_env, mailbox)
+    invoke_sync({"reconcile": True})
+    clock = Clock()
+    polled = clock.advance(minutes=79)
+    aws.client("dynamodb", sync_env.endpoint_url).put_item(
+        TableName=sync_env.names.state_table,
+        Item={
+            "pk": {"S": "status#acme"},
+            "channel_id": {"S": "acme"},
+            "status": {"S": "ok"},
+            "at": {"S": polled.isoformat(timespec="seconds")},
+            "source": {"S": "poll"},
+            "detail": {"S": ""},
+        },
+    )
+
+    # When the watchdog runs 80 minutes after the schedule was written
+    clock.advance(minutes=1)
+    summary = watch(clock)
+
+    # Then the channel is not reported: its record was read by key
+    assert findings(json_logs) == []
+    assert summary["findings"] == 0
 
 
 def test_inactive_and_invalid_channels_are_never_reported_as_stale(
@@ -206,8 +245,8 @@ def test_a_lease_held_past_the_poll_functions_timeout_is_reported(
 
     clock.advance(minutes=4)
     watch(clock)
-    assert findings(json_logs) == []  # a poll may hold it up to its timeout (300 s)
-    clock.advance(minutes=2)
+    assert findings(json_logs) == []  # a poll may hold it up to its timeout (300 s) and 60 s more
+    clock.advance(minutes=3)
     watch(clock)
 
     assert findings(json_logs) == [("acme", "lease_stuck")]

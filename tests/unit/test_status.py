@@ -8,7 +8,7 @@ import pytest
 from adapters.status import ChannelStatusStore, WrittenStatuses
 from adapters.status_item import ChannelStatus
 from domain.outcomes import PollResult
-from domain.watch import HEARTBEAT
+from domain.watch import HEARTBEAT, heartbeat_slot
 from tests.unit.atomic_dynamodb import AtomicDynamoDb
 
 AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -52,48 +52,83 @@ def test_the_status_is_written_when_it_changes_or_messages_were_handled(table: A
     assert stored.summary() == "error: POP3 login failed"
 
 
-def test_an_unchanged_status_is_written_once_per_heartbeat_and_keeps_its_since(table: AtomicDynamoDb) -> None:
+def test_an_unchanged_status_is_written_once_per_heartbeat_slot_and_keeps_its_since(
+    table: AtomicDynamoDb,
+) -> None:
     warm: WrittenStatuses = {}
     store = ChannelStatusStore("state", table, written=warm)
-    store.record("acme", empty(AT))
+    store.record("acme", empty(AT), interval_minutes=1)
     table.calls.clear()
 
-    # every minute for two hours and a bit
-    written = [store.record("acme", empty(AT + timedelta(minutes=m))) for m in range(1, 125)]
+    # polled every minute for three hours
+    minutes = range(1, 181)
+    written = [
+        m for m in minutes if store.record("acme", empty(AT + timedelta(minutes=m)), interval_minutes=1)
+    ]
 
-    assert [m + 1 for m, was in enumerate(written) if was] == [60, 120]  # one write per heartbeat
-    assert table.calls == ["UpdateItem", "UpdateItem"]  # and no other request
+    # one write per slot, by the first poll in it, and no other request
+    slots = [
+        m
+        for m in minutes
+        if heartbeat_slot("acme", AT + timedelta(minutes=m))
+        > heartbeat_slot("acme", AT + timedelta(minutes=m - 1))
+    ]
+    assert written == slots
+    assert len(written) == 3
+    assert table.calls == ["UpdateItem"] * 3
     stored = store.get("acme")
     assert stored is not None
-    assert (stored.at, stored.since) == (AT + timedelta(minutes=120), AT)
+    assert (stored.at, stored.since) == (AT + timedelta(minutes=written[-1]), AT)
 
 
-def test_a_cold_process_learns_the_stored_heartbeat_from_its_one_failed_update(table: AtomicDynamoDb) -> None:
-    ChannelStatusStore("state", table).record("acme", empty(AT))
+def test_many_processes_polling_one_channel_write_its_heartbeat_about_once_an_hour(
+    table: AtomicDynamoDb,
+) -> None:
+    # Lambda spreads a channel's polls over many execution environments, each with its own memo
+    processes = [ChannelStatusStore("state", table, written={}) for _ in range(20)]
+    processes[0].record("acme", empty(AT), interval_minutes=1)
+    table.calls.clear()
+
+    for minute in range(1, 6 * 60 + 1):
+        processes[minute % 20].record("acme", empty(AT + timedelta(minutes=minute)), interval_minutes=1)
+
+    # each process's first poll asks once (cold); then per hour one write and, at most, one refused
+    # update by the next poll within the slot's window
+    cold = 20
+    assert len(table.calls) <= cold + 6 * 2
+    assert table.calls.count("PutItem") == 0
+
+
+def test_a_cold_process_learns_the_stored_heartbeat_from_its_one_refused_update(
+    table: AtomicDynamoDb,
+) -> None:
+    slot = heartbeat_slot("acme", AT)
+    ChannelStatusStore("state", table).record("acme", empty(slot), interval_minutes=5)
     warm: WrittenStatuses = {}
     store = ChannelStatusStore("state", table, written=warm)
     table.calls.clear()
 
-    assert store.record("acme", empty(AT + timedelta(minutes=10))) is False
-    assert store.record("acme", empty(AT + timedelta(minutes=20))) is False
-    assert store.record("acme", empty(AT + HEARTBEAT)) is True
+    assert store.record("acme", empty(slot + timedelta(minutes=5)), interval_minutes=5) is False
+    assert store.record("acme", empty(slot + timedelta(minutes=50)), interval_minutes=5) is False
+    assert store.record("acme", empty(slot + HEARTBEAT + timedelta(minutes=5)), interval_minutes=5) is True
 
-    assert table.calls == ["UpdateItem", "UpdateItem"]  # the first (refused), then the heartbeat
+    assert table.calls == ["UpdateItem", "UpdateItem"]  # the first (refused), then the next slot's
 
 
 def test_a_changed_status_starts_its_since_anew_and_an_error_keeps_it(table: AtomicDynamoDb) -> None:
     store = ChannelStatusStore("state", table)
-    failed = PollResult("acme", status="error", error="POP3 login failed", setting="pop3_password_secret")
     store.record("acme", empty(AT))
-    for minutes in (5, 65, 125):
+    for minutes in (5, 65, 125):  # each error text is another (a server's trace id, a timestamp)
+        failed = PollResult("acme", status="error", error=f"login failed (trace {minutes})", setting="pop3")
         store.record("acme", ChannelStatus.from_result(failed, AT + timedelta(minutes=minutes)))
 
     stored = store.get("acme")
     assert stored is not None
-    assert (stored.status, stored.since, stored.at) == (
+    assert (stored.status, stored.since, stored.at, stored.detail) == (
         "error",
         AT + timedelta(minutes=5),
         AT + timedelta(minutes=125),
+        "login failed (trace 125)",
     )
     store.record("acme", empty(AT + timedelta(minutes=130)))
     back = store.get("acme")

@@ -320,12 +320,19 @@ def test_watchdog_reads_what_it_checks_and_nothing_else(cfn: dict[str, Any]) -> 
     statements = role_statements(cfn, "ScheduleSyncFunctionRole")
     state_table = [s for s in statements.values() if "StateTable" in json.dumps(s["Resource"])]
 
-    # the state table: its status items written (the sync's "invalid"), the watch index queried
-    assert {sid: statements[sid]["Action"] for sid in ("WriteChannelStatus", "WatchChannels")} == {
+    # the state table: its status items written (the sync's "invalid") and read by key (those the
+    # index lacks), the watch index queried; nothing else of it
+    sids = ("WriteChannelStatus", "ReadChannelStatus", "WatchChannels")
+    assert {sid: statements[sid]["Action"] for sid in sids} == {
         "WriteChannelStatus": "dynamodb:PutItem",
+        "ReadChannelStatus": "dynamodb:BatchGetItem",
         "WatchChannels": "dynamodb:Query",
     }
-    assert len(state_table) == 2
+    assert len(state_table) == 3
+    for sid in ("WriteChannelStatus", "ReadChannelStatus"):
+        assert statements[sid]["Condition"] == {
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["status#*"]}
+        }
     assert statements["WatchChannels"]["Resource"] == {"Fn::Sub": "${StateTable.Arn}/index/watch"}
     read = statements["ReadChannelSchedules"]
     assert read["Action"] == "scheduler:GetSchedule"

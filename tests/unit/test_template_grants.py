@@ -113,6 +113,7 @@ USES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("status", "put_item"): {POLL: ("dynamodb:PutItem",), SYNC: ("dynamodb:PutItem",)},
     ("status", "update_item"): {POLL: ("dynamodb:UpdateItem",)},  # the heartbeat of an unchanged status
     ("watch_index", "query"): {SYNC: ("dynamodb:Query",)},  # the watchdog, on the index only
+    ("watch_index", "batch_get_item"): {SYNC: ("dynamodb:BatchGetItem",)},  # status items the index lacks
 }
 
 
@@ -174,6 +175,7 @@ CALLS = [
     _sync("scheduler:ListSchedules", "*"),
     _sync("scheduler:GetSchedule", SCHEDULE),
     _sync("dynamodb:Query", f"{STATE}/index/watch"),
+    _sync("dynamodb:BatchGetItem", STATE, **{"dynamodb:LeadingKeys": ["status#acme"]}),
     _sync("iam:PassRole", ARN["SchedulerRole"], **{"iam:PassedToService": "scheduler.amazonaws.com"}),
     _sync("dynamodb:PutItem", STATE, **{"dynamodb:LeadingKeys": ["status#acme"]}),
     _sync("sqs:SendMessage", DLQ),
@@ -197,6 +199,8 @@ REFUSED = [
     _sync("dynamodb:Query", STATE),  # the watchdog reads the index, never the ledger through the table
     _sync("dynamodb:Scan", STATE),
     _sync("dynamodb:GetItem", STATE, **{"dynamodb:LeadingKeys": ["ledger#acme#" + DIGEST]}),
+    _sync("dynamodb:BatchGetItem", STATE, **{"dynamodb:LeadingKeys": ["ledger#acme#" + DIGEST]}),
+    _sync("dynamodb:BatchGetItem", STATE, **{"dynamodb:LeadingKeys": ["lease#acme"]}),
     _sync("scheduler:GetSchedule", f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/other"),
     _sync("dynamodb:PutItem", STATE, **{"dynamodb:LeadingKeys": ["ledger#acme#" + DIGEST]}),
     _sync("iam:PassRole", ARN["SchedulerRole"], **{"iam:PassedToService": "lambda.amazonaws.com"}),

@@ -13,6 +13,8 @@ from domain.watch import (
     PollRecord,
     ScheduleSummary,
     age,
+    heartbeat_due,
+    heartbeat_slot,
     lease_finding,
     poll_findings,
     schedule_findings,
@@ -72,15 +74,18 @@ def test_polls_that_all_end_in_error_for_longer_than_the_bound_are_named() -> No
 
 def test_a_lease_is_stuck_only_while_held_past_the_timeout() -> None:
     timeout = timedelta(seconds=300)
-    held = LeaseRecord(acquired_at=NOW - timedelta(minutes=6), expires_at=NOW + timedelta(hours=1))
-    young = LeaseRecord(acquired_at=NOW - timedelta(minutes=4), expires_at=NOW + timedelta(hours=1))
+    held = LeaseRecord(acquired_at=NOW - timedelta(minutes=7), expires_at=NOW + timedelta(hours=1))
+    # a poll killed at its timeout leaves its lease for another minute: not stuck
+    young = LeaseRecord(
+        acquired_at=NOW - timedelta(minutes=5, seconds=50), expires_at=NOW + timedelta(hours=1)
+    )
     expired = LeaseRecord(acquired_at=NOW - timedelta(days=2), expires_at=NOW - timedelta(days=2))
 
     finding = lease_finding("acme", held, timeout, NOW)
 
     assert finding is not None
     assert finding.kind == "lease_stuck"
-    assert "taken 6 min ago" in finding.detail
+    assert "taken 7 min ago" in finding.detail
     assert [lease_finding("acme", lease, timeout, NOW) for lease in (young, expired, None)] == [None] * 3
 
 
@@ -107,23 +112,39 @@ def test_ages_read_as_an_operator_would() -> None:
 
 
 @given(
+    channel_id=st.text(min_size=1, max_size=20),
     interval=st.integers(min_value=1, max_value=1440),
+    start=st.integers(min_value=0, max_value=7 * 24 * 3600),
     polls=st.integers(min_value=1, max_value=400),
     late=st.floats(min_value=0, max_value=1),
 )
 def test_a_channel_polled_on_time_is_never_stale_and_one_that_stopped_always_is(
-    interval: int, polls: int, late: float
+    channel_id: str, interval: int, start: int, polls: int, late: float
 ) -> None:
-    # The status is stored as the poll writes it: when unchanged, only once the stored one is a
-    # heartbeat old. Polls run every interval; the watchdog looks at any moment before the next.
+    # The status is stored as the poll writes it when nothing changes: once per heartbeat slot, by
+    # the first poll within the slot's window. Polls run every interval; the watchdog looks at any
+    # moment before the next one.
     every = timedelta(minutes=interval)
-    stored = NOW
+    first = NOW + timedelta(seconds=start)
+    stored = first
     for n in range(1, polls):
-        if NOW + n * every - stored >= HEARTBEAT:
-            stored = NOW + n * every
-    last_poll = NOW + (polls - 1) * every
+        at = first + n * every
+        slot = heartbeat_due(channel_id, interval, at)
+        if slot is not None and stored < slot:
+            stored = at
+    last_poll = first + (polls - 1) * every
     looking = last_poll + late * every
-    assert poll_findings("acme", interval, ok(stored), None, looking) == []
+    assert poll_findings(channel_id, interval, ok(stored), None, looking) == []
     # and once no poll has come for the bound, the channel is named
     stopped = last_poll + stale_after(interval) + timedelta(seconds=1)
-    assert [f.kind for f in poll_findings("acme", interval, ok(stored), None, stopped)] == ["not_polled"]
+    assert [f.kind for f in poll_findings(channel_id, interval, ok(stored), None, stopped)] == ["not_polled"]
+
+
+@given(channel_id=st.text(min_size=1, max_size=20), moment=st.integers(min_value=0, max_value=10**9))
+def test_every_moment_is_in_exactly_one_slot_of_its_channel(channel_id: str, moment: int) -> None:
+    at = datetime.fromtimestamp(moment, UTC)
+    slot = heartbeat_slot(channel_id, at)
+
+    assert slot <= at < slot + HEARTBEAT
+    assert heartbeat_slot(channel_id, slot) == slot
+    assert heartbeat_slot(channel_id, slot + HEARTBEAT) == slot + HEARTBEAT
