@@ -75,6 +75,7 @@ class _Connection:
     from_server: int = 0
     client_tail: bytes = b""
     open_sides: set[str] = field(default_factory=lambda: {"client", "server"})
+    last_from: str = ""  # the side the last forwarded chunk came from
     # chunks in flight under ``latency``: (when due, from which side, bytes; b"" = that side's EOF)
     in_flight: deque[tuple[float, str, bytes]] = field(default_factory=deque)
 
@@ -98,6 +99,9 @@ class TcpProxy(LocalServer):
         """Connections accepted so far (refused ones included)."""
         self.cuts: list[str] = []
         """Why each cut (or refused) connection was closed, in order."""
+        self.turns = 0
+        """Client turns so far, all connections: the times the client sent after the server did (or
+        first) — the round trips the client waited for, whatever the number of chunks."""
         self._rules = _Rules()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -288,7 +292,12 @@ class TcpProxy(LocalServer):
             other = connection.server if side == "client" else connection.client
             with contextlib.suppress(OSError):
                 other.shutdown(socket.SHUT_WR)
-        elif side == "client":
+            return
+        if side == "client" and connection.last_from != "client":
+            with self._lock:
+                self.turns += 1
+        connection.last_from = side
+        if side == "client":
             self._to_server(connection, data)
         else:
             self._to_client(connection, data)

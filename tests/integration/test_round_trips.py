@@ -1,0 +1,59 @@
+"""The round trips a poll waits for (issue 21): counted as client turns by the TCP proxy in front of
+the mail servers, the only figure that matters once a server is tens of milliseconds away."""
+
+from collections.abc import Callable
+
+import pytest
+
+from devstack.invoke import invoke_poll, store_channel
+from devstack.proxy import TcpProxy
+from devstack.samples import partner_mail
+from devstack.smtp import SmtpServer
+from devstack.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+EVENT = {"channel_id": "acme"}
+
+
+def smtp_turns_per_reply(
+    stack: LocalStack, mailbox: tuple[str, str], proxy: TcpProxy, relay: SmtpServer
+) -> int:
+    """The SMTP turns a poll of three messages takes more than a poll of one, per reply more."""
+    store_channel(stack, mailbox, smtp_port=proxy.port)
+    turns = []
+    for messages in (1, 3):
+        for number in range(messages):
+            stack.dovecot.deliver(mailbox[0], partner_mail(subject=f"LetterShop {messages}/{number}"))
+        before = proxy.turns
+        result = invoke_poll(EVENT)
+        assert (result["processed"], result["deleted"]) == (messages, messages)
+        turns.append(proxy.turns - before)
+    assert len(relay.received) == 4
+    return (turns[1] - turns[0]) // 2
+
+
+def test_a_reply_through_a_relay_offering_pipelining_takes_two_round_trips(
+    stack: LocalStack,
+    mailbox: tuple[str, str],
+    proxy_to: Callable[[int], TcpProxy],
+    relay_with: Callable[..., SmtpServer],
+) -> None:
+    relay = relay_with(pipelining=True)
+
+    per_reply = smtp_turns_per_reply(stack, mailbox, proxy_to(relay.port), relay)
+
+    assert per_reply == 2  # MAIL+RCPT+DATA in one write, then the data; no NOOP before it
+
+
+def test_a_reply_through_a_relay_without_pipelining_takes_four_round_trips_and_no_noop(
+    stack: LocalStack,
+    mailbox: tuple[str, str],
+    proxy_to: Callable[[int], TcpProxy],
+    relay_with: Callable[..., SmtpServer],
+) -> None:
+    relay = relay_with(pipelining=False)
+
+    per_reply = smtp_turns_per_reply(stack, mailbox, proxy_to(relay.port), relay)
+
+    assert per_reply == 4  # MAIL, RCPT, DATA, the data: as smtplib's sendmail, and nothing more
