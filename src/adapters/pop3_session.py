@@ -5,7 +5,8 @@ memory and a line longer than poplib's 2 KiB limit (real mail has them) does not
 
 The poll relies on two commands RFC 1939 makes optional: ``UIDL`` (a message's identity across
 polls: the mailbox memory and the log keys) and ``TOP`` (screening a message by its headers before it
-is downloaded). ``CAPA`` (RFC 2449) is optional too; the poll works without it. A server that lacks
+is downloaded; asked on shared accounts only: an exclusive account's messages are all LetterShop's,
+screened after ``RETR``). ``CAPA`` (RFC 2449) is optional too; the poll works without it. A server that lacks
 ``UIDL`` or ``TOP`` stops the poll with a ``ChannelFailure`` naming what it lacks (``pop3_host``), so
 the operator is told and no message is charged an attempt. Whether a refusal means "not offered":
 

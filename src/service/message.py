@@ -29,6 +29,7 @@ from typing import BinaryIO, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from domain.bounds import MAX_SCREENED_HEADER_BYTES
 from domain.channel import Channel
 from domain.errors import ConnectionLost, LetterShopError, ReplyTooLarge, TransientError, UndeliverableReply
 from domain.inbound import Headers, is_recognized, parse_headers
@@ -61,12 +62,18 @@ class _Message:
     """One message being settled; ``entry`` is its ledger entry as last saved (None before RETR)."""
 
     ref: MessageRef
-    headers: Headers
     received: datetime
     raw: BinaryIO
+    screened: Headers | None = None  # from TOP (a shared account), else read from the RETR
     digest: str = ""
     entry: LedgerEntry | None = None
     reply: bytes | None = None  # the stored reply, while this poll still holds it in memory
+
+    @property
+    def headers(self) -> Headers:
+        if self.screened is None:
+            raise RuntimeError("the message's headers are read with it (RETR) on an exclusive account")
+        return self.screened
 
     @property
     def ledger_entry(self) -> LedgerEntry:
@@ -97,23 +104,26 @@ class MessageSettler:
     def handle(self, ref: MessageRef) -> Handled:
         """Bring one message to its single outcome, or leave it on the server for the next poll
         (``OURS``); ``FOREIGN`` for a message that is not a LetterShop message (left untouched).
+        On a shared account the message is screened by its headers (``TOP``) before it is
+        downloaded; on an exclusive one every message is LetterShop's, so no ``TOP`` is asked and the
+        headers are read from the downloaded message (one round trip less per message).
 
         Raises ``ChannelFailure`` (the poll must stop) or ``ConnectionLost`` (the session is gone).
         """
         channel = self.channel
-        try:
-            headers = parse_headers(self.session.headers(ref.number))
-        except TransientError as error:
-            logger.warning("headers not readable; the message waits for the next poll: %s", error)
-            return Handled.OURS
-        if not is_recognized(
-            headers.subject, exclusive_account=channel.exclusive_account, keyword=channel.subject_keyword
-        ):
-            logger.debug("not a LetterShop message; left on the server untouched")
-            return Handled.FOREIGN
+        headers = None
+        if not channel.exclusive_account:  # screened before download: never RETR a colleague's mail
+            try:
+                headers = parse_headers(self.session.headers(ref.number))
+            except TransientError as error:
+                logger.warning("headers not readable; the message waits for the next poll: %s", error)
+                return Handled.OURS
+            if not is_recognized(headers.subject, exclusive_account=False, keyword=channel.subject_keyword):
+                logger.debug("not a LetterShop message; left on the server untouched")
+                return Handled.FOREIGN
         self.result.recognized += 1
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
-            message = _Message(ref, headers, self.now(), cast(BinaryIO, spool))
+            message = _Message(ref, self.now(), cast(BinaryIO, spool), headers)
             try:
                 self._settle(message)
             except Exception as error:  # every error goes to the one mapping
@@ -151,6 +161,9 @@ class MessageSettler:
         message.raw.seek(0)
         message.digest = hashlib.file_digest(message.raw, "sha256").hexdigest()  # type: ignore[arg-type]  # BinaryIO has readinto
         logger.append_keys(message_sha256=message.digest)
+        if message.screened is None:  # an exclusive account's message: no TOP asked, its headers are here
+            message.raw.seek(0)
+            message.screened = parse_headers(message.raw.read(MAX_SCREENED_HEADER_BYTES))
         self.checkpoint("retrieved")
         known = self.ledger.claim(self.channel.channel_id, message.digest, self.poll_id, message.received)
         message.entry = known or LedgerEntry.first_seen(self.channel.channel_id, message.digest)

@@ -26,6 +26,7 @@ class FakeMailbox:
 
     messages: dict[str, bytes] = field(default_factory=dict)
     retrieved: list[str] = field(default_factory=list)
+    screened: list[str] = field(default_factory=list)  # the messages asked for their headers (TOP)
     fail_retrieve: set[str] = field(default_factory=set)
     break_retrieve: set[str] = field(default_factory=set)
 
@@ -58,6 +59,7 @@ class FakeSession:
         return [MessageRef(n, len(self.box.messages[uid]), uid) for n, uid in enumerate(self.uids, start=1)]
 
     def headers(self, number: int) -> bytes:
+        self.box.screened.append(self.uids[number - 1])
         raw = self.box.messages[self.uids[number - 1]]
         return raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
 

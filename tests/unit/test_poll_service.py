@@ -62,6 +62,36 @@ def test_exclusive_account_takes_messages_without_keyword(world: World) -> None:
     assert result["processed"] == 1
 
 
+def test_an_exclusive_account_asks_no_top_and_screens_the_headers_of_the_download(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(subject="shipments"))
+    world.mailbox.deliver("u2", partner_mail(sender="someone@stranger.example"))
+    world.mailbox.deliver("u3", bounce_mail())
+
+    result = world.poll(make_channel(exclusive_account=True, subject_keyword=None))
+
+    assert (result["processed"], result["rejected"], result["deleted"]) == (1, 2, 3)
+    assert world.mailbox.screened == []  # no TOP: every message is LetterShop's
+    assert world.mailbox.retrieved == ["u1", "u2", "u3"]
+    [reply] = world.replies.sent
+    assert (reply.recipient, reply.message["Subject"]) == (PARTNER, "Re: shipments")
+    reasons = sorted(str(reason["reason"]) for reason in world.archive.reasons.values())
+    assert "not in the allowed" in reasons[0] + reasons[1]
+
+
+def test_a_shared_account_asks_top_once_per_message_and_only_for_messages_it_does_not_know(
+    world: World,
+) -> None:
+    world.mailbox.deliver("u1", partner_mail(subject="Invoice November"))
+    world.mailbox.deliver("u2", partner_mail())
+    world.poll()
+    world.mailbox.deliver("u3", partner_mail(subject="LetterShop orders, second batch"))
+
+    world.poll()
+
+    assert world.mailbox.screened == ["u1", "u2", "u3"]  # u1 is remembered as foreign
+    assert world.mailbox.retrieved == ["u2", "u3"]
+
+
 @pytest.mark.parametrize(
     ("raw", "reason_part"),
     [
