@@ -271,7 +271,7 @@ def empty_poll(stack: LocalStack, handler: Handler) -> tuple[bool, Poll]:
     problem = next((p.counts(seen=0) for p in warm_polls if p.counts(seen=0)), None)
     expired = secrets_expired_poll(handler, "bench-empty")
     print(
-        f"{'':<34} once the secrets' cache has expired (once an hour, adapters/secrets.py): "
+        f"{'':<34} once the secrets' cache has expired (once a day, adapters/secrets.py): "
         f"{ms(expired.seconds)}, AWS calls {expired.calls.count}: {expired.calls.breakdown()}"
     )
     ok = verdict(
@@ -289,8 +289,8 @@ def empty_poll(stack: LocalStack, handler: Handler) -> tuple[bool, Poll]:
 
 
 def secrets_expired_poll(handler: Handler, channel_id: str) -> Poll:
-    """A warm poll right after Powertools' parameter cache was emptied, as it is once ``max_age`` (300 s
-    in ``adapters.secrets``) has passed: what a warm container polled every 5 minutes pays."""
+    """A warm poll right after Powertools' parameter cache was emptied, as it is once ``max_age``
+    (``adapters.secrets.CACHE_SECONDS``, a day) has passed or after a poll failed on a setting."""
     from app.root import WARM  # noqa: PLC0415
 
     WARM.forget_secrets()
