@@ -16,6 +16,13 @@ the operator is told and no message is charged an attempt. Whether a refusal mea
   listed, the refusal was about that message (``TOP``) or passing (``UIDL``): transient;
 * a server without ``CAPA``: ``UIDL`` refused is not offered; ``TOP`` refused is not offered unless
   ``TOP`` of another message of the listing works (then only that message's headers were refused).
+
+Where the server offers ``PIPELINING`` (RFC 2449; its ``CAPA`` is asked at the session's first
+``DELE``), a ``DELE`` is not sent alone: it waits for the session's next command (the next message's
+``TOP`` or ``RETR``, or ``QUIT``) and goes in the same write, one round trip for both. Deletions
+commit only at ``QUIT`` either way, and a session that ends without it drops them alike. A ``DELE``
+the server refuses (it does not, for a message of its listing) leaves the message for the next poll,
+which finds it answered in the ledger and deletes it then.
 """
 
 import poplib
@@ -53,6 +60,8 @@ class Pop3Session:
         self._capabilities: tuple[str, ...] | None = None
         self._asked_capa = False
         self._top_worked = False
+        self._pending: list[int] = []  # DELEs that go with the next command (PIPELINING)
+        self.deletions_refused: list[str] = []  # the server's answers to DELEs sent with a command
 
     def messages(self) -> list[MessageRef]:
         """``STAT`` first: an empty mailbox (the common case) answers in one round trip."""
@@ -76,16 +85,21 @@ class Pop3Session:
                 lines.append(line[: MAX_SCREENED_HEADER_BYTES - kept])
                 kept += len(lines[-1])
 
-        refusal = self._try(lambda: read_multiline(self._client, f"TOP {number} 0", keep))
+        refusal = self._try(lambda: self._multiline(f"TOP {number} 0", keep))
         if refusal is not None:
             raise self._refused("TOP", refusal, lambda: self._top_works_except(number))
         self._top_worked = True
         return b"".join(lines)
 
     def retrieve(self, number: int, sink: BinaryIO) -> None:
-        self._command(lambda: read_multiline(self._client, f"RETR {number}", sink.write))
+        self._command(lambda: self._multiline(f"RETR {number}", sink.write))
 
     def delete(self, number: int) -> None:
+        """``DELE``: at once, or with the next command where the server offers ``PIPELINING``."""
+        capabilities = self.capabilities()
+        if capabilities is not None and offers(capabilities, "PIPELINING"):
+            self._pending.append(number)
+            return
         self._command(lambda: self._client.dele(number))
 
     def capabilities(self) -> tuple[str, ...] | None:
@@ -113,8 +127,11 @@ class Pop3Session:
         """``QUIT`` (commits deletions) when healthy and asked to; otherwise just drop the line."""
         if commit and self._healthy:
             try:
-                self._client.quit()
-            except (poplib.error_proto, OSError) as error:
+                self._send_with_pending("QUIT")
+                proto: Any = self._client
+                proto._getresp()
+                self._client.close()
+            except (poplib.error_proto, OSError, EOFError) as error:
                 raise ConnectionLost(f"POP3 QUIT failed, deletions may not be committed: {error}") from error
             return
         close_quietly(self._client)
@@ -159,6 +176,29 @@ class Pop3Session:
             return False
         return self._try(lambda: read_multiline(self._client, f"TOP {other} 0", _drop)) is None
 
+    def _multiline(self, command: str, write: WriteBytes) -> None:
+        """``command`` with its multi-line answer, the pending ``DELE``s sent in the same write."""
+        self._send_with_pending(command)
+        read_answer(self._client, write)
+
+    def _send_with_pending(self, command: str) -> None:
+        """Send the pending ``DELE``s and ``command`` in one write; read the ``DELE``s' answers (a
+        refusal is kept in ``deletions_refused``), leaving ``command``'s answer to the caller."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            proto: Any = self._client
+            proto._putcmd(command)
+            return
+        lines = [f"DELE {number}" for number in pending] + [command]
+        self._client.sock.sendall("".join(f"{line}\r\n" for line in lines).encode("ascii"))
+        for _ in pending:
+            try:
+                self._client._getresp()  # type: ignore[attr-defined]  # poplib's own reader
+            except poplib.error_proto as error:
+                if closed(error):
+                    raise
+                self.deletions_refused.append(text(error))
+
     def _command(self, run: Callable[[], object]) -> None:
         refusal = self._try(run)
         if refusal is not None:
@@ -185,6 +225,12 @@ def read_multiline(client: poplib.POP3, command: str, write: WriteBytes) -> None
     A ``-ERR`` answer raises ``poplib.error_proto``, a closed connection ``EOFError``."""
     proto: Any = client  # poplib has no streaming API; these two are its own helpers
     proto._putcmd(command)
+    read_answer(client, write)
+
+
+def read_answer(client: poplib.POP3, write: WriteBytes) -> None:
+    """The multi-line answer to a command already sent (see ``read_multiline``)."""
+    proto: Any = client
     proto._getresp()
     at_line_start = True
     while True:

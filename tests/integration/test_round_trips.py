@@ -57,3 +57,38 @@ def test_a_reply_through_a_relay_without_pipelining_takes_four_round_trips_and_n
     per_reply = smtp_turns_per_reply(stack, mailbox, proxy_to(relay.port), relay)
 
     assert per_reply == 4  # MAIL, RCPT, DATA, the data: as smtplib's sendmail, and nothing more
+
+
+def pop3_turns_per_message(
+    stack: LocalStack, mailbox: tuple[str, str], proxy: TcpProxy, **item: object
+) -> int:
+    """The POP3 turns a poll of three messages takes more than a poll of one, per message more."""
+    store_channel(stack, mailbox, pop3_port=proxy.port, **item)
+    turns = []
+    for messages in (1, 3):
+        for number in range(messages):
+            stack.dovecot.deliver(mailbox[0], partner_mail(subject=f"LetterShop {messages}/{number}"))
+        before = proxy.turns
+        result = invoke_poll(EVENT)
+        assert (result["processed"], result["deleted"]) == (messages, messages)
+        turns.append(proxy.turns - before)
+    assert stack.dovecot.mailbox(mailbox[0]) == []  # every deletion committed
+    return (turns[1] - turns[0]) // 2
+
+
+def test_a_shared_account_spends_top_and_retr_per_message_the_dele_going_with_the_next_command(
+    stack: LocalStack, mailbox: tuple[str, str], proxy_to: Callable[[int], TcpProxy]
+) -> None:
+    per_message = pop3_turns_per_message(stack, mailbox, proxy_to(stack.dovecot.pop3s_port))
+
+    assert per_message == 2  # TOP (with the last DELE), RETR; was TOP, RETR, DELE
+
+
+def test_an_exclusive_account_spends_one_round_trip_per_message(
+    stack: LocalStack, mailbox: tuple[str, str], proxy_to: Callable[[int], TcpProxy]
+) -> None:
+    per_message = pop3_turns_per_message(
+        stack, mailbox, proxy_to(stack.dovecot.pop3s_port), exclusive_account=True, subject_keyword=None
+    )
+
+    assert per_message == 1  # RETR with the last DELE; was TOP, RETR, DELE
