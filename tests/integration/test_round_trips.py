@@ -2,6 +2,7 @@
 the mail servers, the only figure that matters once a server is tens of milliseconds away."""
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -59,9 +60,7 @@ def test_a_reply_through_a_relay_without_pipelining_takes_four_round_trips_and_n
     assert per_reply == 4  # MAIL, RCPT, DATA, the data: as smtplib's sendmail, and nothing more
 
 
-def pop3_turns_per_message(
-    stack: LocalStack, mailbox: tuple[str, str], proxy: TcpProxy, **item: object
-) -> int:
+def pop3_turns_per_message(stack: LocalStack, mailbox: tuple[str, str], proxy: TcpProxy, **item: Any) -> int:
     """The POP3 turns a poll of three messages takes more than a poll of one, per message more."""
     store_channel(stack, mailbox, pop3_port=proxy.port, **item)
     turns = []
