@@ -4,7 +4,9 @@ The ledger entry's stage only moves forward, one small step per stage::
 
     received --answer--> answered --send--> replied --delete--> done
 
-* ``answer``: screen the sender, archive the raw message, process its import files (each file's
+* ``answer``: screen the sender, archive the raw message (a small one's copy is already on its way
+  since RETR, sent on a thread of its own while the ledger is claimed: ``_Upload``; waited for here,
+  before anything is processed), process its import files (each file's
   serial block recorded before use) and store the reply, which carries the export files, with its
   one recipient; a rejected message is quarantined and goes straight to ``replied`` (nothing to
   send). The ledger is not written for ``answered`` when the send follows at once: the stored reply
@@ -19,7 +21,9 @@ one place, ``_on_failure``, which does what ``service.failures.consequence_of`` 
 """
 
 import hashlib
+import io
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -57,6 +61,28 @@ class Handled(Enum):
     STOP = "stop"  # the channel failed on it: the poll stops (``service.poll``)
 
 
+class _Upload:
+    """The raw message's archive copy, stored on a thread of its own (started after RETR, so that
+    the upload and the ledger's claim wait for the network together); ``wait`` gives its result."""
+
+    def __init__(self, store: Callable[[], str]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(store,), name="archive-inbound", daemon=True)
+        self._thread.start()
+
+    def _run(self, store: Callable[[], str]) -> None:
+        try:
+            store()
+        except BaseException as error:  # handed to the message's thread by ``wait``
+            self._error = error
+
+    def wait(self) -> None:
+        """Until the copy is stored; raises what storing it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 @dataclass
 class _Message:
     """One message being settled; ``entry`` is its ledger entry as last saved (None before RETR)."""
@@ -68,6 +94,16 @@ class _Message:
     digest: str = ""
     entry: LedgerEntry | None = None
     reply: bytes | None = None  # the stored reply, while this poll still holds it in memory
+    upload: _Upload | None = None  # the archive copy on its way (``_Upload``), until waited for
+
+    def uploaded(self) -> bool:
+        """Wait for the archive copy on its way, if one is: True when it was stored (raises what
+        storing it raised); False when none was sent."""
+        upload, self.upload = self.upload, None
+        if upload is None:
+            return False
+        upload.wait()
+        return True
 
     @property
     def headers(self) -> Headers:
@@ -125,7 +161,10 @@ class MessageSettler:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
             message = _Message(ref, self.now(), cast(BinaryIO, spool), headers)
             try:
-                self._settle(message)
+                try:
+                    self._settle(message)
+                finally:
+                    self._forget_upload(message)
             except Exception as error:  # every error goes to the one mapping
                 self._on_failure(message, error)
         return Handled.OURS
@@ -165,6 +204,7 @@ class MessageSettler:
             message.raw.seek(0)
             message.screened = parse_headers(message.raw.read(MAX_SCREENED_HEADER_BYTES))
         self.checkpoint("retrieved")
+        self._start_upload(message)
         known = self.ledger.claim(self.channel.channel_id, message.digest, self.poll_id, message.received)
         message.entry = known or LedgerEntry.first_seen(self.channel.channel_id, message.digest)
         return message.entry
@@ -176,7 +216,8 @@ class MessageSettler:
         if sender is None:
             self._quarantine(message, reason or "rejected")
             return
-        self.archive.store_inbound(channel.channel_id, message.digest, message.raw, message.received)
+        if not message.uploaded():
+            self.archive.store_inbound(channel.channel_id, message.digest, message.raw, message.received)
         self.checkpoint("archived")
         decision = self.decider.decide(
             message.raw,  # read in pieces from its start, never whole (domain.attachments)
@@ -371,9 +412,41 @@ class MessageSettler:
         if message.ledger_entry.outcome not in (Outcome.PROCESSED, Outcome.FAILED):
             return
         try:
-            self.archive.store_inbound(self.channel.channel_id, message.digest, message.raw, message.received)
+            if not message.uploaded():
+                self.archive.store_inbound(
+                    self.channel.channel_id, message.digest, message.raw, message.received
+                )
         except TransientError as error:
             logger.warning("archive not refreshed (it holds the message already): %s", error)
+
+    def _start_upload(self, message: _Message) -> None:
+        """Send a small message's archive copy on its way while the ledger is claimed, when the
+        message will be archived (its sender passes the screening; a rejected one is quarantined
+        instead). A larger one (on disk) is stored in ``_answer``, in pieces, as before."""
+        if (
+            message.ref.size > SPOOL_IN_MEMORY_BYTES
+            or screen(self.channel, message.headers, message.ref.size)[0] is None
+        ):
+            return
+        message.raw.seek(0)
+        copy = io.BytesIO(message.raw.read())
+        message.raw.seek(0)
+        if copy.getbuffer().nbytes > SPOOL_IN_MEMORY_BYTES:
+            return
+        channel_id, digest, received = self.channel.channel_id, message.digest, message.received
+        message.upload = _Upload(lambda: self.archive.store_inbound(channel_id, digest, copy, received))
+        self.checkpoint("archiving")
+
+    def _forget_upload(self, message: _Message) -> None:
+        """The message is left (settled, or waiting for the next poll): an archive copy still on its
+        way is waited for, so no thread outlives the message; its failure changes nothing now (a
+        message that goes on to be answered waited for it in ``_answer``)."""
+        try:
+            message.uploaded()
+        except Exception as error:  # the copy is stored again by whoever answers it
+            logger.warning(
+                "archive copy not stored; it is stored again before the message is answered: %s", error
+            )
 
     def _record_sent(self, entry: LedgerEntry) -> LedgerEntry:
         """Record a settled entry, and count its outcome (once: a settled entry is never counted

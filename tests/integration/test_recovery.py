@@ -57,7 +57,9 @@ def archived_count(stack: LocalStack, prefix: str) -> int:
     return len([key for key in keys if key.endswith(".eml")])
 
 
-@pytest.mark.parametrize("step", ["retrieved", "archived", "answered", "replied", "deleted", "before_quit"])
+@pytest.mark.parametrize(
+    "step", ["retrieved", "archiving", "archived", "answered", "replied", "deleted", "before_quit"]
+)
 def test_poll_killed_at_any_step_loses_nothing_and_answers_once(
     stack: LocalStack, mailbox: tuple[str, str], step: str
 ) -> None:

@@ -1,6 +1,8 @@
 """poll_mailbox with recording fakes: every outcome of DESIGN §6 that needs no real server."""
 
+import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -264,3 +266,47 @@ def test_a_file_whose_scripts_no_longer_fit_defers_the_message(world: World) -> 
     assert (result["deferred"], result["deleted"]) == (1, 0)
     assert world.replies.sent == []
     assert "too little time" in str(world.ledger.only().last_error)
+
+
+def test_a_small_messages_archive_copy_is_on_its_way_while_the_ledger_is_claimed(world: World) -> None:
+    """Issue 21: the upload and the claim wait for the network together, not one after the other."""
+    uploading = threading.Event()
+    store_inbound, claim = world.archive.store_inbound, world.ledger.claim
+
+    def slow_store(*args: Any) -> str:
+        uploading.set()
+        return store_inbound(*args)
+
+    def claim_during_upload(*args: Any) -> Any:
+        assert uploading.wait(5), "the claim was made before the archive copy was sent"
+        return claim(*args)
+
+    world.archive.store_inbound = slow_store  # type: ignore[method-assign,assignment]
+    world.ledger.claim = claim_during_upload  # type: ignore[method-assign,assignment]
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = world.poll()
+
+    assert (result["processed"], result["deleted"]) == (1, 1)
+    assert len(world.archive.keys("inbound/")) == 1
+
+
+def test_an_archive_copy_that_fails_on_its_way_defers_the_message_unanswered(world: World) -> None:
+    world.archive.unavailable = True
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = world.poll()
+
+    assert (result["deferred"], result["processed"], result["deleted"]) == (1, 0, 0)
+    assert world.replies.sent == []
+    assert world.serials.calls == []  # nothing processed before the copy is stored
+
+
+def test_a_strangers_message_is_never_copied_to_inbound(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(sender="someone@stranger.example"))
+
+    result = world.poll()
+
+    assert result["rejected"] == 1
+    assert world.archive.keys("inbound/") == []
+    assert len(world.archive.keys("quarantine/")) == 1
