@@ -237,6 +237,9 @@ class RecordingReplySender:
     def close(self) -> None:
         """Nothing was opened."""
 
+    def prepare(self) -> None:
+        """Nothing to open."""
+
 
 class PlaceholderSerials:
     """Implements ``service.ports.SerialCounter`` from a local counter: ids that look real and are

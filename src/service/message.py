@@ -4,9 +4,9 @@ The ledger entry's stage only moves forward, one small step per stage::
 
     received --answer--> answered --send--> replied --delete--> done
 
-* ``answer``: screen the sender, archive the raw message (a small one's copy is already on its way
-  since RETR, sent on a thread of its own while the ledger is claimed: ``_Upload``; waited for here,
-  before anything is processed), process its import files (each file's
+* ``answer``: screen the sender, archive the raw message (a small one's copy is on its way since
+  RETR, sent on a thread of its own while the ledger is claimed and the files are processed:
+  ``_Upload``; waited for before the answer is stored), process its import files (each file's
   serial block recorded before use) and store the reply, which carries the export files, with its
   one recipient; a rejected message is quarantined and goes straight to ``replied`` (nothing to
   send). The ledger is not written for ``answered`` when the send follows at once: the stored reply
@@ -158,6 +158,8 @@ class MessageSettler:
                 logger.debug("not a LetterShop message; left on the server untouched")
                 return Handled.FOREIGN
         self.result.recognized += 1
+        if headers is not None and screen(channel, headers, ref.size)[0] is not None:
+            self.replies.prepare()  # a reply is likely: its connection logs in meanwhile
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
             message = _Message(ref, self.now(), cast(BinaryIO, spool), headers)
             try:
@@ -216,15 +218,17 @@ class MessageSettler:
         if sender is None:
             self._quarantine(message, reason or "rejected")
             return
-        if not message.uploaded():
+        if message.upload is None:
             self.archive.store_inbound(channel.channel_id, message.digest, message.raw, message.received)
-        self.checkpoint("archived")
+            self.checkpoint("archived")
         decision = self.decider.decide(
             message.raw,  # read in pieces from its start, never whole (domain.attachments)
             sender,
             message.received,
             lambda key: RecordedSerials(self.serials, key, message),
         )
+        if message.uploaded():  # the copy sent after RETR, stored while the files were processed
+            self.checkpoint("archived")
         if decision.outcome is Outcome.REJECTED:
             self._quarantine(message, decision.reason or "rejected")
             return
@@ -422,11 +426,12 @@ class MessageSettler:
     def _start_upload(self, message: _Message) -> None:
         """Send a small message's archive copy on its way while the ledger is claimed, when the
         message will be archived (its sender passes the screening; a rejected one is quarantined
-        instead). A larger one (on disk) is stored in ``_answer``, in pieces, as before."""
-        if (
-            message.ref.size > SPOOL_IN_MEMORY_BYTES
-            or screen(self.channel, message.headers, message.ref.size)[0] is None
-        ):
+        instead), and have the reply's connection made ready. A larger message (on disk) is stored
+        in ``_answer``, in pieces, as before."""
+        if screen(self.channel, message.headers, message.ref.size)[0] is None:
+            return
+        self.replies.prepare()  # a reply is likely: its connection logs in meanwhile
+        if message.ref.size > SPOOL_IN_MEMORY_BYTES:
             return
         message.raw.seek(0)
         copy = io.BytesIO(message.raw.read())

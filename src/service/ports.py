@@ -119,6 +119,11 @@ class ReplySender(Protocol):
         """Send the stored reply ``data`` byte for byte to the one recorded ``recipient``."""
         ...
 
+    def prepare(self) -> None:
+        """A reply is likely to follow: get ready to send it (a connection and its login, on their
+        way while the message is handled); never raises (``send`` raises what went wrong)."""
+        ...
+
     def close(self) -> None:
         """The poll is over: end what its replies kept open (never raises)."""
         ...

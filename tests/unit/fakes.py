@@ -151,6 +151,7 @@ class FakeReplies:
     error: Exception | None = None
 
     closed: int = 0
+    prepared: int = 0
 
     def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         if self.error is not None:
@@ -159,6 +160,9 @@ class FakeReplies:
 
     def close(self) -> None:
         self.closed += 1
+
+    def prepare(self) -> None:
+        self.prepared += 1
 
 
 @dataclass

@@ -298,8 +298,11 @@ def test_an_archive_copy_that_fails_on_its_way_defers_the_message_unanswered(wor
     result = world.poll()
 
     assert (result["deferred"], result["processed"], result["deleted"]) == (1, 0, 0)
-    assert world.replies.sent == []
-    assert world.serials.calls == []  # nothing processed before the copy is stored
+    assert (world.replies.sent, world.archive.keys("exports/")) == ([], [])  # no answer stored
+    world.archive.unavailable = False
+    again = world.poll()
+    assert (again["processed"], again["deleted"]) == (1, 1)
+    assert world.serials.calls == [2]  # the block recorded by the first try is reused, never a new one
 
 
 def test_a_strangers_message_is_never_copied_to_inbound(world: World) -> None:
@@ -310,3 +313,15 @@ def test_a_strangers_message_is_never_copied_to_inbound(world: World) -> None:
     assert result["rejected"] == 1
     assert world.archive.keys("inbound/") == []
     assert len(world.archive.keys("quarantine/")) == 1
+
+
+def test_a_partners_message_gets_the_reply_connection_ready_and_a_strangers_does_not(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(sender="someone@stranger.example"))
+
+    world.poll()
+    assert world.replies.prepared == 0
+
+    world.mailbox.deliver("u2", partner_mail())
+    world.poll()
+    assert world.replies.prepared >= 1
+    assert len(world.replies.sent) == 1

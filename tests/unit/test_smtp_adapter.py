@@ -3,6 +3,7 @@
 import base64
 import smtplib
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,10 +89,12 @@ class RecordingClient:
             raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
         return 250, b"OK"
 
-    def quit(self) -> None:
+    def send(self, data: bytes) -> None:
+        """Only QUIT is sent so (the transaction goes through ``mail``, ``rcpt``, ``data``)."""
+        assert data == b"QUIT\r\n"
         self.quits += 1
         if self.quit_fails:
-            raise smtplib.SMTPServerDisconnected("421 shutting down")
+            raise smtplib.SMTPServerDisconnected("Server not connected")
 
     def close(self) -> None:
         self.closed = True
@@ -546,4 +549,62 @@ def test_a_pipelined_refusal_is_sorted_as_the_same_refusal_sent_one_by_one(
     with pytest.raises(expected):
         pipelining_sender(relay).send(REPLY, sender="a@b.example", recipient="c@d.example")
 
-    assert len(relay.writes) == (2 if len(answers) == 4 else 1)  # the data only after a 354
+    transaction = [write for write in relay.writes if write != b"QUIT\r\n"]  # then dropped
+    assert len(transaction) == (2 if len(answers) == 4 else 1)  # the data only after a 354
+
+
+# ------------------------------------------------------------- prepare (issue 21)
+
+
+def test_a_prepared_connection_logs_in_on_its_own_thread_and_takes_the_first_reply() -> None:
+    first, spare = RecordingClient(), RecordingClient()
+    sender = SmtpReplySender(SmtpAccount("smtp.example", 25, "starttls", "relay", "secret"))
+    opened: list[tuple[RecordingClient, str]] = []
+
+    def connect() -> RecordingClient:
+        opened.append(((first, spare)[len(opened)], threading.current_thread().name))
+        return opened[-1][0]
+
+    sender._connect = connect  # type: ignore[assignment,method-assign]
+
+    sender.prepare()
+    sender.prepare()  # one connection on its way is enough
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    sender.close()
+
+    assert opened == [(first, "smtp-login")]
+    assert (len(first.sent), first.quits) == (1, 1)
+
+
+def test_a_login_refused_while_prepared_is_raised_by_the_send_sorted_as_its_own() -> None:
+    client = RecordingClient(fail=smtplib.SMTPAuthenticationError(535, b"bad credentials"))
+    sender = sender_with(client)
+
+    sender.prepare()  # never raises
+    with pytest.raises(ChannelFailure) as raised:
+        sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+    assert raised.value.setting == "smtp_username, smtp_password_secret"
+    assert client.sent == []
+
+
+def test_a_prepared_connection_no_reply_needed_is_closed_with_the_poll() -> None:
+    client = RecordingClient()
+    sender = sender_with(client)
+
+    sender.prepare()
+    sender.close()
+
+    assert (client.quits, client.sent) == (1, [])
+
+
+def test_a_prepared_connection_gone_before_mail_is_replaced_once() -> None:
+    first, second = RecordingClient(), RecordingClient()
+    first.dropped = True  # the relay dropped it while the message was processed
+    sender, opened = connecting(first, second)
+
+    sender.prepare()
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+    assert opened == [first, second]
+    assert len(second.sent) == 1
