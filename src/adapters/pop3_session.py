@@ -22,7 +22,9 @@ Where the server offers ``PIPELINING`` (RFC 2449; its ``CAPA`` is asked at the s
 ``TOP`` or ``RETR``, or ``QUIT``) and goes in the same write, one round trip for both. Deletions
 commit only at ``QUIT`` either way, and a session that ends without it drops them alike. A ``DELE``
 the server refuses (it does not, for a message of its listing) leaves the message for the next poll,
-which finds it answered in the ledger and deletes it then.
+which finds it answered in the ledger and deletes it then. Likewise the headers of the message the
+poll looks at next (``expect_headers``) are asked with ``TOP`` in the same write as this message's
+``RETR``: on a shared account a message costs one round trip for ``RETR`` and the next ``TOP``.
 """
 
 import poplib
@@ -63,6 +65,8 @@ class Pop3Session:
         self._pending: list[int] = []  # DELEs that go with the next command (PIPELINING)
         self._deleting = False  # a DELE was asked for in this session: QUIT must commit it
         self.deletions_refused: list[str] = []  # the server's answers to DELEs sent with a command
+        self._expected: int | None = None  # the message whose headers are asked next (``expect_headers``)
+        self._fetched: dict[int, tuple[bytes, str | None]] = {}  # headers asked early, or the refusal
 
     def messages(self) -> list[MessageRef]:
         """``STAT`` first: an empty mailbox (the common case) answers in one round trip."""
@@ -76,30 +80,61 @@ class Pop3Session:
         return [MessageRef(number=n, size=int(sizes[n]), uid=uids.get(n, "")) for n in self._numbers]
 
     def headers(self, number: int) -> bytes:
-        """The header block, at most ``MAX_SCREENED_HEADER_BYTES`` of it (the rest is read, dropped)."""
-        lines: list[bytes] = []
-        kept = 0
-
-        def keep(line: bytes) -> None:
-            nonlocal kept
-            if kept < MAX_SCREENED_HEADER_BYTES:
-                lines.append(line[: MAX_SCREENED_HEADER_BYTES - kept])
-                kept += len(lines[-1])
-
-        refusal = self._try(lambda: self._multiline(f"TOP {number} 0", keep))
+        """The header block, at most ``MAX_SCREENED_HEADER_BYTES`` of it (the rest is read, dropped);
+        asked now, or taken from the answer that came with the last ``RETR`` (``expect_headers``)."""
+        if number in self._fetched:
+            block, refusal = self._fetched.pop(number)
+        else:
+            kept = _Kept()
+            refusal = self._try(lambda: self._multiline(f"TOP {number} 0", kept.write))
+            block = kept.block()
         if refusal is not None:
             raise self._refused("TOP", refusal, lambda: self._top_works_except(number))
         self._top_worked = True
-        return b"".join(lines)
+        return block
+
+    def expect_headers(self, number: int) -> None:
+        """The poll asks for the headers of message ``number`` next (after this message's ``RETR``,
+        if it has one): where the server offers ``PIPELINING``, they come in that ``RETR``'s write."""
+        self._expected = number
 
     def retrieve(self, number: int, sink: BinaryIO) -> None:
-        self._command(lambda: self._multiline(f"RETR {number}", sink.write))
+        expected, self._expected = self._expected, None
+        if expected is None or expected in self._fetched or not self._pipelining():
+            self._command(lambda: self._multiline(f"RETR {number}", sink.write))
+            return
+        self._command(lambda: self._retrieve_then_top(number, sink, expected))
+
+    def _retrieve_then_top(self, number: int, sink: BinaryIO, then: int) -> None:
+        """``RETR number`` and ``TOP then 0`` in one write; both answers read, in order (a refused
+        ``RETR`` is raised after the ``TOP``'s answer was read, so the session stays in step)."""
+        self._send_with_pending(f"RETR {number}", f"TOP {then} 0")
+        refused: poplib.error_proto | None = None
+        try:
+            read_answer(self._client, sink.write)
+        except poplib.error_proto as error:
+            if closed(error):
+                raise
+            refused = error
+        kept = _Kept()
+        try:
+            read_answer(self._client, kept.write)
+            self._fetched[then] = (kept.block(), None)
+        except poplib.error_proto as error:
+            if closed(error):
+                raise
+            self._fetched[then] = (b"", text(error))
+        if refused is not None:
+            raise refused
+
+    def _pipelining(self) -> bool:
+        capabilities = self.capabilities()
+        return capabilities is not None and offers(capabilities, "PIPELINING")
 
     def delete(self, number: int) -> None:
         """``DELE``: at once, or with the next command where the server offers ``PIPELINING``."""
         self._deleting = True
-        capabilities = self.capabilities()
-        if capabilities is not None and offers(capabilities, "PIPELINING"):
+        if self._pipelining():
             self._pending.append(number)
             return
         self._command(lambda: self._client.dele(number))
@@ -190,15 +225,16 @@ class Pop3Session:
         self._send_with_pending(command)
         read_answer(self._client, write)
 
-    def _send_with_pending(self, command: str) -> None:
-        """Send the pending ``DELE``s and ``command`` in one write; read the ``DELE``s' answers (a
-        refusal is kept in ``deletions_refused``), leaving ``command``'s answer to the caller."""
+    def _send_with_pending(self, command: str, *after: str) -> None:
+        """Send the pending ``DELE``s, ``command`` and the commands ``after`` it in one write; read the
+        ``DELE``s' answers (a refusal is kept in ``deletions_refused``), leaving the answers of
+        ``command`` and ``after`` to the caller."""
         pending, self._pending = self._pending, []
-        if not pending:
+        if not pending and not after:
             proto: Any = self._client
             proto._putcmd(command)
             return
-        lines = [f"DELE {number}" for number in pending] + [command]
+        lines = [f"DELE {number}" for number in pending] + [command, *after]
         self._client.sock.sendall("".join(f"{line}\r\n" for line in lines).encode("ascii"))
         for _ in pending:
             try:
@@ -227,6 +263,22 @@ class Pop3Session:
             self._healthy = False
             raise ConnectionLost(f"POP3 connection lost: {error}") from error
         return None
+
+
+class _Kept:
+    """A header block as ``TOP n 0`` gives it, at most ``MAX_SCREENED_HEADER_BYTES`` kept."""
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._kept = 0
+
+    def write(self, line: bytes) -> None:
+        if self._kept < MAX_SCREENED_HEADER_BYTES:
+            self._lines.append(line[: MAX_SCREENED_HEADER_BYTES - self._kept])
+            self._kept += len(self._lines[-1])
+
+    def block(self) -> bytes:
+        return b"".join(self._lines)
 
 
 def read_multiline(client: poplib.POP3, command: str, write: WriteBytes) -> None:

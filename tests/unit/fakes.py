@@ -27,6 +27,7 @@ class FakeMailbox:
     messages: dict[str, bytes] = field(default_factory=dict)
     retrieved: list[str] = field(default_factory=list)
     screened: list[str] = field(default_factory=list)  # the messages asked for their headers (TOP)
+    expected: list[str] = field(default_factory=list)  # the headers announced as asked next
     fail_retrieve: set[str] = field(default_factory=set)
     break_retrieve: set[str] = field(default_factory=set)
 
@@ -62,6 +63,9 @@ class FakeSession:
         self.box.screened.append(self.uids[number - 1])
         raw = self.box.messages[self.uids[number - 1]]
         return raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+
+    def expect_headers(self, number: int) -> None:
+        self.box.expected.append(self.uids[number - 1])
 
     def retrieve(self, number: int, sink: BinaryIO) -> None:
         uid = self.uids[number - 1]

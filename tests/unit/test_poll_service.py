@@ -92,6 +92,16 @@ def test_a_shared_account_asks_top_once_per_message_and_only_for_messages_it_doe
 
     assert world.mailbox.screened == ["u1", "u2", "u3"]  # u1 is remembered as foreign
     assert world.mailbox.retrieved == ["u2", "u3"]
+    assert world.mailbox.expected == ["u2"]  # u2's headers announced while u1 was looked at
+
+
+def test_an_exclusive_account_announces_no_headers(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail())
+    world.mailbox.deliver("u2", partner_mail(subject="LetterShop orders, second batch"))
+
+    world.poll(make_channel(exclusive_account=True, subject_keyword=None))
+
+    assert (world.mailbox.expected, world.mailbox.screened) == ([], [])
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import poplib
 import pytest
 
 from adapters.pop3_session import Pop3Session
-from domain.errors import ConnectionLost
+from domain.errors import ConnectionLost, TransientError
 
 
 class ScriptedServer:
@@ -104,3 +104,47 @@ def test_a_quit_that_fails_after_deletions_is_a_lost_connection() -> None:
     pop3.delete(1)
     with pytest.raises(ConnectionLost, match="deletions may not be committed"):
         pop3.close(commit=True)
+
+
+def test_the_headers_expected_next_come_in_the_write_of_this_messages_retr() -> None:
+    pop3, server = session(
+        b"+OK\r\nPIPELINING\r\n.\r\n"  # CAPA
+        b"+OK 9 octets\r\nbody\r\n.\r\n+OK\r\nSubject: next\r\n\r\n.\r\n"  # RETR 2, TOP 3 0
+    )
+    sink = io.BytesIO()
+
+    pop3.expect_headers(3)
+    pop3.retrieve(2, sink)
+    headers = pop3.headers(3)
+
+    assert server.writes == [b"CAPA\r\n", b"RETR 2\r\nTOP 3 0\r\n"]
+    assert (sink.getvalue(), headers) == (b"body\r\n", b"Subject: next\r\n\r\n")
+
+
+def test_a_refused_retr_with_the_next_top_keeps_the_session_in_step() -> None:
+    pop3, server = session(
+        b"+OK\r\nPIPELINING\r\n.\r\n-ERR [SYS/TEMP] try later\r\n+OK\r\nSubject: next\r\n\r\n.\r\n"
+        b"+OK 9 octets\r\nbody\r\n.\r\n"
+    )
+
+    pop3.expect_headers(3)
+    with pytest.raises(TransientError, match="try later"):
+        pop3.retrieve(2, io.BytesIO())
+    assert pop3.headers(3) == b"Subject: next\r\n\r\n"
+    sink = io.BytesIO()
+    pop3.retrieve(3, sink)
+
+    assert sink.getvalue() == b"body\r\n"
+    assert server.writes[-1] == b"RETR 3\r\n"
+
+
+def test_without_pipelining_the_expected_headers_are_asked_on_their_own() -> None:
+    pop3, server = session(
+        b"+OK\r\nUSER\r\n.\r\n+OK 9 octets\r\nbody\r\n.\r\n+OK\r\nSubject: next\r\n\r\n.\r\n"
+    )
+
+    pop3.expect_headers(3)
+    pop3.retrieve(2, io.BytesIO())
+    pop3.headers(3)
+
+    assert server.writes == [b"CAPA\r\n", b"RETR 2\r\n", b"TOP 3 0\r\n"]
