@@ -1,16 +1,21 @@
 """The round trips a poll waits for (issue 21): counted as client turns by the TCP proxy in front of
 the mail servers, the only figure that matters once a server is tens of milliseconds away."""
 
+import io
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from adapters.archive import SMALL_BODY_BYTES, S3Archive
+from devstack import aws
 from devstack.invoke import invoke_poll, store_channel
 from devstack.proxy import TcpProxy
 from devstack.samples import partner_mail
 from devstack.smtp import SmtpServer
 from devstack.stack import LocalStack
+from domain.outcomes import Outcome
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +96,21 @@ def test_an_exclusive_account_spends_one_round_trip_per_message(
     )
 
     assert per_message == 1  # RETR with the last DELE; was TOP, RETR, DELE
+
+
+def test_a_small_object_goes_to_s3_in_one_round_trip_a_large_one_asks_to_continue_first(
+    stack: LocalStack, proxy_to: Callable[[int], TcpProxy]
+) -> None:
+    proxy = proxy_to(stack.moto.port)
+    archive = S3Archive(stack.names.archive_bucket, aws.client("s3", f"http://{proxy.host}:{proxy.port}"))
+    received = datetime(2026, 12, 8, tzinfo=UTC)
+    archive.store_inbound("acme", "0" * 64, io.BytesIO(b"x" * 1000), received)  # the connection is made
+    turns = []
+    for digest, size in (("1" * 64, 200_000), ("2" * 64, SMALL_BODY_BYTES + 1)):
+        before = proxy.turns
+        archive.store_reply(
+            "acme", digest, b"x" * size, received, outcome=Outcome.PROCESSED, recipient="a@b.example"
+        )
+        turns.append(proxy.turns - before)
+
+    assert turns == [1, 2]  # Expect: 100-continue only where a refusal would save a large upload
