@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import BinaryIO, cast
@@ -62,25 +62,35 @@ class Handled(Enum):
 
 
 class _Upload:
-    """The raw message's archive copy, stored on a thread of its own (started after RETR, so that
-    the upload and the ledger's claim wait for the network together); ``wait`` gives its result."""
+    """One request on a thread of its own, while the message's thread waits for the mail servers:
+    the raw message's archive copy (started after RETR, so that the upload and the ledger's claim
+    wait for the network together), or a sent reply's ``replied`` record (``_Handover``)."""
 
-    def __init__(self, store: Callable[[], str]) -> None:
+    def __init__(self, work: Callable[[], object], name: str = "archive-inbound") -> None:
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(store,), name="archive-inbound", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
         self._thread.start()
 
-    def _run(self, store: Callable[[], str]) -> None:
+    def _run(self, work: Callable[[], object]) -> None:
         try:
-            store()
+            work()
         except BaseException as error:  # handed to the message's thread by ``wait``
             self._error = error
 
     def wait(self) -> None:
-        """Until the copy is stored; raises what storing it raised."""
+        """Until the work is done; raises what it raised."""
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+@dataclass(frozen=True)
+class _Handover:
+    """A reply sent, its ``replied`` record on its way: the message's DELE waits for the record,
+    and goes after the next message's RETR (``MessageSettler._finish_handover``)."""
+
+    ref: MessageRef
+    recorded: _Upload
 
 
 @dataclass
@@ -136,6 +146,7 @@ class MessageSettler:
 
     retrievals: RetrievalFailures
     late: list[LedgerEntry]  # settled entries the ledger did not take in time (``_record_sent``)
+    _handover: _Handover | None = field(default=None, init=False)  # the last reply's record on its way
 
     def handle(self, ref: MessageRef) -> Handled:
         """Bring one message to its single outcome, or leave it on the server for the next poll
@@ -188,7 +199,8 @@ class MessageSettler:
         if message.ledger_entry.stage is Stage.RECEIVED:
             self._answer(message)
         if message.ledger_entry.stage is Stage.ANSWERED:
-            self._send(message)
+            self._send(message, hand_over=True)
+            return  # its DELE follows the replied record (``_finish_handover``)
         self._delete(message)
 
     def _retrieve(self, message: _Message) -> LedgerEntry:
@@ -199,6 +211,7 @@ class MessageSettler:
         except ConnectionLost:
             self.retrievals.count_failure(message.ref)
             raise
+        self._finish_handover()  # the last reply's record was written meanwhile: its DELE now
         message.raw.seek(0)
         message.digest = hashlib.file_digest(message.raw, "sha256").hexdigest()  # type: ignore[arg-type]  # BinaryIO has readinto
         logger.append_keys(message_sha256=message.digest)
@@ -242,8 +255,10 @@ class MessageSettler:
         self.checkpoint("answered")
         logger.info("message %s", decision.outcome.value, extra={"outcome": decision.outcome.value})
 
-    def _send(self, message: _Message) -> None:
-        """answered -> replied: the stored reply goes to the recorded recipient, and nowhere else."""
+    def _send(self, message: _Message, *, hand_over: bool = False) -> None:
+        """answered -> replied: the stored reply goes to the recorded recipient, and nowhere else.
+        ``hand_over``: the ``replied`` record is written on a thread of its own while the next
+        message is downloaded (``_Handover``); its DELE waits for it."""
         entry = message.ledger_entry
         if entry.reply_key is not None and entry.recipient is not None:
             if entry.attempts:
@@ -253,8 +268,46 @@ class MessageSettler:
             data = message.reply if message.reply is not None else self.archive.load(entry.reply_key)
             self.replies.send(data, sender=self.channel.sender_address, recipient=entry.recipient)
         self.checkpoint("sent")
+        if hand_over:
+            self._finish_handover()  # one record on its way at a time
+            replied = entry.replied()
+            recorded = _Upload(lambda: self._record_sent_on_the_side(message, replied), "ledger-replied")
+            self._handover = _Handover(message.ref, recorded)
+            self.checkpoint("recording")
+            return
         message.entry = self._record_sent(entry.replied())
         self.checkpoint("replied")
+
+    def finish(self) -> None:
+        """The poll looks at no more messages: the last reply's record is waited for, and its DELE
+        asked (before QUIT); a session that is gone keeps the message for the next poll."""
+        try:
+            self._finish_handover()
+        except ConnectionLost as error:
+            logger.warning("the deletion waits for the next poll: %s", error)
+
+    def _finish_handover(self) -> None:
+        """Wait for the last reply's ``replied`` record, then DELE its message."""
+        handover, self._handover = self._handover, None
+        if handover is None:
+            return
+        handover.recorded.wait()
+        self.checkpoint("replied")
+        try:
+            self.session.delete(handover.ref.number)
+        except TransientError as error:
+            logger.warning("the deletion waits for the next poll: %s", error)
+            return
+        self.result.deleted += 1
+        self.checkpoint("deleted")
+
+    def _record_sent_on_the_side(self, message: _Message, replied: LedgerEntry) -> None:
+        """``_record_sent`` on the handover's thread; never raises (what it cannot write is late)."""
+        try:
+            message.entry = self._record_sent(replied)
+        except Exception:
+            logger.exception("reply sent but not recorded; deleting the message all the same")
+            self.late.append(replied)
 
     def _delete(self, message: _Message) -> None:
         """DELE (it commits at the poll's QUIT). Nothing is written: ``replied`` says all that the

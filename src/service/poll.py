@@ -239,6 +239,7 @@ def _look_at_messages(run: PollRun) -> None:
             if handled is Handled.STOP:
                 break
     finally:
+        settler.finish()  # the last reply's record, and its DELE
         run.retrievals.memory = run.retrievals.memory.with_foreign(foreign)
     run.checkpoint("before_quit")
 

@@ -98,6 +98,32 @@ def test_poll_killed_between_smtp_accept_and_ledger_resends_the_identical_reply(
     assert stack.dovecot.mailbox(mailbox[0]) == []
 
 
+def test_poll_killed_while_the_replied_record_is_on_its_own_thread_loses_nothing(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    """Issue 21's overlap: the record of a sent reply is written beside the next message's RETR.
+    Killed there, the record is written or not (the window above, no longer): the reply goes once
+    or twice, byte for byte the same, the first message is deleted, the second answered once."""
+    store_channel(stack, mailbox)
+    sent = [partner_mail(), partner_mail()]
+    for raw in sent:
+        stack.dovecot.deliver(mailbox[0], raw)
+
+    assert run_poll("acme", kill_at="recording") == {"killed": True}
+    expire_lease(stack, "acme")
+    assert run_poll("acme")["status"] == "ok"
+
+    ids = [str(message_from_bytes(raw, policy=policy.default)["Message-ID"]) for raw in sent]
+    counts = replies_by_original(stack)
+    assert set(counts) == set(ids)
+    assert counts[ids[0]] in (1, 2), counts
+    assert counts[ids[1]] == 1, counts
+    bodies = {mail.data.split(b"\r\n\r\n", 1)[1] for mail in stack.smtp.received}
+    assert len(bodies) == 2  # a second reply to the first message is the same bytes
+    assert archived_count(stack, "inbound/acme/") == 2
+    assert stack.dovecot.mailbox(mailbox[0]) == []
+
+
 def test_a_failed_look_for_a_dead_polls_reply_waits_and_then_sends_that_reply_once(
     stack: LocalStack, mailbox: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,5 +1,6 @@
 """poll_mailbox with recording fakes: every outcome of DESIGN §6 that needs no real server."""
 
+import hashlib
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -8,8 +9,9 @@ import pytest
 
 from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
 from domain.errors import TransientError, UndeliverableReply
+from domain.ledger import LedgerEntry, Stage
 from service.poll import poll_mailbox
-from tests.unit.fakes import World, body_of, make_channel
+from tests.unit.fakes import FakeSession, World, body_of, make_channel
 
 PARTNER = "orders@partner.example"
 
@@ -335,3 +337,63 @@ def test_a_partners_message_gets_the_reply_connection_ready_and_a_strangers_does
     world.poll()
     assert world.replies.prepared >= 1
     assert len(world.replies.sent) == 1
+
+
+def test_a_sent_replys_record_is_written_while_the_next_message_is_downloaded(world: World) -> None:
+    """Issue 21: the replied record waits for the network beside the next RETR, not before it."""
+    downloading = threading.Event()
+    save, retrieve = world.ledger.save, FakeSession.retrieve
+
+    def save_during_download(entry: LedgerEntry) -> None:
+        if entry.stage is Stage.REPLIED and entry.digest == first_digest:
+            assert downloading.wait(5), "the record was written before the next message was downloaded"
+        save(entry)
+
+    def retrieve_noting(session: FakeSession, number: int, sink: Any) -> None:
+        if session.uids[number - 1] == "u2":
+            downloading.set()
+        retrieve(session, number, sink)
+
+    first = partner_mail()
+    first_digest = hashlib.sha256(first).hexdigest()
+    world.ledger.save = save_during_download  # type: ignore[method-assign]
+    FakeSession.retrieve = retrieve_noting  # type: ignore[method-assign,assignment]
+    try:
+        world.mailbox.deliver("u1", first)
+        world.mailbox.deliver("u2", partner_mail(subject="LetterShop orders, second batch"))
+        result = world.poll()
+    finally:
+        FakeSession.retrieve = retrieve  # type: ignore[method-assign]
+
+    assert (result["processed"], result["deleted"]) == (2, 2)
+    assert world.mailbox.messages == {}
+
+
+def test_a_message_is_deleted_only_after_its_replied_record(world: World) -> None:
+    events: list[str] = []
+    save, delete = world.ledger.save, FakeSession.delete
+
+    def save_noting(entry: LedgerEntry) -> None:
+        save(entry)
+        if entry.stage is Stage.REPLIED:
+            events.append(f"replied {entry.digest[:8]}")
+
+    def delete_noting(session: FakeSession, number: int) -> None:
+        events.append(
+            f"dele {hashlib.sha256(session.box.messages[session.uids[number - 1]]).hexdigest()[:8]}"
+        )
+        delete(session, number)
+
+    world.ledger.save = save_noting  # type: ignore[method-assign]
+    FakeSession.delete = delete_noting  # type: ignore[method-assign,assignment]
+    try:
+        for number in range(3):
+            world.mailbox.deliver(f"u{number}", partner_mail(subject=f"LetterShop batch {number}"))
+        world.poll()
+    finally:
+        FakeSession.delete = delete  # type: ignore[method-assign]
+
+    replied = [event.split()[1] for event in events if event.startswith("replied")]
+    assert len(replied) == 3
+    for digest in replied:
+        assert events.index(f"replied {digest}") < events.index(f"dele {digest}")
