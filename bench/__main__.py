@@ -4,7 +4,9 @@
   standard library, the 20 MB streamed import, the pathological messages of issue 10;
 * ``bench.polls`` — the poll on the local stack (Dovecot, aiosmtpd, moto): issue 11's table (empty
   polls, a shared mailbox of 1,000 foreign mails, the cold start's import, a drain of 100 messages)
-  and issue 10's peak RSS of a real poll.
+  and issue 10's peak RSS of a real poll;
+* ``bench.latency`` — issue 21's goals: the poll and a bare client through the same latency proxies
+  (``python -m bench.latency`` runs only these).
 
 The exit status is 1 when any budget line says FAIL.
 """

@@ -13,10 +13,13 @@ warm empty poll: AWS calls                            -                         
 warm empty poll: wall (median)                        bare ``poplib`` POP3S login+STAT+QUIT       <= 1.5x
 unchanged shared mailbox of 1,000 foreign mails       bare login+UIDL+QUIT                        <= 2x
 handler import in a fresh interpreter (best of 5)     ``import boto3`` alone                      <= 1.5x
-drain of 100 small imports: AWS calls per message     -                                           <= 5
-drain throughput (messages per second)                bare RETR + ``email`` parse + SMTP + DELE   >= 0.25x
+drain of 100 small imports: AWS calls per message     -                                           (info)
+drain throughput (messages per second)                bare RETR + ``email`` parse + SMTP + DELE   (info)
 peak RSS growth of a poll of a ~20 MB / 5.3 MB import the import file's size                      <= 6x
 ====================================================  ==========================================  ======
+
+The drain's figures on loopback are information only: the goals of the poll's speed are measured
+under realistic latency (``bench.latency``, run on the same stack at the end).
 
 The peak RSS is measured in a child process (``bench.rss_child``) so that it is the poll's own, and that
 child is run from a process with a local stack of its own (``bench.memory``).
@@ -59,8 +62,6 @@ EMPTY_CALLS_BUDGET = 1
 EMPTY_WALL_BUDGET = 1.5
 SHARED_WALL_BUDGET = 2.0
 IMPORT_BUDGET = 1.5
-DRAIN_CALLS_BUDGET = 5.0
-DRAIN_THROUGHPUT_BUDGET = 0.25
 RSS_BUDGET = 6.0
 
 EMPTY_RUNS = 60
@@ -270,7 +271,7 @@ def empty_poll(stack: LocalStack, handler: Handler) -> tuple[bool, Poll]:
     problem = next((p.counts(seen=0) for p in warm_polls if p.counts(seen=0)), None)
     expired = secrets_expired_poll(handler, "bench-empty")
     print(
-        f"{'':<34} once the secrets' cache has expired (once an hour, adapters/secrets.py): "
+        f"{'':<34} once the secrets' cache has expired (once a day, adapters/secrets.py): "
         f"{ms(expired.seconds)}, AWS calls {expired.calls.count}: {expired.calls.breakdown()}"
     )
     ok = verdict(
@@ -288,8 +289,8 @@ def empty_poll(stack: LocalStack, handler: Handler) -> tuple[bool, Poll]:
 
 
 def secrets_expired_poll(handler: Handler, channel_id: str) -> Poll:
-    """A warm poll right after Powertools' parameter cache was emptied, as it is once ``max_age`` (300 s
-    in ``adapters.secrets``) has passed: what a warm container polled every 5 minutes pays."""
+    """A warm poll right after Powertools' parameter cache was emptied, as it is once ``max_age``
+    (``adapters.secrets.CACHE_SECONDS``, a day) has passed or after a poll failed on a setting."""
     from app.root import WARM  # noqa: PLC0415
 
     WARM.forget_secrets()
@@ -371,18 +372,14 @@ def drain(stack: LocalStack, handler: Handler) -> bool:
         f"bare RETR+parse+SMTP+DELE {bare_s:.2f} s, {bare_rate:.1f} msg/s"
     )
     print(f"{'':<34} AWS calls {run.calls.count}: {run.calls.breakdown()}")
-    ok = verdict(
-        per_message <= DRAIN_CALLS_BUDGET and problem is None,
-        f"drain of {DRAIN_MESSAGES}: AWS calls per message {per_message:.2f} ({run.calls.count} in all; "
-        f"budget <= {DRAIN_CALLS_BUDGET:g})" + (f"; {problem}" if problem else ""),
+    # Information only (issue 21): on loopback a round trip costs microseconds, so this ratio says
+    # little about a poll in Lambda; the goals are the latency profiles' lines (``bench.latency``).
+    print(
+        f"{'':<34} information: AWS calls per message {per_message:.2f} ({run.calls.count} in all), "
+        f"throughput {ours_rate / bare_rate:.3f}x the bare loop on loopback"
+        + (f"; {problem}" if problem else "")
     )
-    ratio = ours_rate / bare_rate
-    ok &= verdict(
-        ratio >= DRAIN_THROUGHPUT_BUDGET and problem is None,
-        f"drain of {DRAIN_MESSAGES}: throughput {ratio:.3f}x bare RETR+parse+SMTP+DELE loop "
-        f"({ours_rate:.1f} vs {bare_rate:.1f} msg/s; budget >= {DRAIN_THROUGHPUT_BUDGET}x)",
-    )
-    return ok
+    return problem is None
 
 
 @dataclass
@@ -512,6 +509,9 @@ def main() -> bool:
             ok &= guarded("warm empty poll", lambda: empty_poll(stack, handler)[0])
             ok &= guarded("unchanged shared mailbox", lambda: shared_mailbox(stack, handler))
             ok &= guarded("drain", lambda: drain(stack, handler))
+            from bench import latency  # noqa: PLC0415  # it imports this module's helpers
+
+            ok &= latency.run(stack, handler)
     except Exception as error:  # the stack did not start (or stop)
         ok = failed("the local stack", error)
     return ok

@@ -11,8 +11,16 @@ Faults, each in force until :meth:`TcpProxy.reset` (or replaced by the next call
 * :meth:`~TcpProxy.cut_on` — close a connection when the client sends a pattern (``b"QUIT"``,
   ``b"RETR"``); the bytes from the pattern on never reach the server. Plain text only: under TLS
   the client's commands are encrypted and never match;
-* :meth:`~TcpProxy.delay` — wait before forwarding each chunk, in both directions;
+* :meth:`~TcpProxy.delay` — wait before forwarding each chunk, in both directions (the waits add
+  up: one chunk after another, as a slow hop that holds each chunk);
+* :meth:`~TcpProxy.latency` — a one-way delay like a network's: each chunk is forwarded that long
+  after it arrived, chunks in flight overlap (a pipelined command waits once, not once per chunk),
+  and a new connection waits one round trip (twice the delay) before any byte flows, as a TCP
+  handshake does;
 * :meth:`~TcpProxy.refuse` — close every new connection right after accepting it.
+
+Both sides are set ``TCP_NODELAY``: the proxy forwards each chunk as it comes, and Nagle's algorithm
+against the peer's delayed ACK (up to 40 ms on Linux) would add stalls no real path has.
 
 A cut closes both sides with a FIN (``how="close"``: the peer reads end-of-file) or with an RST
 (``how="reset"``: the peer's next read fails with ``ECONNRESET``). :attr:`TcpProxy.cuts` records why
@@ -26,6 +34,8 @@ import selectors
 import socket
 import struct
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -52,6 +62,8 @@ class _Rules:
     cut_on: bytes | None = None
     cut_on_how: How = "close"
     delay: float = 0.0
+    latency: float = 0.0
+    handshake: float = 0.0
     refuse: How | None = None
 
 
@@ -63,6 +75,9 @@ class _Connection:
     from_server: int = 0
     client_tail: bytes = b""
     open_sides: set[str] = field(default_factory=lambda: {"client", "server"})
+    last_from: str = ""  # the side the last forwarded chunk came from
+    # chunks in flight under ``latency``: (when due, from which side, bytes; b"" = that side's EOF)
+    in_flight: deque[tuple[float, str, bytes]] = field(default_factory=deque)
 
 
 class _Cut(Exception):
@@ -84,6 +99,9 @@ class TcpProxy(LocalServer):
         """Connections accepted so far (refused ones included)."""
         self.cuts: list[str] = []
         """Why each cut (or refused) connection was closed, in order."""
+        self.turns = 0
+        """Client turns so far, all connections: the times the client sent after the server did (or
+        first) — the round trips the client waited for, whatever the number of chunks."""
         self._rules = _Rules()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -160,6 +178,16 @@ class TcpProxy(LocalServer):
         with self._lock:
             self._rules.delay = seconds
 
+    def latency(self, seconds: float, *, handshake: bool = True) -> None:
+        """Forward each chunk ``seconds`` after it arrived, both directions, without holding the
+        chunks behind it (a one-way network delay); new connections wait ``2 * seconds`` first (the
+        handshake's round trip) unless ``handshake`` is false. 0 turns it off."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        with self._lock:
+            self._rules.latency = seconds
+            self._rules.handshake = 2 * seconds if handshake else 0.0
+
     def refuse(self, *, how: How = "reset") -> None:
         """Close every new connection as soon as it is accepted (RST by default, or FIN)."""
         with self._lock:
@@ -200,6 +228,9 @@ class TcpProxy(LocalServer):
             thread.start()
 
     def _serve(self, number: int, client: socket.socket) -> None:
+        handshake = self._current().handshake
+        if handshake > 0:
+            self._stopping.wait(handshake)
         try:
             server = socket.create_connection(self.target, timeout=CONNECT_TIMEOUT)
         except OSError as error:
@@ -208,6 +239,8 @@ class TcpProxy(LocalServer):
             return
         for sock in (client, server):
             sock.settimeout(SEND_TIMEOUT)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection = _Connection(number, client, server)
         how: How = "close"
         try:
@@ -225,22 +258,49 @@ class TcpProxy(LocalServer):
         with selectors.DefaultSelector() as selector:
             selector.register(connection.client, selectors.EVENT_READ, "client")
             selector.register(connection.server, selectors.EVENT_READ, "server")
-            while connection.open_sides and not self._stopping.is_set():
-                for key, _events in selector.select(POLL_SECONDS):
+            while (connection.open_sides or connection.in_flight) and not self._stopping.is_set():
+                self._forward_due(connection)
+                timeout = POLL_SECONDS
+                if connection.in_flight:
+                    timeout = min(timeout, max(0.0, connection.in_flight[0][0] - time.monotonic()))
+                if not connection.open_sides:
+                    self._stopping.wait(timeout)
+                    continue
+                for key, _events in selector.select(timeout):
                     side = str(key.data)
                     source = connection.client if side == "client" else connection.server
                     data = source.recv(CHUNK)
                     if not data:
                         selector.unregister(source)
                         connection.open_sides.discard(side)
-                        other = connection.server if side == "client" else connection.client
-                        with contextlib.suppress(OSError):
-                            other.shutdown(socket.SHUT_WR)
-                        continue
-                    if side == "client":
-                        self._to_server(connection, data)
+                    latency = self._current().latency
+                    if latency > 0 or connection.in_flight:
+                        connection.in_flight.append((time.monotonic() + latency, side, data))
                     else:
-                        self._to_client(connection, data)
+                        self._forward(connection, side, data)
+            self._forward_due(connection)
+
+    def _forward_due(self, connection: _Connection) -> None:
+        """Forward the chunks in flight whose time has come, in the order they arrived."""
+        while connection.in_flight and connection.in_flight[0][0] <= time.monotonic():
+            _due, side, data = connection.in_flight.popleft()
+            self._forward(connection, side, data)
+
+    def _forward(self, connection: _Connection, side: str, data: bytes) -> None:
+        """Pass one chunk from ``side`` on to the other side; an empty one passes the EOF on."""
+        if not data:
+            other = connection.server if side == "client" else connection.client
+            with contextlib.suppress(OSError):
+                other.shutdown(socket.SHUT_WR)
+            return
+        if side == "client" and connection.last_from != "client":
+            with self._lock:
+                self.turns += 1
+        connection.last_from = side
+        if side == "client":
+            self._to_server(connection, data)
+        else:
+            self._to_client(connection, data)
 
     def _wait(self, rules: _Rules) -> None:
         if rules.delay > 0:

@@ -84,6 +84,17 @@ class _Recorder:
     def __init__(self, server: SmtpServer) -> None:
         self._server = server
 
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """aiosmtpd's own answer, with ``PIPELINING`` (RFC 2920) where the server offers it: aiosmtpd
+        reads commands one line after another from its stream, so pipelined ones are answered in
+        order, as real relays (Postfix, Exchange, Gmail, SES) offer it."""
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        if self._server.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
@@ -221,6 +232,7 @@ class SmtpServer(LocalServer):
         smtputf8: bool = False,
         introspect: Introspect | None = None,
         data_size_limit: int = DATA_SIZE_DEFAULT,
+        pipelining: bool = True,
     ) -> None:
         self.tls = tls
         self.users: dict[str, str] = dict(users or {})
@@ -230,6 +242,7 @@ class SmtpServer(LocalServer):
         self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531); aiosmtpd, like many relays, does not by default
         self.introspect = introspect  # set: logins are AUTH XOAUTH2 tokens only (see _OAuthRecorder)
         self.data_size_limit = data_size_limit  # offered as SIZE; larger messages are refused with 552
+        self.pipelining = pipelining  # offer PIPELINING (RFC 2920) in EHLO
         self.received: list[ReceivedMail] = []
         self.auth_attempts: list[tuple[str, bool]] = []
         self.refused: list[RefusedCommand] = []

@@ -25,7 +25,7 @@ from domain.ledger import LedgerEntry, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
 from domain.serial_budget import DailyBudget
-from service.ports import Archive, Ledger, Mailbox, MailboxSession, MemoryStore, MessageRef
+from service.ports import Archive, ExpectsHeaders, Ledger, Mailbox, MailboxSession, MemoryStore, MessageRef
 
 
 @dataclass
@@ -91,6 +91,10 @@ class DryRunSession:
         for ref in refs:
             self._journal.messages.setdefault(ref.number, MessageJournal(ref))
         return refs
+
+    def expect_headers(self, number: int) -> None:
+        if isinstance(self._inner, ExpectsHeaders):
+            self._inner.expect_headers(number)
 
     def headers(self, number: int) -> bytes:
         data = self._inner.headers(number)
@@ -236,6 +240,9 @@ class RecordingReplySender:
 
     def close(self) -> None:
         """Nothing was opened."""
+
+    def prepare(self) -> None:
+        """Nothing to open."""
 
 
 class PlaceholderSerials:

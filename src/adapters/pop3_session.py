@@ -5,7 +5,8 @@ memory and a line longer than poplib's 2 KiB limit (real mail has them) does not
 
 The poll relies on two commands RFC 1939 makes optional: ``UIDL`` (a message's identity across
 polls: the mailbox memory and the log keys) and ``TOP`` (screening a message by its headers before it
-is downloaded). ``CAPA`` (RFC 2449) is optional too; the poll works without it. A server that lacks
+is downloaded; asked on shared accounts only: an exclusive account's messages are all LetterShop's,
+screened after ``RETR``). ``CAPA`` (RFC 2449) is optional too; the poll works without it. A server that lacks
 ``UIDL`` or ``TOP`` stops the poll with a ``ChannelFailure`` naming what it lacks (``pop3_host``), so
 the operator is told and no message is charged an attempt. Whether a refusal means "not offered":
 
@@ -15,6 +16,15 @@ the operator is told and no message is charged an attempt. Whether a refusal mea
   listed, the refusal was about that message (``TOP``) or passing (``UIDL``): transient;
 * a server without ``CAPA``: ``UIDL`` refused is not offered; ``TOP`` refused is not offered unless
   ``TOP`` of another message of the listing works (then only that message's headers were refused).
+
+Where the server offers ``PIPELINING`` (RFC 2449; its ``CAPA`` is asked at the session's first
+``DELE``), a ``DELE`` is not sent alone: it waits for the session's next command (the next message's
+``TOP`` or ``RETR``, or ``QUIT``) and goes in the same write, one round trip for both. Deletions
+commit only at ``QUIT`` either way, and a session that ends without it drops them alike. A ``DELE``
+the server refuses (it does not, for a message of its listing) leaves the message for the next poll,
+which finds it answered in the ledger and deletes it then. Likewise the headers of the message the
+poll looks at next (``expect_headers``) are asked with ``TOP`` in the same write as this message's
+``RETR``: on a shared account a message costs one round trip for ``RETR`` and the next ``TOP``.
 """
 
 import poplib
@@ -52,6 +62,11 @@ class Pop3Session:
         self._capabilities: tuple[str, ...] | None = None
         self._asked_capa = False
         self._top_worked = False
+        self._pending: list[int] = []  # DELEs that go with the next command (PIPELINING)
+        self._deleting = False  # a DELE was asked for in this session: QUIT must commit it
+        self.deletions_refused: list[str] = []  # the server's answers to DELEs sent with a command
+        self._expected: int | None = None  # the message whose headers are asked next (``expect_headers``)
+        self._fetched: dict[int, tuple[bytes, str | None]] = {}  # headers asked early, or the refusal
 
     def messages(self) -> list[MessageRef]:
         """``STAT`` first: an empty mailbox (the common case) answers in one round trip."""
@@ -65,26 +80,63 @@ class Pop3Session:
         return [MessageRef(number=n, size=int(sizes[n]), uid=uids.get(n, "")) for n in self._numbers]
 
     def headers(self, number: int) -> bytes:
-        """The header block, at most ``MAX_SCREENED_HEADER_BYTES`` of it (the rest is read, dropped)."""
-        lines: list[bytes] = []
-        kept = 0
-
-        def keep(line: bytes) -> None:
-            nonlocal kept
-            if kept < MAX_SCREENED_HEADER_BYTES:
-                lines.append(line[: MAX_SCREENED_HEADER_BYTES - kept])
-                kept += len(lines[-1])
-
-        refusal = self._try(lambda: read_multiline(self._client, f"TOP {number} 0", keep))
+        """The header block, at most ``MAX_SCREENED_HEADER_BYTES`` of it (the rest is read, dropped);
+        asked now, or taken from the answer that came with the last ``RETR`` (``expect_headers``)."""
+        if number in self._fetched:
+            block, refusal = self._fetched.pop(number)
+        else:
+            kept = _Kept()
+            refusal = self._try(lambda: self._multiline(f"TOP {number} 0", kept.write))
+            block = kept.block()
         if refusal is not None:
             raise self._refused("TOP", refusal, lambda: self._top_works_except(number))
         self._top_worked = True
-        return b"".join(lines)
+        return block
+
+    def expect_headers(self, number: int) -> None:
+        """The poll asks for the headers of message ``number`` next (after this message's ``RETR``,
+        if it has one): where the server offers ``PIPELINING``, they come in that ``RETR``'s write."""
+        self._expected = number
 
     def retrieve(self, number: int, sink: BinaryIO) -> None:
-        self._command(lambda: read_multiline(self._client, f"RETR {number}", sink.write))
+        expected, self._expected = self._expected, None
+        if expected is None or expected in self._fetched or not self._pipelining():
+            self._command(lambda: self._multiline(f"RETR {number}", sink.write))
+            return
+        self._command(lambda: self._retrieve_then_top(number, sink, expected))
+
+    def _retrieve_then_top(self, number: int, sink: BinaryIO, then: int) -> None:
+        """``RETR number`` and ``TOP then 0`` in one write; both answers read, in order (a refused
+        ``RETR`` is raised after the ``TOP``'s answer was read, so the session stays in step)."""
+        self._send_with_pending(f"RETR {number}", f"TOP {then} 0")
+        refused: poplib.error_proto | None = None
+        try:
+            read_answer(self._client, sink.write)
+        except poplib.error_proto as error:
+            if closed(error):
+                raise
+            refused = error
+        kept = _Kept()
+        try:
+            read_answer(self._client, kept.write)
+            self._fetched[then] = (kept.block(), None)
+        except poplib.error_proto as error:
+            if closed(error):
+                raise
+            self._fetched[then] = (b"", text(error))
+        if refused is not None:
+            raise refused
+
+    def _pipelining(self) -> bool:
+        capabilities = self.capabilities()
+        return capabilities is not None and offers(capabilities, "PIPELINING")
 
     def delete(self, number: int) -> None:
+        """``DELE``: at once, or with the next command where the server offers ``PIPELINING``."""
+        self._deleting = True
+        if self._pipelining():
+            self._pending.append(number)
+            return
         self._command(lambda: self._client.dele(number))
 
     def capabilities(self) -> tuple[str, ...] | None:
@@ -109,11 +161,21 @@ class Pop3Session:
         return Pop3Probe(count[0], capabilities, uidl, top)
 
     def close(self, *, commit: bool) -> None:
-        """``QUIT`` (commits deletions) when healthy and asked to; otherwise just drop the line."""
+        """``QUIT`` (commits deletions) when healthy and asked to; otherwise just drop the line. A
+        session that deleted nothing has nothing to commit: its ``QUIT`` is sent, and the line
+        dropped without waiting for the answer (one round trip less for an empty poll)."""
+        proto: Any = self._client  # poplib's own line helpers
+        if commit and self._healthy and not self._deleting:
+            with suppress(OSError):
+                proto._putcmd("QUIT")
+            close_quietly(self._client)
+            return
         if commit and self._healthy:
             try:
-                self._client.quit()
-            except (poplib.error_proto, OSError) as error:
+                self._send_with_pending("QUIT")
+                proto._getresp()
+                self._client.close()
+            except (poplib.error_proto, OSError, EOFError) as error:
                 raise ConnectionLost(f"POP3 QUIT failed, deletions may not be committed: {error}") from error
             return
         close_quietly(self._client)
@@ -158,6 +220,30 @@ class Pop3Session:
             return False
         return self._try(lambda: read_multiline(self._client, f"TOP {other} 0", _drop)) is None
 
+    def _multiline(self, command: str, write: WriteBytes) -> None:
+        """``command`` with its multi-line answer, the pending ``DELE``s sent in the same write."""
+        self._send_with_pending(command)
+        read_answer(self._client, write)
+
+    def _send_with_pending(self, command: str, *after: str) -> None:
+        """Send the pending ``DELE``s, ``command`` and the commands ``after`` it in one write; read the
+        ``DELE``s' answers (a refusal is kept in ``deletions_refused``), leaving the answers of
+        ``command`` and ``after`` to the caller."""
+        pending, self._pending = self._pending, []
+        if not pending and not after:
+            proto: Any = self._client
+            proto._putcmd(command)
+            return
+        lines = [f"DELE {number}" for number in pending] + [command, *after]
+        self._client.sock.sendall("".join(f"{line}\r\n" for line in lines).encode("ascii"))
+        for _ in pending:
+            try:
+                self._client._getresp()  # type: ignore[attr-defined]  # poplib's own reader
+            except poplib.error_proto as error:
+                if closed(error):
+                    raise
+                self.deletions_refused.append(text(error))
+
     def _command(self, run: Callable[[], object]) -> None:
         refusal = self._try(run)
         if refusal is not None:
@@ -179,11 +265,33 @@ class Pop3Session:
         return None
 
 
+class _Kept:
+    """A header block as ``TOP n 0`` gives it, at most ``MAX_SCREENED_HEADER_BYTES`` kept."""
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._kept = 0
+
+    def write(self, line: bytes) -> None:
+        if self._kept < MAX_SCREENED_HEADER_BYTES:
+            self._lines.append(line[: MAX_SCREENED_HEADER_BYTES - self._kept])
+            self._kept += len(self._lines[-1])
+
+    def block(self) -> bytes:
+        return b"".join(self._lines)
+
+
 def read_multiline(client: poplib.POP3, command: str, write: WriteBytes) -> None:
     """Send ``command``; pass each line of the answer to ``write``, un-dot-stuffed, as sent.
     A ``-ERR`` answer raises ``poplib.error_proto``, a closed connection ``EOFError``."""
     proto: Any = client  # poplib has no streaming API; these two are its own helpers
     proto._putcmd(command)
+    read_answer(client, write)
+
+
+def read_answer(client: poplib.POP3, write: WriteBytes) -> None:
+    """The multi-line answer to a command already sent (see ``read_multiline``)."""
+    proto: Any = client
     proto._getresp()
     at_line_start = True
     while True:

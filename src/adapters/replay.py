@@ -59,6 +59,9 @@ class ReplaySession:
         self._check(number)
         return header_block(self._box.raw)
 
+    def expect_headers(self, number: int) -> None:
+        """One message: nothing to fetch ahead."""
+
     def retrieve(self, number: int, sink: BinaryIO) -> None:
         self._check(number)
         if not self._box.retrieved:

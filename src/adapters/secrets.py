@@ -15,10 +15,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from adapters.aws_errors import classify, error_code
 from domain.errors import ChannelFailure
 
-# An hour: a channel polled every 5 minutes reads each secret once in 12 polls. A password changed
-# meanwhile fails one poll, which names the secret's setting; the poll then forgets the cached
-# secrets (``SecretStore.forget``), so the next poll reads them afresh.
-CACHE_SECONDS = 3600
+# A day, about an execution environment's life: a secret is read once by each environment that polls
+# its channel, not once an hour in each (at 5,000 channels polled every minute that was 20 times the
+# reads, docs/scaling.md). A password changed meanwhile fails one poll, which names the secret's
+# setting; the poll then forgets the cached secrets (``SecretStore.forget``), so the next poll reads
+# them afresh. A rotation that keeps the old password valid for a while (Secrets Manager's
+# alternating users) goes unnoticed until the old one is refused or the day is over.
+CACHE_SECONDS = 24 * 3600
 MISSING_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"})
 
 

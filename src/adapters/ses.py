@@ -42,6 +42,9 @@ class SesReplySender:
     def close(self) -> None:
         """SES keeps no connection of a poll's own."""
 
+    def prepare(self) -> None:
+        """Nothing to open: each send is one request."""
+
     def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         what = f"SES send from {sender} to {recipient}"
         if len(data) > MAX_MESSAGE_BYTES:

@@ -6,7 +6,7 @@ hands to the adapters it builds; ``reset()`` makes the process cold again (the t
 so). Nothing else in ``src/`` keeps state between invocations (tests/unit/test_module_state.py).
 
 * ``clients``: one boto3 client per AWS service, made by the first use;
-* ``secrets``: the secrets, each read at most once an hour (``adapters.secrets``);
+* ``secrets``: the secrets, each read at most once a day (``adapters.secrets``);
   :meth:`forget_secrets` after a poll that failed on a setting;
 * ``tokens``: OAuth 2.0 access tokens until shortly before they expire (``adapters.oauth``);
 * ``counters``: the serial counter's value after this process's last block (``adapters.serials``);

@@ -4,7 +4,9 @@ The ledger entry's stage only moves forward, one small step per stage::
 
     received --answer--> answered --send--> replied --delete--> done
 
-* ``answer``: screen the sender, archive the raw message, process its import files (each file's
+* ``answer``: screen the sender, archive the raw message (a small one's copy is on its way since
+  RETR, sent on a thread of its own while the ledger is claimed and the files are processed:
+  ``_Upload``; waited for before the answer is stored), process its import files (each file's
   serial block recorded before use) and store the reply, which carries the export files, with its
   one recipient; a rejected message is quarantined and goes straight to ``replied`` (nothing to
   send). The ledger is not written for ``answered`` when the send follows at once: the stored reply
@@ -19,16 +21,19 @@ one place, ``_on_failure``, which does what ``service.failures.consequence_of`` 
 """
 
 import hashlib
+import io
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import BinaryIO, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from domain.bounds import MAX_SCREENED_HEADER_BYTES
 from domain.channel import Channel
 from domain.errors import ConnectionLost, LetterShopError, ReplyTooLarge, TransientError, UndeliverableReply
 from domain.inbound import Headers, is_recognized, parse_headers
@@ -56,17 +61,65 @@ class Handled(Enum):
     STOP = "stop"  # the channel failed on it: the poll stops (``service.poll``)
 
 
+class _Upload:
+    """One request on a thread of its own, while the message's thread waits for the mail servers:
+    the raw message's archive copy (started after RETR, so that the upload and the ledger's claim
+    wait for the network together), or a sent reply's ``replied`` record (``_Handover``)."""
+
+    def __init__(self, work: Callable[[], object], name: str = "archive-inbound") -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except BaseException as error:  # handed to the message's thread by ``wait``
+            self._error = error
+
+    def wait(self) -> None:
+        """Until the work is done; raises what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+@dataclass(frozen=True)
+class _Handover:
+    """A reply sent, its ``replied`` record on its way: the message's DELE waits for the record,
+    and goes after the next message's RETR (``MessageSettler._finish_handover``)."""
+
+    ref: MessageRef
+    recorded: _Upload
+
+
 @dataclass
 class _Message:
     """One message being settled; ``entry`` is its ledger entry as last saved (None before RETR)."""
 
     ref: MessageRef
-    headers: Headers
     received: datetime
     raw: BinaryIO
+    screened: Headers | None = None  # from TOP (a shared account), else read from the RETR
     digest: str = ""
     entry: LedgerEntry | None = None
     reply: bytes | None = None  # the stored reply, while this poll still holds it in memory
+    upload: _Upload | None = None  # the archive copy on its way (``_Upload``), until waited for
+
+    def uploaded(self) -> bool:
+        """Wait for the archive copy on its way, if one is: True when it was stored (raises what
+        storing it raised); False when none was sent."""
+        upload, self.upload = self.upload, None
+        if upload is None:
+            return False
+        upload.wait()
+        return True
+
+    @property
+    def headers(self) -> Headers:
+        if self.screened is None:
+            raise RuntimeError("the message's headers are read with it (RETR) on an exclusive account")
+        return self.screened
 
     @property
     def ledger_entry(self) -> LedgerEntry:
@@ -93,29 +146,38 @@ class MessageSettler:
 
     retrievals: RetrievalFailures
     late: list[LedgerEntry]  # settled entries the ledger did not take in time (``_record_sent``)
+    _handover: _Handover | None = field(default=None, init=False)  # the last reply's record on its way
 
     def handle(self, ref: MessageRef) -> Handled:
         """Bring one message to its single outcome, or leave it on the server for the next poll
         (``OURS``); ``FOREIGN`` for a message that is not a LetterShop message (left untouched).
+        On a shared account the message is screened by its headers (``TOP``) before it is
+        downloaded; on an exclusive one every message is LetterShop's, so no ``TOP`` is asked and the
+        headers are read from the downloaded message (one round trip less per message).
 
         Raises ``ChannelFailure`` (the poll must stop) or ``ConnectionLost`` (the session is gone).
         """
         channel = self.channel
-        try:
-            headers = parse_headers(self.session.headers(ref.number))
-        except TransientError as error:
-            logger.warning("headers not readable; the message waits for the next poll: %s", error)
-            return Handled.OURS
-        if not is_recognized(
-            headers.subject, exclusive_account=channel.exclusive_account, keyword=channel.subject_keyword
-        ):
-            logger.debug("not a LetterShop message; left on the server untouched")
-            return Handled.FOREIGN
-        self.result.recognized += 1
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
-            message = _Message(ref, headers, self.now(), cast(BinaryIO, spool))
+        headers = None
+        if not channel.exclusive_account:  # screened before download: never RETR a colleague's mail
             try:
-                self._settle(message)
+                headers = parse_headers(self.session.headers(ref.number))
+            except TransientError as error:
+                logger.warning("headers not readable; the message waits for the next poll: %s", error)
+                return Handled.OURS
+            if not is_recognized(headers.subject, exclusive_account=False, keyword=channel.subject_keyword):
+                logger.debug("not a LetterShop message; left on the server untouched")
+                return Handled.FOREIGN
+        self.result.recognized += 1
+        if headers is not None and screen(channel, headers, ref.size)[0] is not None:
+            self.replies.prepare()  # a reply is likely: its connection logs in meanwhile
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
+            message = _Message(ref, self.now(), cast(BinaryIO, spool), headers)
+            try:
+                try:
+                    self._settle(message)
+                finally:
+                    self._forget_upload(message)
             except Exception as error:  # every error goes to the one mapping
                 self._on_failure(message, error)
         return Handled.OURS
@@ -137,7 +199,8 @@ class MessageSettler:
         if message.ledger_entry.stage is Stage.RECEIVED:
             self._answer(message)
         if message.ledger_entry.stage is Stage.ANSWERED:
-            self._send(message)
+            self._send(message, hand_over=True)
+            return  # its DELE follows the replied record (``_finish_handover``)
         self._delete(message)
 
     def _retrieve(self, message: _Message) -> LedgerEntry:
@@ -148,10 +211,15 @@ class MessageSettler:
         except ConnectionLost:
             self.retrievals.count_failure(message.ref)
             raise
+        self._finish_handover()  # the last reply's record was written meanwhile: its DELE now
         message.raw.seek(0)
         message.digest = hashlib.file_digest(message.raw, "sha256").hexdigest()  # type: ignore[arg-type]  # BinaryIO has readinto
         logger.append_keys(message_sha256=message.digest)
+        if message.screened is None:  # an exclusive account's message: no TOP asked, its headers are here
+            message.raw.seek(0)
+            message.screened = parse_headers(message.raw.read(MAX_SCREENED_HEADER_BYTES))
         self.checkpoint("retrieved")
+        self._start_upload(message)
         known = self.ledger.claim(self.channel.channel_id, message.digest, self.poll_id, message.received)
         message.entry = known or LedgerEntry.first_seen(self.channel.channel_id, message.digest)
         return message.entry
@@ -163,14 +231,17 @@ class MessageSettler:
         if sender is None:
             self._quarantine(message, reason or "rejected")
             return
-        self.archive.store_inbound(channel.channel_id, message.digest, message.raw, message.received)
-        self.checkpoint("archived")
+        if message.upload is None:
+            self.archive.store_inbound(channel.channel_id, message.digest, message.raw, message.received)
+            self.checkpoint("archived")
         decision = self.decider.decide(
             message.raw,  # read in pieces from its start, never whole (domain.attachments)
             sender,
             message.received,
             lambda key: RecordedSerials(self.serials, key, message),
         )
+        if message.uploaded():  # the copy sent after RETR, stored while the files were processed
+            self.checkpoint("archived")
         if decision.outcome is Outcome.REJECTED:
             self._quarantine(message, decision.reason or "rejected")
             return
@@ -184,8 +255,10 @@ class MessageSettler:
         self.checkpoint("answered")
         logger.info("message %s", decision.outcome.value, extra={"outcome": decision.outcome.value})
 
-    def _send(self, message: _Message) -> None:
-        """answered -> replied: the stored reply goes to the recorded recipient, and nowhere else."""
+    def _send(self, message: _Message, *, hand_over: bool = False) -> None:
+        """answered -> replied: the stored reply goes to the recorded recipient, and nowhere else.
+        ``hand_over``: the ``replied`` record is written on a thread of its own while the next
+        message is downloaded (``_Handover``); its DELE waits for it."""
         entry = message.ledger_entry
         if entry.reply_key is not None and entry.recipient is not None:
             if entry.attempts:
@@ -195,8 +268,46 @@ class MessageSettler:
             data = message.reply if message.reply is not None else self.archive.load(entry.reply_key)
             self.replies.send(data, sender=self.channel.sender_address, recipient=entry.recipient)
         self.checkpoint("sent")
+        if hand_over:
+            self._finish_handover()  # one record on its way at a time
+            replied = entry.replied()
+            recorded = _Upload(lambda: self._record_sent_on_the_side(message, replied), "ledger-replied")
+            self._handover = _Handover(message.ref, recorded)
+            self.checkpoint("recording")
+            return
         message.entry = self._record_sent(entry.replied())
         self.checkpoint("replied")
+
+    def finish(self) -> None:
+        """The poll looks at no more messages: the last reply's record is waited for, and its DELE
+        asked (before QUIT); a session that is gone keeps the message for the next poll."""
+        try:
+            self._finish_handover()
+        except ConnectionLost as error:
+            logger.warning("the deletion waits for the next poll: %s", error)
+
+    def _finish_handover(self) -> None:
+        """Wait for the last reply's ``replied`` record, then DELE its message."""
+        handover, self._handover = self._handover, None
+        if handover is None:
+            return
+        handover.recorded.wait()
+        self.checkpoint("replied")
+        try:
+            self.session.delete(handover.ref.number)
+        except TransientError as error:
+            logger.warning("the deletion waits for the next poll: %s", error)
+            return
+        self.result.deleted += 1
+        self.checkpoint("deleted")
+
+    def _record_sent_on_the_side(self, message: _Message, replied: LedgerEntry) -> None:
+        """``_record_sent`` on the handover's thread; never raises (what it cannot write is late)."""
+        try:
+            message.entry = self._record_sent(replied)
+        except Exception:
+            logger.exception("reply sent but not recorded; deleting the message all the same")
+            self.late.append(replied)
 
     def _delete(self, message: _Message) -> None:
         """DELE (it commits at the poll's QUIT). Nothing is written: ``replied`` says all that the
@@ -358,9 +469,42 @@ class MessageSettler:
         if message.ledger_entry.outcome not in (Outcome.PROCESSED, Outcome.FAILED):
             return
         try:
-            self.archive.store_inbound(self.channel.channel_id, message.digest, message.raw, message.received)
+            if not message.uploaded():
+                self.archive.store_inbound(
+                    self.channel.channel_id, message.digest, message.raw, message.received
+                )
         except TransientError as error:
             logger.warning("archive not refreshed (it holds the message already): %s", error)
+
+    def _start_upload(self, message: _Message) -> None:
+        """Send a small message's archive copy on its way while the ledger is claimed, when the
+        message will be archived (its sender passes the screening; a rejected one is quarantined
+        instead), and have the reply's connection made ready. A larger message (on disk) is stored
+        in ``_answer``, in pieces, as before."""
+        if screen(self.channel, message.headers, message.ref.size)[0] is None:
+            return
+        self.replies.prepare()  # a reply is likely: its connection logs in meanwhile
+        if message.ref.size > SPOOL_IN_MEMORY_BYTES:
+            return
+        message.raw.seek(0)
+        copy = io.BytesIO(message.raw.read())
+        message.raw.seek(0)
+        if copy.getbuffer().nbytes > SPOOL_IN_MEMORY_BYTES:
+            return
+        channel_id, digest, received = self.channel.channel_id, message.digest, message.received
+        message.upload = _Upload(lambda: self.archive.store_inbound(channel_id, digest, copy, received))
+        self.checkpoint("archiving")
+
+    def _forget_upload(self, message: _Message) -> None:
+        """The message is left (settled, or waiting for the next poll): an archive copy still on its
+        way is waited for, so no thread outlives the message; its failure changes nothing now (a
+        message that goes on to be answered waited for it in ``_answer``)."""
+        try:
+            message.uploaded()
+        except Exception as error:  # the copy is stored again by whoever answers it
+            logger.warning(
+                "archive copy not stored; it is stored again before the message is answered: %s", error
+            )
 
     def _record_sent(self, entry: LedgerEntry) -> LedgerEntry:
         """Record a settled entry, and count its outcome (once: a settled entry is never counted

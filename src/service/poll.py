@@ -24,7 +24,7 @@ from domain.outcomes import PollResult
 from domain.senders import normalization_notes
 from service.decide import Decider, script_seconds
 from service.message import Checkpoint, Handled, MessageSettler
-from service.ports import MailboxSession, MessageRef, PollEndWiring, Ports, Wiring
+from service.ports import ExpectsHeaders, MailboxSession, MessageRef, PollEndWiring, Ports, Wiring
 from service.retrieval import RetrievalFailures
 from service.screening import queue, recognition, save_memory
 from service.telemetry import logger
@@ -221,7 +221,7 @@ def _look_at_messages(run: PollRun) -> None:
     )
     foreign: list[str] = []
     try:
-        for ref in run.waiting:
+        for index, ref in enumerate(run.waiting):
             if result.recognized >= channel.max_messages_per_poll:
                 logger.info(
                     "message limit of this poll reached", extra={"limit": channel.max_messages_per_poll}
@@ -232,6 +232,8 @@ def _look_at_messages(run: PollRun) -> None:
                 break
             result.seen += 1
             run.looked.append(ref)
+            if not channel.exclusive_account and index + 1 < len(run.waiting):
+                _expect_headers(run.session, run.waiting[index + 1].number)
             with _message_keys(ref):
                 handled = _handle_or_stop(settler, ref, result)
             if handled is Handled.FOREIGN:
@@ -239,8 +241,15 @@ def _look_at_messages(run: PollRun) -> None:
             if handled is Handled.STOP:
                 break
     finally:
+        settler.finish()  # the last reply's record, and its DELE
         run.retrievals.memory = run.retrievals.memory.with_foreign(foreign)
     run.checkpoint("before_quit")
+
+
+def _expect_headers(session: MailboxSession, number: int) -> None:
+    """On a shared account the next message's headers (``TOP``) may come with this one's ``RETR``."""
+    if isinstance(session, ExpectsHeaders):
+        session.expect_headers(number)
 
 
 def _record_late(ports: Ports, entries: list[LedgerEntry]) -> None:

@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
 from domain.channel import Channel
 from domain.ledger import LedgerEntry, StoredReply
@@ -36,6 +36,16 @@ class MailboxSession(Protocol):
 
     def delete(self, number: int) -> None:
         """Mark for deletion; the server commits it at ``QUIT``."""
+        ...
+
+
+@runtime_checkable
+class ExpectsHeaders(Protocol):
+    """A session that can fetch the headers asked for next together with its next command."""
+
+    def expect_headers(self, number: int) -> None:
+        """The headers of message ``number`` are asked next (a hint; ``headers`` gives them either
+        way)."""
         ...
 
 
@@ -117,6 +127,11 @@ class Lease(Protocol):
 class ReplySender(Protocol):
     def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         """Send the stored reply ``data`` byte for byte to the one recorded ``recipient``."""
+        ...
+
+    def prepare(self) -> None:
+        """A reply is likely to follow: get ready to send it (a connection and its login, on their
+        way while the message is handled); never raises (``send`` raises what went wrong)."""
         ...
 
     def close(self) -> None:

@@ -545,6 +545,38 @@ def test_proxy_delay_slows_every_chunk(stack: LocalStack, mailbox: tuple[str, st
         client.quit()
 
 
+def test_proxy_latency_delays_each_chunk_once_and_a_new_connection_one_round_trip(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    user, password = mailbox
+    with TcpProxy(stack.dovecot.pop3_port) as proxy:
+        proxy.latency(0.1)
+        started = time.monotonic()
+        client = poplib.POP3(proxy.host, proxy.port, timeout=10)  # handshake 0.2 s, greeting 0.1 s
+        assert time.monotonic() - started >= 0.3
+        client.user(user)
+        client.pass_(password)
+        started = time.monotonic()
+        client._putcmd("NOOP")  # type: ignore[attr-defined]  # two commands pipelined in one write
+        client._putcmd("NOOP")  # type: ignore[attr-defined]
+        client._getresp()  # type: ignore[attr-defined]
+        client._getresp()  # type: ignore[attr-defined]
+        pipelined = time.monotonic() - started
+        assert 0.2 <= pipelined < 0.35  # one round trip for both, not one per chunk
+        proxy.reset()
+        client.quit()
+
+
+def test_proxy_latency_without_handshake_lets_a_connection_start_at_once(stack: LocalStack) -> None:
+    with TcpProxy(stack.moto.port) as proxy:
+        proxy.latency(0.1, handshake=False)
+        started = time.monotonic()
+        with socket.create_connection((proxy.host, proxy.port), timeout=10) as sock:
+            sock.sendall(b"GET /moto-api/ HTTP/1.0\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.")
+        assert 0.2 <= time.monotonic() - started < 0.35
+
+
 def test_proxy_stop_closes_open_connections_and_leaves_no_thread(
     stack: LocalStack, mailbox: tuple[str, str]
 ) -> None:

@@ -57,7 +57,9 @@ def archived_count(stack: LocalStack, prefix: str) -> int:
     return len([key for key in keys if key.endswith(".eml")])
 
 
-@pytest.mark.parametrize("step", ["retrieved", "archived", "answered", "replied", "deleted", "before_quit"])
+@pytest.mark.parametrize(
+    "step", ["retrieved", "archiving", "archived", "answered", "replied", "deleted", "before_quit"]
+)
 def test_poll_killed_at_any_step_loses_nothing_and_answers_once(
     stack: LocalStack, mailbox: tuple[str, str], step: str
 ) -> None:
@@ -93,6 +95,32 @@ def test_poll_killed_between_smtp_accept_and_ledger_resends_the_identical_reply(
     first, second = (mail.data for mail in stack.smtp.wait_for(2))
     assert parse_reply(first)["Message-ID"] == parse_reply(second)["Message-ID"]
     assert first.split(b"\r\n\r\n", 1)[1] == second.split(b"\r\n\r\n", 1)[1]
+    assert stack.dovecot.mailbox(mailbox[0]) == []
+
+
+def test_poll_killed_while_the_replied_record_is_on_its_own_thread_loses_nothing(
+    stack: LocalStack, mailbox: tuple[str, str]
+) -> None:
+    """Issue 21's overlap: the record of a sent reply is written beside the next message's RETR.
+    Killed there, the record is written or not (the window above, no longer): the reply goes once
+    or twice, byte for byte the same, the first message is deleted, the second answered once."""
+    store_channel(stack, mailbox)
+    sent = [partner_mail(), partner_mail()]
+    for raw in sent:
+        stack.dovecot.deliver(mailbox[0], raw)
+
+    assert run_poll("acme", kill_at="recording") == {"killed": True}
+    expire_lease(stack, "acme")
+    assert run_poll("acme")["status"] == "ok"
+
+    ids = [str(message_from_bytes(raw, policy=policy.default)["Message-ID"]) for raw in sent]
+    counts = replies_by_original(stack)
+    assert set(counts) == set(ids)
+    assert counts[ids[0]] in (1, 2), counts
+    assert counts[ids[1]] == 1, counts
+    bodies = {mail.data.split(b"\r\n\r\n", 1)[1] for mail in stack.smtp.received}
+    assert len(bodies) == 2  # a second reply to the first message is the same bytes
+    assert archived_count(stack, "inbound/acme/") == 2
     assert stack.dovecot.mailbox(mailbox[0]) == []
 
 

@@ -26,6 +26,8 @@ class FakeMailbox:
 
     messages: dict[str, bytes] = field(default_factory=dict)
     retrieved: list[str] = field(default_factory=list)
+    screened: list[str] = field(default_factory=list)  # the messages asked for their headers (TOP)
+    expected: list[str] = field(default_factory=list)  # the headers announced as asked next
     fail_retrieve: set[str] = field(default_factory=set)
     break_retrieve: set[str] = field(default_factory=set)
 
@@ -58,8 +60,12 @@ class FakeSession:
         return [MessageRef(n, len(self.box.messages[uid]), uid) for n, uid in enumerate(self.uids, start=1)]
 
     def headers(self, number: int) -> bytes:
+        self.box.screened.append(self.uids[number - 1])
         raw = self.box.messages[self.uids[number - 1]]
         return raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+
+    def expect_headers(self, number: int) -> None:
+        self.box.expected.append(self.uids[number - 1])
 
     def retrieve(self, number: int, sink: BinaryIO) -> None:
         uid = self.uids[number - 1]
@@ -149,6 +155,7 @@ class FakeReplies:
     error: Exception | None = None
 
     closed: int = 0
+    prepared: int = 0
 
     def send(self, data: bytes, *, sender: str, recipient: str) -> None:
         if self.error is not None:
@@ -157,6 +164,9 @@ class FakeReplies:
 
     def close(self) -> None:
         self.closed += 1
+
+    def prepare(self) -> None:
+        self.prepared += 1
 
 
 @dataclass

@@ -1,13 +1,17 @@
 """poll_mailbox with recording fakes: every outcome of DESIGN §6 that needs no real server."""
 
+import hashlib
+import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from devstack.samples import VALID_IMPORT, bounce_mail, partner_mail
 from domain.errors import TransientError, UndeliverableReply
+from domain.ledger import LedgerEntry, Stage
 from service.poll import poll_mailbox
-from tests.unit.fakes import World, body_of, make_channel
+from tests.unit.fakes import FakeSession, World, body_of, make_channel
 
 PARTNER = "orders@partner.example"
 
@@ -60,6 +64,46 @@ def test_exclusive_account_takes_messages_without_keyword(world: World) -> None:
     result = world.poll(make_channel(exclusive_account=True, subject_keyword=None))
 
     assert result["processed"] == 1
+
+
+def test_an_exclusive_account_asks_no_top_and_screens_the_headers_of_the_download(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(subject="shipments"))
+    world.mailbox.deliver("u2", partner_mail(sender="someone@stranger.example"))
+    world.mailbox.deliver("u3", bounce_mail())
+
+    result = world.poll(make_channel(exclusive_account=True, subject_keyword=None))
+
+    assert (result["processed"], result["rejected"], result["deleted"]) == (1, 2, 3)
+    assert world.mailbox.screened == []  # no TOP: every message is LetterShop's
+    assert world.mailbox.retrieved == ["u1", "u2", "u3"]
+    [reply] = world.replies.sent
+    assert (reply.recipient, reply.message["Subject"]) == (PARTNER, "Re: shipments")
+    reasons = sorted(str(reason["reason"]) for reason in world.archive.reasons.values())
+    assert "not in the allowed" in reasons[0] + reasons[1]
+
+
+def test_a_shared_account_asks_top_once_per_message_and_only_for_messages_it_does_not_know(
+    world: World,
+) -> None:
+    world.mailbox.deliver("u1", partner_mail(subject="Invoice November"))
+    world.mailbox.deliver("u2", partner_mail())
+    world.poll()
+    world.mailbox.deliver("u3", partner_mail(subject="LetterShop orders, second batch"))
+
+    world.poll()
+
+    assert world.mailbox.screened == ["u1", "u2", "u3"]  # u1 is remembered as foreign
+    assert world.mailbox.retrieved == ["u2", "u3"]
+    assert world.mailbox.expected == ["u2"]  # u2's headers announced while u1 was looked at
+
+
+def test_an_exclusive_account_announces_no_headers(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail())
+    world.mailbox.deliver("u2", partner_mail(subject="LetterShop orders, second batch"))
+
+    world.poll(make_channel(exclusive_account=True, subject_keyword=None))
+
+    assert (world.mailbox.expected, world.mailbox.screened) == ([], [])
 
 
 @pytest.mark.parametrize(
@@ -234,3 +278,122 @@ def test_a_file_whose_scripts_no_longer_fit_defers_the_message(world: World) -> 
     assert (result["deferred"], result["deleted"]) == (1, 0)
     assert world.replies.sent == []
     assert "too little time" in str(world.ledger.only().last_error)
+
+
+def test_a_small_messages_archive_copy_is_on_its_way_while_the_ledger_is_claimed(world: World) -> None:
+    """Issue 21: the upload and the claim wait for the network together, not one after the other."""
+    uploading = threading.Event()
+    store_inbound, claim = world.archive.store_inbound, world.ledger.claim
+
+    def slow_store(*args: Any) -> str:
+        uploading.set()
+        return store_inbound(*args)
+
+    def claim_during_upload(*args: Any) -> Any:
+        assert uploading.wait(5), "the claim was made before the archive copy was sent"
+        return claim(*args)
+
+    world.archive.store_inbound = slow_store  # type: ignore[method-assign,assignment]
+    world.ledger.claim = claim_during_upload  # type: ignore[method-assign,assignment]
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = world.poll()
+
+    assert (result["processed"], result["deleted"]) == (1, 1)
+    assert len(world.archive.keys("inbound/")) == 1
+
+
+def test_an_archive_copy_that_fails_on_its_way_defers_the_message_unanswered(world: World) -> None:
+    world.archive.unavailable = True
+    world.mailbox.deliver("u1", partner_mail())
+
+    result = world.poll()
+
+    assert (result["deferred"], result["processed"], result["deleted"]) == (1, 0, 0)
+    assert (world.replies.sent, world.archive.keys("exports/")) == ([], [])  # no answer stored
+    world.archive.unavailable = False
+    again = world.poll()
+    assert (again["processed"], again["deleted"]) == (1, 1)
+    assert world.serials.calls == [2]  # the block recorded by the first try is reused, never a new one
+
+
+def test_a_strangers_message_is_never_copied_to_inbound(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(sender="someone@stranger.example"))
+
+    result = world.poll()
+
+    assert result["rejected"] == 1
+    assert world.archive.keys("inbound/") == []
+    assert len(world.archive.keys("quarantine/")) == 1
+
+
+def test_a_partners_message_gets_the_reply_connection_ready_and_a_strangers_does_not(world: World) -> None:
+    world.mailbox.deliver("u1", partner_mail(sender="someone@stranger.example"))
+
+    world.poll()
+    assert world.replies.prepared == 0
+
+    world.mailbox.deliver("u2", partner_mail())
+    world.poll()
+    assert world.replies.prepared >= 1
+    assert len(world.replies.sent) == 1
+
+
+def test_a_sent_replys_record_is_written_while_the_next_message_is_downloaded(world: World) -> None:
+    """Issue 21: the replied record waits for the network beside the next RETR, not before it."""
+    downloading = threading.Event()
+    save, retrieve = world.ledger.save, FakeSession.retrieve
+
+    def save_during_download(entry: LedgerEntry) -> None:
+        if entry.stage is Stage.REPLIED and entry.digest == first_digest:
+            assert downloading.wait(5), "the record was written before the next message was downloaded"
+        save(entry)
+
+    def retrieve_noting(session: FakeSession, number: int, sink: Any) -> None:
+        if session.uids[number - 1] == "u2":
+            downloading.set()
+        retrieve(session, number, sink)
+
+    first = partner_mail()
+    first_digest = hashlib.sha256(first).hexdigest()
+    world.ledger.save = save_during_download  # type: ignore[method-assign]
+    FakeSession.retrieve = retrieve_noting  # type: ignore[method-assign,assignment]
+    try:
+        world.mailbox.deliver("u1", first)
+        world.mailbox.deliver("u2", partner_mail(subject="LetterShop orders, second batch"))
+        result = world.poll()
+    finally:
+        FakeSession.retrieve = retrieve  # type: ignore[method-assign]
+
+    assert (result["processed"], result["deleted"]) == (2, 2)
+    assert world.mailbox.messages == {}
+
+
+def test_a_message_is_deleted_only_after_its_replied_record(world: World) -> None:
+    events: list[str] = []
+    save, delete = world.ledger.save, FakeSession.delete
+
+    def save_noting(entry: LedgerEntry) -> None:
+        save(entry)
+        if entry.stage is Stage.REPLIED:
+            events.append(f"replied {entry.digest[:8]}")
+
+    def delete_noting(session: FakeSession, number: int) -> None:
+        events.append(
+            f"dele {hashlib.sha256(session.box.messages[session.uids[number - 1]]).hexdigest()[:8]}"
+        )
+        delete(session, number)
+
+    world.ledger.save = save_noting  # type: ignore[method-assign]
+    FakeSession.delete = delete_noting  # type: ignore[method-assign,assignment]
+    try:
+        for number in range(3):
+            world.mailbox.deliver(f"u{number}", partner_mail(subject=f"LetterShop batch {number}"))
+        world.poll()
+    finally:
+        FakeSession.delete = delete  # type: ignore[method-assign]
+
+    replied = [event.split()[1] for event in events if event.startswith("replied")]
+    assert len(replied) == 3
+    for digest in replied:
+        assert events.index(f"replied {digest}") < events.index(f"dele {digest}")

@@ -3,6 +3,7 @@
 import base64
 import smtplib
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from adapters.oauth import AccessToken
-from adapters.smtp import SizeOffer, SmtpAccount, SmtpReplySender
+from adapters.smtp import IDLE_SECONDS, SizeOffer, SmtpAccount, SmtpReplySender
 from domain.errors import ChannelFailure, ReplyTooLarge, TransientError, UndeliverableReply
 
 REPLY = b"Subject: Re: x\r\n\r\nbody\r\n"
@@ -34,6 +35,8 @@ class RecordingClient:
         self.closed = False
         self.dropped = False
         self.quits = 0
+        self.noops = 0
+        self.lost_at_data = False  # the connection breaks after MAIL and RCPT were answered
 
     def login(self, user: str, password: str) -> None:
         if isinstance(self.fail, smtplib.SMTPAuthenticationError | smtplib.SMTPNotSupportedError):
@@ -45,22 +48,53 @@ class RecordingClient:
     def has_extn(self, name: str) -> bool:
         return name.lower() in self.extensions
 
-    def sendmail(self, from_addr: str, to_addrs: list[str], msg: bytes, mail_options: list[str]) -> None:
-        if self.fail is not None and not isinstance(
-            self.fail, smtplib.SMTPAuthenticationError | smtplib.SMTPNotSupportedError
-        ):
-            raise self.fail
-        self.sent.append((from_addr, to_addrs, msg, mail_options))
+    does_esmtp = True
+
+    def _failing(self) -> Exception | None:
+        if isinstance(self.fail, smtplib.SMTPAuthenticationError | smtplib.SMTPNotSupportedError):
+            return None
+        return self.fail
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """The failure ``fail`` as the command that answers it would give it (as ``sendmail`` raises
+        it); any other exception is raised by MAIL, as a connection that is gone raises it."""
+        if self.dropped:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        fail = self._failing()
+        self._mail = (sender, [o for o in options if not o.startswith("size=")])
+        if isinstance(fail, smtplib.SMTPSenderRefused):
+            return fail.smtp_code, fail.smtp_error
+        if fail is not None and not isinstance(fail, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError):
+            raise fail
+        return 250, b"OK"
+
+    def rcpt(self, recipient: str) -> tuple[int, bytes]:
+        self._rcpt = recipient
+        if isinstance(self.fail, smtplib.SMTPRecipientsRefused):
+            return next(iter(self.fail.recipients.values()))
+        return 250, b"OK"
+
+    def data(self, msg: bytes) -> tuple[int, bytes | str]:
+        if self.lost_at_data:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        if isinstance(self.fail, smtplib.SMTPDataError):
+            return self.fail.smtp_code, self.fail.smtp_error
+        sender, options = self._mail
+        self.sent.append((sender, [self._rcpt], msg, options))
+        return 250, b"OK"
 
     def noop(self) -> tuple[int, bytes]:
+        self.noops += 1
         if self.dropped:
             raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
         return 250, b"OK"
 
-    def quit(self) -> None:
+    def send(self, data: bytes) -> None:
+        """Only QUIT is sent so (the transaction goes through ``mail``, ``rcpt``, ``data``)."""
+        assert data == b"QUIT\r\n"
         self.quits += 1
         if self.quit_fails:
-            raise smtplib.SMTPServerDisconnected("421 shutting down")
+            raise smtplib.SMTPServerDisconnected("Server not connected")
 
     def close(self) -> None:
         self.closed = True
@@ -121,6 +155,69 @@ def test_a_connection_the_server_dropped_meanwhile_is_replaced() -> None:
 
     assert opened == [first, second]
     assert second.sent[0][1] == ["e@f.example"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_connection_used_moments_ago_takes_the_next_reply_without_noop() -> None:
+    first = RecordingClient()
+    sender, opened = connecting(first)
+    clock = Clock()
+    sender._clock = clock
+
+    for recipient in ("c@d.example", "e@f.example", "g@h.example"):
+        sender.send(REPLY, sender="a@b.example", recipient=recipient)
+        clock.now += IDLE_SECONDS - 1
+
+    assert (opened, first.noops, len(first.sent)) == ([first], 0, 3)
+
+
+def test_a_connection_idle_for_longer_is_asked_noop_and_replaced_when_it_does_not_answer() -> None:
+    first, second = RecordingClient(), RecordingClient()
+    sender, opened = connecting(first, second)
+    clock = Clock()
+    sender._clock = clock
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    clock.now += IDLE_SECONDS
+    sender.send(REPLY, sender="a@b.example", recipient="e@f.example")  # NOOP answered: kept
+    first.dropped = True
+    clock.now += IDLE_SECONDS
+
+    sender.send(REPLY, sender="a@b.example", recipient="g@h.example")
+
+    assert (first.noops, opened) == (2, [first, second])
+    assert [to for _, to, _, _ in second.sent] == [["g@h.example"]]
+
+
+def test_a_new_connection_gone_before_mail_is_answered_is_not_tried_again() -> None:
+    first, spare = RecordingClient(), RecordingClient()
+    first.dropped = True
+    sender, opened = connecting(first, spare)
+
+    with pytest.raises(TransientError, match="unexpectedly closed"):
+        sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+    assert opened == [first]
+
+
+def test_a_connection_lost_after_mail_was_answered_is_never_tried_again_in_the_same_send() -> None:
+    first = RecordingClient()
+    second = RecordingClient()
+    second.lost_at_data = True
+    sender, opened = connecting(first, second, RecordingClient())
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    first.dropped = True  # the kept connection is gone: replaced once, by second
+
+    with pytest.raises(TransientError):  # the reply may have been taken: the next poll decides
+        sender.send(REPLY, sender="a@b.example", recipient="e@f.example")
+
+    assert len(opened) == 2
 
 
 def test_after_a_failed_reply_the_next_one_starts_a_new_connection() -> None:
@@ -290,16 +387,16 @@ class XoauthRelay(smtplib.SMTP):
         self._refusing = True
         return 334, base64.b64encode(b'{"status":"401","schemes":"bearer"}')
 
-    def sendmail(
-        self,
-        from_addr: str,
-        to_addrs: str | Sequence[str],
-        msg: Any,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        self.sent.append((from_addr, [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)))
-        return {}
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        self._sender = sender
+        return 250, b"OK"
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        self.sent.append((self._sender, [recip]))
+        return 250, b"OK"
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        return 250, b"OK"
 
     def quit(self) -> tuple[int, bytes]:
         return 221, b"bye"
@@ -385,3 +482,129 @@ def test_a_token_is_never_sent_without_tls() -> None:
     with pytest.raises(ChannelFailure, match="never sent over an unencrypted connection"):
         sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
     assert relay.presented == []
+
+
+# ------------------------------------------------------------- PIPELINING (issue 21)
+
+
+class PipeliningRelay(smtplib.SMTP):
+    """smtplib's own client against a relay that offers PIPELINING: every write is recorded, the
+    answers are ``answers`` in order (then 250)."""
+
+    def __init__(self, *answers: tuple[int, bytes]) -> None:
+        super().__init__()
+        self.does_esmtp = True
+        self.esmtp_features = {"pipelining": "", "size": "1000000"}
+        self.writes: list[bytes] = []
+        self.answers = list(answers)
+
+    def ehlo_or_helo_if_needed(self) -> None:
+        """EHLO was answered."""
+
+    def send(self, s: Any) -> None:
+        self.writes.append(s.encode() if isinstance(s, str) else s)
+
+    def getreply(self) -> tuple[int, bytes]:
+        return self.answers.pop(0) if self.answers else (250, b"OK")
+
+    def quit(self) -> tuple[int, bytes]:
+        return 221, b"bye"
+
+
+def pipelining_sender(relay: PipeliningRelay) -> SmtpReplySender:
+    sender = SmtpReplySender(SmtpAccount("smtp.example", 587, "starttls"))
+    sender._connect = lambda: relay  # type: ignore[method-assign]
+    return sender
+
+
+def test_where_pipelining_is_offered_mail_rcpt_and_data_go_in_one_write() -> None:
+    relay = PipeliningRelay((250, b"OK"), (250, b"OK"), (354, b"go ahead"), (250, b"queued"))
+    data = b"Subject: x\r\n\r\n.hidden\r\nlast line"
+
+    pipelining_sender(relay).send(data, sender="a@b.example", recipient="c@d.example")
+
+    assert relay.writes == [
+        f"MAIL FROM:<a@b.example> size={len(data)}\r\nRCPT TO:<c@d.example>\r\nDATA\r\n".encode(),
+        b"Subject: x\r\n\r\n..hidden\r\nlast line\r\n.\r\n",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        ([(451, b"4.3.0 try later")], TransientError),
+        ([(553, b"5.7.1 not our sender")], ChannelFailure),
+        ([(250, b"OK"), (550, b"5.1.1 no such user"), (503, b"no valid recipients")], UndeliverableReply),
+        ([(250, b"OK"), (450, b"4.2.1 busy"), (503, b"no valid recipients")], TransientError),
+        ([(250, b"OK"), (250, b"OK"), (554, b"5.5.1 no DATA now")], UndeliverableReply),
+        ([(250, b"OK"), (250, b"OK"), (354, b"go ahead"), (552, b"5.3.4 too big")], ReplyTooLarge),
+        ([(250, b"OK"), (250, b"OK"), (354, b"go ahead"), (451, b"4.3.0 later")], TransientError),
+    ],
+)
+def test_a_pipelined_refusal_is_sorted_as_the_same_refusal_sent_one_by_one(
+    answers: list[tuple[int, bytes]], expected: type[Exception]
+) -> None:
+    relay = PipeliningRelay(*answers)
+
+    with pytest.raises(expected):
+        pipelining_sender(relay).send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+    transaction = [write for write in relay.writes if write != b"QUIT\r\n"]  # then dropped
+    assert len(transaction) == (2 if len(answers) == 4 else 1)  # the data only after a 354
+
+
+# ------------------------------------------------------------- prepare (issue 21)
+
+
+def test_a_prepared_connection_logs_in_on_its_own_thread_and_takes_the_first_reply() -> None:
+    first, spare = RecordingClient(), RecordingClient()
+    sender = SmtpReplySender(SmtpAccount("smtp.example", 25, "starttls", "relay", "secret"))
+    opened: list[tuple[RecordingClient, str]] = []
+
+    def connect() -> RecordingClient:
+        opened.append(((first, spare)[len(opened)], threading.current_thread().name))
+        return opened[-1][0]
+
+    sender._connect = connect  # type: ignore[assignment,method-assign]
+
+    sender.prepare()
+    sender.prepare()  # one connection on its way is enough
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+    sender.close()
+
+    assert opened == [(first, "smtp-login")]
+    assert (len(first.sent), first.quits) == (1, 1)
+
+
+def test_a_login_refused_while_prepared_is_raised_by_the_send_sorted_as_its_own() -> None:
+    client = RecordingClient(fail=smtplib.SMTPAuthenticationError(535, b"bad credentials"))
+    sender = sender_with(client)
+
+    sender.prepare()  # never raises
+    with pytest.raises(ChannelFailure) as raised:
+        sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+    assert raised.value.setting == "smtp_username, smtp_password_secret"
+    assert client.sent == []
+
+
+def test_a_prepared_connection_no_reply_needed_is_closed_with_the_poll() -> None:
+    client = RecordingClient()
+    sender = sender_with(client)
+
+    sender.prepare()
+    sender.close()
+
+    assert (client.quits, client.sent) == (1, [])
+
+
+def test_a_prepared_connection_gone_before_mail_is_replaced_once() -> None:
+    first, second = RecordingClient(), RecordingClient()
+    first.dropped = True  # the relay dropped it while the message was processed
+    sender, opened = connecting(first, second)
+
+    sender.prepare()
+    sender.send(REPLY, sender="a@b.example", recipient="c@d.example")
+
+    assert opened == [first, second]
+    assert len(second.sent) == 1

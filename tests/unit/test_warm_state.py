@@ -1,6 +1,6 @@
 """The one warm state (``app.warm``): what it keeps, what ``forget_secrets`` and ``reset`` forget."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -75,6 +75,29 @@ def test_secrets_are_read_once_until_forgotten(clients: Clients) -> None:
     assert warm.secrets.password(SECRET, setting="pop3_password_secret") == "rotated"
     assert clients.secretsmanager.reads == [SECRET, SECRET]
     assert clients.made == ["secretsmanager"]  # forgetting the values keeps the client
+
+
+def test_secrets_are_kept_for_hours_and_read_again_after_a_day(
+    clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = {"now": datetime(2026, 12, 8, 0, 0)}
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> "Clock":
+            return cls.fromtimestamp(clock["now"].timestamp(), tz)
+
+    monkeypatch.setattr("aws_lambda_powertools.utilities.parameters.base.datetime", Clock)
+    warm = WarmState()
+    warm.secrets.password(SECRET, setting="pop3_password_secret")
+
+    clock["now"] += timedelta(hours=23)  # an hour was the bound before (issue 21)
+    warm.secrets.password(SECRET, setting="pop3_password_secret")
+    assert clients.secretsmanager.reads == [SECRET]
+
+    clock["now"] += timedelta(hours=1, seconds=1)
+    warm.secrets.password(SECRET, setting="pop3_password_secret")
+    assert clients.secretsmanager.reads == [SECRET, SECRET]
 
 
 def test_reset_forgets_everything_a_warm_instance_kept(
