@@ -6,7 +6,7 @@ The ledger entry's stage only moves forward, one small step per stage::
 
 * ``answer``: screen the sender, archive the raw message (a small one's copy is on its way since
   RETR, sent on a thread of its own while the ledger is claimed and the files are processed:
-  ``_Upload``; waited for before the answer is stored), process its import files (each file's
+  ``Upload``; waited for before the answer is stored), process its import files (each file's
   serial block recorded before use) and store the reply, which carries the export files, with its
   one recipient; a rejected message is quarantined and goes straight to ``replied`` (nothing to
   send). The ledger is not written for ``answered`` when the send follows at once: the stored reply
@@ -23,7 +23,6 @@ one place, ``_on_failure``, which does what ``service.failures.consequence_of`` 
 import hashlib
 import io
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -36,12 +35,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from domain.bounds import MAX_SCREENED_HEADER_BYTES
 from domain.channel import Channel
 from domain.errors import ConnectionLost, LetterShopError, ReplyTooLarge, TransientError, UndeliverableReply
-from domain.inbound import Headers, is_recognized, parse_headers
+from domain.inbound import is_recognized, parse_headers
 from domain.ledger import LedgerEntry, Stage
 from domain.outcomes import Outcome, PollResult
 from domain.reply import reply_bytes, reply_too_large
 from service.decide import Decider, Decision, reply_context, screen
 from service.failures import Consequence, consequence_of
+from service.in_flight import Handover, InFlight, Upload
 from service.ports import Archive, Ledger, MailboxSession, MessageRef, ReplySender, SerialCounter
 from service.retrieval import RetrievalFailures
 from service.serial_blocks import RecordedSerials
@@ -59,73 +59,6 @@ class Handled(Enum):
     FOREIGN = "foreign"  # not a LetterShop message: left untouched, remembered as foreign
     OURS = "ours"  # a LetterShop message: settled, or left on the server for the next poll
     STOP = "stop"  # the channel failed on it: the poll stops (``service.poll``)
-
-
-class _Upload:
-    """One request on a thread of its own, while the message's thread waits for the mail servers:
-    the raw message's archive copy (started after RETR, so that the upload and the ledger's claim
-    wait for the network together), or a sent reply's ``replied`` record (``_Handover``)."""
-
-    def __init__(self, work: Callable[[], object], name: str = "archive-inbound") -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self, work: Callable[[], object]) -> None:
-        try:
-            work()
-        except BaseException as error:  # handed to the message's thread by ``wait``
-            self._error = error
-
-    def wait(self) -> None:
-        """Until the work is done; raises what it raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-
-@dataclass(frozen=True)
-class _Handover:
-    """A reply sent, its ``replied`` record on its way: the message's DELE waits for the record,
-    and goes after the next message's RETR (``MessageSettler._finish_handover``)."""
-
-    ref: MessageRef
-    recorded: _Upload
-
-
-@dataclass
-class _Message:
-    """One message being settled; ``entry`` is its ledger entry as last saved (None before RETR)."""
-
-    ref: MessageRef
-    received: datetime
-    raw: BinaryIO
-    screened: Headers | None = None  # from TOP (a shared account), else read from the RETR
-    digest: str = ""
-    entry: LedgerEntry | None = None
-    reply: bytes | None = None  # the stored reply, while this poll still holds it in memory
-    upload: _Upload | None = None  # the archive copy on its way (``_Upload``), until waited for
-
-    def uploaded(self) -> bool:
-        """Wait for the archive copy on its way, if one is: True when it was stored (raises what
-        storing it raised); False when none was sent."""
-        upload, self.upload = self.upload, None
-        if upload is None:
-            return False
-        upload.wait()
-        return True
-
-    @property
-    def headers(self) -> Headers:
-        if self.screened is None:
-            raise RuntimeError("the message's headers are read with it (RETR) on an exclusive account")
-        return self.screened
-
-    @property
-    def ledger_entry(self) -> LedgerEntry:
-        if self.entry is None:
-            raise RuntimeError("the message has no ledger entry before it was retrieved")
-        return self.entry
 
 
 @dataclass
@@ -146,7 +79,7 @@ class MessageSettler:
 
     retrievals: RetrievalFailures
     late: list[LedgerEntry]  # settled entries the ledger did not take in time (``_record_sent``)
-    _handover: _Handover | None = field(default=None, init=False)  # the last reply's record on its way
+    _handover: Handover | None = field(default=None, init=False)  # the last reply's record on its way
 
     def handle(self, ref: MessageRef) -> Handled:
         """Bring one message to its single outcome, or leave it on the server for the next poll
@@ -172,7 +105,7 @@ class MessageSettler:
         if headers is not None and screen(channel, headers, ref.size)[0] is not None:
             self.replies.prepare()  # a reply is likely: its connection logs in meanwhile
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
-            message = _Message(ref, self.now(), cast(BinaryIO, spool), headers)
+            message = InFlight(ref, self.now(), cast(BinaryIO, spool), headers)
             try:
                 try:
                     self._settle(message)
@@ -184,7 +117,7 @@ class MessageSettler:
 
     # ------------------------------------------------------------------ the steps
 
-    def _settle(self, message: _Message) -> None:
+    def _settle(self, message: InFlight) -> None:
         entry = self._retrieve(message)
         if entry.settled:
             logger.info("answered by an earlier poll; deleting it now", extra={"stage": entry.stage.value})
@@ -203,7 +136,7 @@ class MessageSettler:
             return  # its DELE follows the replied record (``_finish_handover``)
         self._delete(message)
 
-    def _retrieve(self, message: _Message) -> LedgerEntry:
+    def _retrieve(self, message: InFlight) -> LedgerEntry:
         """RETR into the spool, then claim these bytes in the ledger (one write that also reads):
         the entry as it was before the claim, or a fresh one."""
         try:
@@ -224,7 +157,7 @@ class MessageSettler:
         message.entry = known or LedgerEntry.first_seen(self.channel.channel_id, message.digest)
         return message.entry
 
-    def _answer(self, message: _Message) -> None:
+    def _answer(self, message: InFlight) -> None:
         """received -> answered (or replied, for a rejected message): decide and store the answer."""
         channel = self.channel
         sender, reason = screen(channel, message.headers, message.ref.size)
@@ -255,10 +188,10 @@ class MessageSettler:
         self.checkpoint("answered")
         logger.info("message %s", decision.outcome.value, extra={"outcome": decision.outcome.value})
 
-    def _send(self, message: _Message, *, hand_over: bool = False) -> None:
+    def _send(self, message: InFlight, *, hand_over: bool = False) -> None:
         """answered -> replied: the stored reply goes to the recorded recipient, and nowhere else.
         ``hand_over``: the ``replied`` record is written on a thread of its own while the next
-        message is downloaded (``_Handover``); its DELE waits for it."""
+        message is downloaded (``Handover``); its DELE waits for it."""
         entry = message.ledger_entry
         if entry.reply_key is not None and entry.recipient is not None:
             if entry.attempts:
@@ -271,8 +204,8 @@ class MessageSettler:
         if hand_over:
             self._finish_handover()  # one record on its way at a time
             replied = entry.replied()
-            recorded = _Upload(lambda: self._record_sent_on_the_side(message, replied), "ledger-replied")
-            self._handover = _Handover(message.ref, recorded)
+            recorded = Upload(lambda: self._record_sent_on_the_side(message, replied), "ledger-replied")
+            self._handover = Handover(message.ref, recorded)
             self.checkpoint("recording")
             return
         message.entry = self._record_sent(entry.replied())
@@ -301,7 +234,7 @@ class MessageSettler:
         self.result.deleted += 1
         self.checkpoint("deleted")
 
-    def _record_sent_on_the_side(self, message: _Message, replied: LedgerEntry) -> None:
+    def _record_sent_on_the_side(self, message: InFlight, replied: LedgerEntry) -> None:
         """``_record_sent`` on the handover's thread; never raises (what it cannot write is late)."""
         try:
             message.entry = self._record_sent(replied)
@@ -309,7 +242,7 @@ class MessageSettler:
             logger.exception("reply sent but not recorded; deleting the message all the same")
             self.late.append(replied)
 
-    def _delete(self, message: _Message) -> None:
+    def _delete(self, message: InFlight) -> None:
         """DELE (it commits at the poll's QUIT). Nothing is written: ``replied`` says all that the
         entry needs to, also for a copy of the message that comes back later."""
         self.session.delete(message.ref.number)
@@ -318,7 +251,7 @@ class MessageSettler:
 
     # ------------------------------------------------------------- the one mapping
 
-    def _on_failure(self, message: _Message, error: Exception) -> None:
+    def _on_failure(self, message: InFlight, error: Exception) -> None:
         """Do what the error means for this message (``service.failures``)."""
         consequence = consequence_of(error)
         entry = message.entry
@@ -349,7 +282,7 @@ class MessageSettler:
             message, str(error) if isinstance(error, TransientError) else f"unexpected error: {error!r}"
         )
 
-    def _notify(self, message: _Message, recipient: str, error: ReplyTooLarge) -> None:
+    def _notify(self, message: InFlight, recipient: str, error: ReplyTooLarge) -> None:
         """The reply is more than the relay takes: a short notice naming both sizes becomes the
         answer, to the recorded recipient through the same transport. It is stored (``replies/``;
         the large reply stays where it is) and recorded before it is sent, so a retry sends the
@@ -377,7 +310,7 @@ class MessageSettler:
             return
         self._delete_after_failure(message)
 
-    def _defer(self, message: _Message, error: str) -> None:
+    def _defer(self, message: InFlight, error: str) -> None:
         """Keep the message for the next poll (one attempt counted); after ``max_attempts`` quarantine it."""
         logger.warning("message deferred: %s", error, extra={"outcome": "deferred"})
         entry = message.entry
@@ -392,13 +325,13 @@ class MessageSettler:
                 logger.warning("attempt not recorded: %s", still)
         self.result.count(Outcome.DEFERRED)
 
-    def _delete_after_failure(self, message: _Message) -> None:
+    def _delete_after_failure(self, message: InFlight) -> None:
         try:
             self._delete(message)
         except TransientError as error:
             logger.warning("the deletion waits for the next poll: %s", error)
 
-    def _release_claim(self, message: _Message, error: str) -> None:
+    def _release_claim(self, message: InFlight, error: str) -> None:
         """Not the message's failure: let go of it without counting an attempt."""
         entry = message.entry
         if entry is None or entry.claim is None:
@@ -410,7 +343,7 @@ class MessageSettler:
 
     # --------------------------------------------------------------- the pieces
 
-    def _quarantine(self, message: _Message, reason: str) -> None:
+    def _quarantine(self, message: InFlight, reason: str) -> None:
         """Rejected: the raw message and the reason go to the quarantine; settled, nothing to send."""
         entry = message.ledger_entry
         headers = message.headers
@@ -430,12 +363,12 @@ class MessageSettler:
         logger.warning("message rejected: %s", reason, extra={"outcome": "rejected", "quarantine": key})
         message.entry = self._record_sent(entry.replied(Outcome.REJECTED))
 
-    def _give_up(self, message: _Message, error: str) -> None:
+    def _give_up(self, message: InFlight, error: str) -> None:
         reason = f"gave up after {message.ledger_entry.attempts} attempts; last error: {error}"
         self._quarantine(message, reason)
         metrics.add_metric(name="MessageQuarantined", unit=MetricUnit.Count, value=1)
 
-    def _store(self, message: _Message, decision: Decision, recipient: str) -> str | None:
+    def _store(self, message: InFlight, decision: Decision, recipient: str) -> str | None:
         """The reply with its export files, stored before anything is sent; its key (or None)."""
         if decision.reply is None:
             return None
@@ -448,7 +381,7 @@ class MessageSettler:
             recipient=recipient,
         )
 
-    def _recovered(self, message: _Message, claimed: LedgerEntry) -> LedgerEntry:
+    def _recovered(self, message: InFlight, claimed: LedgerEntry) -> LedgerEntry:
         """Polls died on this message (one attempt more): one that had stored its answer already
         (the ledger records an answer only when something fails) has it sent now — never a new one.
         The entry is saved first with the dead polls' claims, so a look-up that fails (the message
@@ -464,7 +397,7 @@ class MessageSettler:
                 return claimed.answered(stored.outcome, reply_key=stored.key, recipient=stored.recipient)
         return claimed.none_stored_by_dead_claims()
 
-    def _archive_again(self, message: _Message) -> None:
+    def _archive_again(self, message: InFlight) -> None:
         """Archive an answered message once more (it was, before its answer): never a reason to keep it."""
         if message.ledger_entry.outcome not in (Outcome.PROCESSED, Outcome.FAILED):
             return
@@ -476,7 +409,7 @@ class MessageSettler:
         except TransientError as error:
             logger.warning("archive not refreshed (it holds the message already): %s", error)
 
-    def _start_upload(self, message: _Message) -> None:
+    def _start_upload(self, message: InFlight) -> None:
         """Send a small message's archive copy on its way while the ledger is claimed, when the
         message will be archived (its sender passes the screening; a rejected one is quarantined
         instead), and have the reply's connection made ready. A larger message (on disk) is stored
@@ -492,10 +425,10 @@ class MessageSettler:
         if copy.getbuffer().nbytes > SPOOL_IN_MEMORY_BYTES:
             return
         channel_id, digest, received = self.channel.channel_id, message.digest, message.received
-        message.upload = _Upload(lambda: self.archive.store_inbound(channel_id, digest, copy, received))
+        message.upload = Upload(lambda: self.archive.store_inbound(channel_id, digest, copy, received))
         self.checkpoint("archiving")
 
-    def _forget_upload(self, message: _Message) -> None:
+    def _forget_upload(self, message: InFlight) -> None:
         """The message is left (settled, or waiting for the next poll): an archive copy still on its
         way is waited for, so no thread outlives the message; its failure changes nothing now (a
         message that goes on to be answered waited for it in ``_answer``)."""
