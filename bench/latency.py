@@ -45,7 +45,16 @@ from functools import partial
 from typing import Any
 
 from bench.common import interleaved_medians, ms, timed, verdict
-from bench.polls import DRAIN_IMPORT, Handler, Poll, Pop3Login, failed, guarded, local_stack
+from bench.polls import (
+    DRAIN_IMPORT,
+    Handler,
+    Poll,
+    Pop3Login,
+    between_heartbeats,
+    failed,
+    guarded,
+    local_stack,
+)
 from bench.probes import ApiCalls
 from devstack import aws
 from devstack.invoke import store_channel
@@ -237,10 +246,11 @@ def costs(stack: LocalStack, proxies: Proxies, bare: Bare) -> bool:
 
 
 def empty_poll(handler: Handler, bare: Bare, label: str) -> bool:
-    handler.poll("lat-empty")  # warm: secrets read, clients made
+    clock = between_heartbeats("lat-empty")  # the heartbeat's share: bench.polls.heartbeat_share
+    handler.poll("lat-empty", clock=clock)  # warm: secrets read, clients made
     polls: list[Poll] = []
     ours, floor = interleaved_medians(
-        EMPTY_RUNS, lambda: handler.poll("lat-empty", polls).seconds, lambda: timed(bare.stat)
+        EMPTY_RUNS, lambda: handler.poll("lat-empty", polls, clock).seconds, lambda: timed(bare.stat)
     )
     most = max(polls, key=lambda p: p.calls.count)
     problem = next((p.counts(seen=0) for p in polls if p.counts(seen=0)), None)
