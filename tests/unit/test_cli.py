@@ -27,13 +27,14 @@ from adapters.replay import ReplayMailbox, header_block
 from cli.channel import example_item, schema_text, warnings_for
 from cli.context import CliError, Stack, read_item, to_dynamodb
 from cli.main import app
+from cli.poll import _ProgressSession
 from domain.archive_keys import parse_archive_key
 from domain.channel import load_channel
 from domain.ledger import LedgerEntry, SerialBlock, Stage
 from domain.outcomes import Outcome
 from domain.serial_budget import DailyBudget
-from service.ports import MessageRef
-from tests.unit.fakes import FakeArchive
+from service.ports import ExpectsHeaders, MessageRef
+from tests.unit.fakes import FakeArchive, FakeMailbox
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "docs" / "channel-schema.json"
@@ -256,3 +257,13 @@ def test_the_replay_mailbox_presents_one_message_and_reopens_at_the_first_retrie
         session.delete(1)
 
     assert (ref.size, opened, box.deleted) == (len(raw), ["reopened"], True)
+
+
+def test_lettershop_poll_passes_the_header_prefetch_on_to_the_real_session() -> None:
+    box = FakeMailbox(messages={"u1": b"Subject: a\r\n\r\nx", "u2": b"Subject: b\r\n\r\ny"})
+    with box.session() as session:
+        progress = _ProgressSession(session, lambda _: None)
+        assert isinstance(progress, ExpectsHeaders)
+        progress.expect_headers(2)
+
+    assert box.expected == ["u2"]
