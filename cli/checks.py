@@ -59,7 +59,7 @@ def run_checks(channel: Channel, stack: Stack) -> Iterator[Check]:
 
 def _token(oauth: OAuthClient, channel: Channel) -> Check:
     """An access token from the channel's OAuth client (the login of POP3 and/or SMTP)."""
-    mailbox = channel.pop3_username if channel.pop3_login == "oauth2" else channel.smtp_username or ""
+    mailbox = (channel.pop3_username if channel.pop3_oauth else channel.smtp_username) or ""
     try:
         MailboxTokens(oauth, mailbox, cache=WARM.tokens, secrets=WARM.secrets).token()
     except LetterShopError as error:

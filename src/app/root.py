@@ -39,6 +39,7 @@ from adapters.status import ChannelStatusStore
 from adapters.status_item import ChannelStatus
 from app.warm import WarmState
 from domain.channel import Channel, OAuthClient
+from domain.errors import ChannelFailure
 from domain.outcomes import PollResult
 from service.ports import Credentials, Mailbox, Ports, ReplySender, StatusLog
 
@@ -178,6 +179,8 @@ def password_secrets(channel: Channel) -> list[PasswordSecret]:
 
 
 def _pop3_password_secret(channel: Channel) -> str | None:
+    if channel.mailbox_protocol != "pop3":
+        return None
     if channel.pop3_login == "oauth2" and channel.oauth_client is not None:
         return None
     return channel.pop3_password_secret
@@ -196,23 +199,36 @@ def pop3_mailbox(channel: Channel, warm: WarmState = WARM) -> Pop3Mailbox:
 
 def pop3_account(channel: Channel, warm: WarmState = WARM) -> Pop3Account:
     """The POP3 login: OAuth 2.0 tokens (fetched at login, cached), or the password from Secrets Manager."""
+    host, username = channel.pop3_host, channel.pop3_username
+    if channel.mailbox_protocol != "pop3" or host is None or username is None:
+        raise ChannelFailure(
+            f"mailbox_protocol {channel.mailbox_protocol}: reading a mailbox through Microsoft Graph "
+            "is not built yet (issue 22); nothing was read. Use mailbox_protocol pop3 for now",
+            setting="mailbox_protocol",
+        )
     account = Pop3Account(
-        host=channel.pop3_host,
+        host=host,
         port=channel.incoming_port,
         security=channel.pop3_security,
-        username=channel.pop3_username,
+        username=username,
         tls=warm.tls,
     )
     secret = _pop3_password_secret(channel)
     if secret is None:
         assert channel.oauth_client is not None  # noqa: S101  # no password: the login is OAuth's
-        return replace(account, tokens=_tokens(channel.oauth_client, channel.pop3_username, warm))
+        return replace(account, tokens=_tokens(channel.oauth_client, username, warm))
     return replace(account, password=warm.secrets.password(secret, setting="pop3_password_secret"))
 
 
 def _reply_sender(channel: Channel, warm: WarmState) -> ReplySender:
     if channel.reply_via == "ses":
         return SesReplySender(warm.client("sesv2"))
+    if channel.reply_via == "graph":
+        raise ChannelFailure(
+            "reply_via graph: sending replies through Microsoft Graph is not built yet (issue 22); "
+            "nothing was read or sent. Use reply_via smtp or ses for now",
+            setting="reply_via",
+        )
     return SmtpReplySender(smtp_account(channel, warm))
 
 

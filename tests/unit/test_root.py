@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from app.root import password_secrets, pop3_account, smtp_account
+from app.root import AwsRoot, password_secrets, pop3_account, smtp_account
+from app.warm import WarmState
+from domain.errors import ChannelFailure
+from settings import PollSettings
 from tests.unit.fakes import make_channel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +79,46 @@ def test_the_check_tries_exactly_the_password_secrets_the_logins_read(
     if channel.reply_via == "smtp":
         read.add(smtp_account(channel).password)
     assert read - {None} == {f"{setting}:{secret_id}" for _, secret_id, setting in expected}
+
+
+SETTINGS = PollSettings(
+    channels_table="channels", state_table="state", scripts_bucket="scripts", archive_bucket="archive"
+)
+GRAPH_MAILBOX = {
+    "mailbox_protocol": "graph",
+    "graph_mailbox": "lettershop@contoso.example",
+    "pop3_host": None,
+    "pop3_username": None,
+    "pop3_password_secret": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "setting"),
+    [
+        (OAUTH | GRAPH_MAILBOX, "mailbox_protocol"),
+        (OAUTH | GRAPH_MAILBOX | {"reply_via": "graph"}, "mailbox_protocol"),
+        (OAUTH | {"reply_via": "graph", "graph_mailbox": "lettershop@contoso.example"}, "reply_via"),
+    ],
+)
+def test_a_graph_channel_is_a_channel_failure_until_its_adapters_exist(
+    changes: dict[str, Any], setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22 is built in steps: a valid Graph item stops its poll naming the attribute, reads no
+    password and touches no mailbox (not a crash on a missing pop3_host)."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # clients are made, no request is sent
+    channel = make_channel(**changes)
+    expected = (
+        []
+        if channel.mailbox_protocol == "graph"
+        else [("POP3", "lettershop/acme/pop3", "pop3_password_secret")]
+    )
+    assert [(s.login, s.secret_id, s.setting) for s in password_secrets(channel)] == expected
+
+    with pytest.raises(ChannelFailure, match="not built yet") as failed:
+        AwsRoot(SETTINGS, warm=WarmState()).ports(channel)
+
+    assert failed.value.setting == setting
 
 
 def imports_of(path: Path) -> Iterator[str]:
