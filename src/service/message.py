@@ -101,6 +101,11 @@ class MessageSettler:
         Raises ``ChannelFailure`` (the poll must stop) or ``ConnectionLost`` (the session is gone).
         """
         channel = self.channel
+        if ref.subject is not None and not is_recognized(
+            ref.subject, exclusive_account=channel.exclusive_account, keyword=channel.subject_keyword
+        ):
+            logger.debug("not a LetterShop message (its listed subject); left on the server untouched")
+            return Handled.FOREIGN
         try:
             headers = parse_headers(self.session.headers(ref.number))
         except TransientError as error:
@@ -159,7 +164,10 @@ class MessageSettler:
     def _answer(self, message: _Message) -> None:
         """received -> answered (or replied, for a rejected message): decide and store the answer."""
         channel = self.channel
-        sender, reason = screen(channel, message.headers, message.ref.size)
+        # the size the listing gave, or (a listing without sizes: Graph) the size downloaded
+        size = max(message.ref.size, message.raw.seek(0, 2))
+        message.raw.seek(0)
+        sender, reason = screen(channel, message.headers, size)
         if sender is None:
             self._quarantine(message, reason or "rejected")
             return

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 
 from domain.channel import Channel, load_channel
 from domain.errors import ConnectionLost, PermanentError, ScriptFailed, TransientError
+from domain.inbound import parse_headers
 from domain.ledger import Claim, LedgerEntry, Stage, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
@@ -22,10 +23,14 @@ from service.ports import MessageRef, Ports, ScriptCall
 
 @dataclass
 class FakeMailbox:
-    """A POP3 mailbox: messages by UIDL; deletions commit when the session ends cleanly."""
+    """A POP3 mailbox: messages by UIDL; deletions commit when the session ends cleanly.
+    ``listed_subjects``: its listing gives each message's decoded subject and no size, as a Graph
+    listing does (``headers_read`` records the messages whose headers were asked for)."""
 
     messages: dict[str, bytes] = field(default_factory=dict)
     retrieved: list[str] = field(default_factory=list)
+    headers_read: list[str] = field(default_factory=list)
+    listed_subjects: bool = False
     fail_retrieve: set[str] = field(default_factory=set)
     break_retrieve: set[str] = field(default_factory=set)
 
@@ -55,11 +60,20 @@ class FakeSession:
     marked: set[str] = field(default_factory=set)
 
     def messages(self) -> list[MessageRef]:
+        if self.box.listed_subjects:
+            return [
+                MessageRef(n, 0, uid, subject=parse_headers(self._header_block(uid)).subject)
+                for n, uid in enumerate(self.uids, start=1)
+            ]
         return [MessageRef(n, len(self.box.messages[uid]), uid) for n, uid in enumerate(self.uids, start=1)]
 
     def headers(self, number: int) -> bytes:
-        raw = self.box.messages[self.uids[number - 1]]
-        return raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+        uid = self.uids[number - 1]
+        self.box.headers_read.append(uid)
+        return self._header_block(uid)
+
+    def _header_block(self, uid: str) -> bytes:
+        return self.box.messages[uid].split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
 
     def retrieve(self, number: int, sink: BinaryIO) -> None:
         uid = self.uids[number - 1]
