@@ -258,6 +258,11 @@ class GraphServer(LocalServer):
         with self._lock:
             self._find(mailbox, message_id).moved_to(folder)
 
+    def remove(self, mailbox: str, message_id: str) -> None:
+        """Another client deletes a message for good (``permanentDelete``, or empties Deleted Items)."""
+        with self._lock:
+            self._box(mailbox).remove(self._find(mailbox, message_id))
+
     def fail_next(self, count: int, status: int = 429, *, retry_after: int | None = 1) -> None:
         """The next ``count`` Graph requests (after their token is checked) answer ``status``:
         429 with ``Retry-After`` (https://learn.microsoft.com/en-us/graph/throttling: "Returns HTTP

@@ -26,6 +26,7 @@ from adapters.dry_run import (
     RecordingReplySender,
     UnlimitedReplies,
 )
+from adapters.graph import GraphAccount, GraphMailbox
 from adapters.mailbox_memory import DynamoDbMailboxMemory
 from adapters.oauth import MailboxTokens
 from adapters.pop3 import Pop3Account, Pop3Mailbox
@@ -89,7 +90,7 @@ class AwsRoot:
     def ports(self, channel: Channel) -> Ports:
         """Adapters for one channel; reads its passwords (cached across warm invocations)."""
         settings, warm = self._settings, self._warm
-        mailbox = self._watch(pop3_mailbox(channel, warm))
+        mailbox = self._watch(channel_mailbox(channel, warm))
         dynamodb = warm.client("dynamodb")
         return Ports(
             mailbox=mailbox,
@@ -192,6 +193,29 @@ def _smtp_password_secret(channel: Channel) -> str | None:
     return channel.smtp_password_secret or None
 
 
+def channel_mailbox(channel: Channel, warm: WarmState = WARM) -> Mailbox:
+    """The channel's mailbox as ``mailbox_protocol`` says: POP3, or Microsoft Graph."""
+    if channel.mailbox_protocol == "graph":
+        return graph_mailbox(channel, warm)
+    return pop3_mailbox(channel, warm)
+
+
+def graph_mailbox(channel: Channel, warm: WarmState = WARM) -> GraphMailbox:
+    """The channel's Microsoft 365 mailbox through Graph, with the app-only token of its Microsoft
+    client (asked for with the Graph scope; cached in the warm state like the XOAUTH2 tokens)."""
+    client, mailbox = channel.graph_client, channel.graph_mailbox
+    assert client is not None  # noqa: S101  # the channel model demands both for a Graph mailbox
+    assert mailbox is not None  # noqa: S101
+    return GraphMailbox(
+        GraphAccount(
+            endpoint=channel.graph_endpoint,
+            mailbox=mailbox,
+            tokens=_tokens(client, mailbox, warm),
+            tls=warm.tls,
+        )
+    )
+
+
 def pop3_mailbox(channel: Channel, warm: WarmState = WARM) -> Pop3Mailbox:
     """The channel's POP3 mailbox, with the login a poll makes."""
     return Pop3Mailbox(pop3_account(channel, warm))
@@ -202,8 +226,7 @@ def pop3_account(channel: Channel, warm: WarmState = WARM) -> Pop3Account:
     host, username = channel.pop3_host, channel.pop3_username
     if channel.mailbox_protocol != "pop3" or host is None or username is None:
         raise ChannelFailure(
-            f"mailbox_protocol {channel.mailbox_protocol}: reading a mailbox through Microsoft Graph "
-            "is not built yet (issue 22); nothing was read. Use mailbox_protocol pop3 for now",
+            f"mailbox_protocol {channel.mailbox_protocol}: the mailbox is not read over POP3",
             setting="mailbox_protocol",
         )
     account = Pop3Account(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from adapters.graph import GraphMailbox
 from app.root import AwsRoot, password_secrets, pop3_account, smtp_account
 from app.warm import WarmState
 from domain.errors import ChannelFailure
@@ -93,19 +94,31 @@ GRAPH_MAILBOX = {
 }
 
 
+def test_a_graph_mailbox_is_read_through_graph_with_the_graph_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # clients are made, no request is sent
+    channel = make_channel(**OAUTH | GRAPH_MAILBOX)
+
+    mailbox = AwsRoot(SETTINGS, warm=WarmState()).ports(channel).mailbox
+
+    assert isinstance(mailbox, GraphMailbox)
+    assert password_secrets(channel) == []
+    with pytest.raises(ChannelFailure, match="not read over POP3"):
+        pop3_account(channel)
+
+
 @pytest.mark.parametrize(
-    ("changes", "setting"),
+    "changes",
     [
-        (OAUTH | GRAPH_MAILBOX, "mailbox_protocol"),
-        (OAUTH | GRAPH_MAILBOX | {"reply_via": "graph"}, "mailbox_protocol"),
-        (OAUTH | {"reply_via": "graph", "graph_mailbox": "lettershop@contoso.example"}, "reply_via"),
+        OAUTH | GRAPH_MAILBOX | {"reply_via": "graph"},
+        OAUTH | {"reply_via": "graph", "graph_mailbox": "lettershop@contoso.example"},
     ],
 )
-def test_a_graph_channel_is_a_channel_failure_until_its_adapters_exist(
-    changes: dict[str, Any], setting: str, monkeypatch: pytest.MonkeyPatch
+def test_reply_via_graph_is_a_channel_failure_until_its_adapter_exists(
+    changes: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 22 is built in steps: a valid Graph item stops its poll naming the attribute, reads no
-    password and touches no mailbox (not a crash on a missing pop3_host)."""
+    """Issue 22 is built in steps: a valid item with reply_via graph stops its poll naming the
+    attribute and touches no mailbox."""
+    setting = "reply_via"
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # clients are made, no request is sent
     channel = make_channel(**changes)
     expected = (

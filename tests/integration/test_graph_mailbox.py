@@ -1,0 +1,345 @@
+"""The Graph mailbox adapter (``adapters.graph``) against the Graph-shaped server of the local stack.
+
+Real parts: ``devstack.graph`` over HTTPS and tokens of ``devstack.oauth`` (client credentials,
+checked by introspection). The token source here asks the authorization server directly (the
+channel's ``MailboxTokens``, which reads the client secret from Secrets Manager, is tested in
+``test_oauth.py``); a poll runs with the real adapter and the recording fakes of the other ports.
+"""
+
+import io
+import json
+import secrets
+import ssl
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from adapters.graph import ACCESS_SETTINGS, GraphAccount, GraphMailbox, MessageGone
+from adapters.network import TlsContexts
+from adapters.oauth import AccessToken
+from devstack.graph import GraphServer
+from devstack.oauth import AuthorizationServer
+from devstack.samples import partner_mail
+from devstack.stack import MICROSOFT_SCOPE
+from devstack.tls import TlsFiles, make_tls_files
+from domain.errors import ChannelFailure, TransientError
+from service.poll import poll_mailbox
+from service.ports import MessageRef
+from tests.unit.fakes import World, make_channel
+
+BOTH = frozenset({"Mail.ReadWrite", "Mail.Send"})
+MB = 1024 * 1024
+
+
+@dataclass
+class Parts:
+    tls: TlsFiles
+    oauth: AuthorizationServer
+    graph: GraphServer
+
+
+@dataclass
+class Tokens:
+    """A ``TokenSource``: client-credentials tokens of one app for ``scope``, the first one
+    ``preset`` (to hand the adapter a stale or foreign token), each marked as cached after its first use."""
+
+    parts: Parts
+    client_id: str
+    secret: str
+    scope: str
+    preset: str | None = None
+    fetched: int = 0
+    forgotten: list[str] = field(default_factory=list)
+    _current: str | None = None
+
+    def token(self) -> AccessToken:
+        if self._current is not None:
+            return AccessToken(self._current, cached=True)
+        if self.preset is not None:
+            self._current, self.preset = self.preset, None
+            return AccessToken(self._current, cached=True)
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self.secret,
+            "scope": self.scope,
+        }
+        request = urllib.request.Request(  # noqa: S310  # the local https server
+            self.parts.oauth.token_url, data=urllib.parse.urlencode(form).encode(), method="POST"
+        )
+        context = ssl.create_default_context(cafile=str(self.parts.tls.ca_file))
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:  # noqa: S310
+            self._current = str(json.load(answer)["access_token"])
+        self.fetched += 1
+        return AccessToken(self._current, cached=False)
+
+    def forget(self, token: AccessToken) -> None:
+        self.forgotten.append(token.value)
+        if self._current == token.value:
+            self._current = None
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
+    tls = make_tls_files(tmp_path_factory.mktemp("graph-tls"))
+    with AuthorizationServer(tls) as oauth, GraphServer(tls, oauth.introspector()) as graph:
+        yield Parts(tls, oauth, graph)
+
+
+@pytest.fixture
+def graph(parts: Parts, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphServer]:
+    monkeypatch.setenv("SSL_CERT_FILE", str(parts.tls.ca_file))  # as the stack's environment does
+    parts.graph.clear()
+    parts.oauth.clear()
+    yield parts.graph
+    parts.graph.clear()
+
+
+@dataclass
+class Box:
+    user: str
+    tokens: Tokens
+    waits: list[float] = field(default_factory=list)
+
+    def account(self, parts: Parts, **changes: object) -> GraphAccount:
+        account = GraphAccount(
+            endpoint=parts.graph.endpoint,
+            mailbox=self.user,
+            tokens=self.tokens,
+            tls=TlsContexts(),
+            sleep=self.waits.append,
+        )
+        return replace(account, **changes)  # type: ignore[arg-type]
+
+    def mailbox(self, parts: Parts, **changes: object) -> GraphMailbox:
+        return GraphMailbox(self.account(parts, **changes))
+
+
+def new_box(parts: Parts, roles: frozenset[str] = BOTH, *, scope: str | None = None, add: bool = True) -> Box:
+    user = f"box-{secrets.token_hex(3)}@contoso.example"
+    if add:
+        parts.graph.add_mailbox(user)
+    client_id, secret = parts.oauth.add_client(user, {parts.graph.scope, MICROSOFT_SCOPE}, roles)
+    return Box(user, Tokens(parts, client_id, secret, scope or parts.graph.scope))
+
+
+def read(mailbox: GraphMailbox) -> list[MessageRef]:
+    with mailbox.session() as session:
+        return session.messages()
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def test_the_listing_gives_immutable_ids_and_subjects_in_pages(parts: Parts, graph: GraphServer) -> None:
+    box = new_box(parts)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    ids = [
+        graph.deliver(
+            box.user, partner_mail(subject=f"LetterShop {n}"), received=start + timedelta(minutes=n)
+        )
+        for n in range(25)
+    ]
+
+    with box.mailbox(parts, page_size=10).session() as session:
+        refs = session.messages()
+
+    assert [ref.uid for ref in refs] == ids[::-1]
+    assert [ref.number for ref in refs] == list(range(1, 26))
+    assert (refs[0].subject, refs[0].size) == ("LetterShop 24", 0)
+    assert [r.query.get("$select") for r in graph.requests] == ["id,subject"] * 3
+    assert [r.query.get("$skip") for r in graph.requests] == [None, "10", "20"]
+
+
+def test_the_listing_stops_at_its_page_budget(parts: Parts, graph: GraphServer) -> None:
+    box = new_box(parts)
+    for n in range(25):
+        graph.deliver(box.user, partner_mail(subject=f"m{n}"))
+
+    with box.mailbox(parts, page_size=10, max_pages=2).session() as session:
+        assert len(session.messages()) == 20
+    assert len(graph.requests) == 2
+
+
+def test_headers_are_the_header_block_and_retrieve_streams_the_whole_mime(
+    parts: Parts, graph: GraphServer
+) -> None:
+    box = new_box(parts)
+    raw = partner_mail(attachments=[("orders.csv", b"reference;name\r\n" + b"x" * (3 * MB))])
+    graph.deliver(box.user, raw)
+    sink = io.BytesIO()
+
+    with box.mailbox(parts).session() as session:
+        [ref] = session.messages()
+        headers = session.headers(ref.number)
+        session.retrieve(ref.number, sink)
+
+    assert headers == raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    assert sink.getvalue() == raw
+    assert [r.status for r in graph.requests] == [200, 200, 200]
+    assert box.tokens.fetched == 1  # one token for the session's requests
+
+
+def test_delete_moves_to_deleted_items_at_once(parts: Parts, graph: GraphServer) -> None:
+    box = new_box(parts)
+    first = graph.deliver(box.user, partner_mail(subject="a"))
+    second = graph.deliver(box.user, partner_mail(subject="b"))
+
+    with box.mailbox(parts).session() as session:
+        refs = {ref.uid: ref.number for ref in session.messages()}
+        session.delete(refs[first])
+        session.delete(refs[second])
+
+    assert graph.messages(box.user) == []
+    assert {m.immutable_id for m in graph.messages(box.user, "deleteditems")} == {first, second}
+    assert [(r.method, r.status) for r in graph.requests if r.method == "DELETE"] == [("DELETE", 204)] * 2
+
+
+def test_a_message_deleted_by_another_client_is_gone(parts: Parts, graph: GraphServer) -> None:
+    box = new_box(parts)
+    message_id = graph.deliver(box.user, partner_mail())
+
+    with box.mailbox(parts).session() as session:
+        [ref] = session.messages()
+        graph.remove(box.user, message_id)  # another client deleted it for good
+        with pytest.raises(MessageGone, match="no longer in mailbox"):
+            session.retrieve(ref.number, io.BytesIO())
+        session.delete(ref.number)  # nothing to delete: done
+
+
+# ---------------------------------------------------------------------- whose failure
+
+
+def test_a_token_graph_does_not_take_is_renewed_once_then_a_channel_failure(
+    parts: Parts, graph: GraphServer
+) -> None:
+    box = new_box(parts)
+    exchange = Tokens(parts, box.tokens.client_id, box.tokens.secret, MICROSOFT_SCOPE)
+    box.tokens.preset = exchange.token().value  # a cached token for the wrong audience
+
+    with box.mailbox(parts).session() as session:
+        assert session.messages() == []
+    assert len(box.tokens.forgotten) == 1
+    assert [r.status for r in graph.requests] == [401, 200]
+
+    wrong = Box(box.user, exchange)
+    wrong.tokens._current = None  # a fresh token, still for Exchange
+    with (
+        pytest.raises(ChannelFailure, match="refused the app's token") as failed,
+        wrong.mailbox(parts).session() as session,
+    ):
+        session.messages()
+    assert failed.value.setting.startswith("oauth_tenant, oauth_client_id, oauth_secret")
+
+
+@pytest.mark.parametrize("roles", [frozenset({"Mail.Send"}), frozenset()])
+def test_a_missing_permission_is_a_channel_failure_saying_what_to_grant(
+    parts: Parts, graph: GraphServer, roles: frozenset[str]
+) -> None:
+    box = new_box(parts, roles)
+    graph.deliver(box.user, partner_mail())
+
+    with pytest.raises(ChannelFailure, match=r"grant the application permission Mail\.ReadWrite") as failed:
+        read(box.mailbox(parts))
+
+    assert failed.value.setting == ACCESS_SETTINGS
+    assert [m.immutable_id for m in graph.messages(box.user)] != []  # untouched
+
+
+def test_a_mailbox_outside_the_rbac_scope_or_unknown_is_a_channel_failure(
+    parts: Parts, graph: GraphServer
+) -> None:
+    box = new_box(parts)
+    other = new_box(parts)
+    unknown = new_box(parts, add=False)
+
+    with pytest.raises(ChannelFailure, match="denied the app access"):
+        read(replace_mailbox(box, other.user).mailbox(parts))
+    with pytest.raises(ChannelFailure, match="does not know mailbox") as failed:
+        read(unknown.mailbox(parts))
+    assert failed.value.setting == "graph_mailbox"
+
+
+def replace_mailbox(box: Box, user: str) -> Box:
+    return Box(user, box.tokens, box.waits)
+
+
+def test_throttling_waits_as_retry_after_asks_within_the_budget(parts: Parts, graph: GraphServer) -> None:
+    box = new_box(parts)
+    graph.deliver(box.user, partner_mail())
+    graph.fail_next(2, 429, retry_after=2)
+
+    with box.mailbox(parts).session() as session:
+        assert len(session.messages()) == 1
+
+    assert box.waits == [2.0, 2.0]
+    assert [r.status for r in graph.requests] == [429, 429, 200]
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(429, 60), (503, 30)])
+def test_a_wait_past_the_budget_is_transient_for_the_next_poll(
+    parts: Parts, graph: GraphServer, status: int, retry_after: int
+) -> None:
+    box = new_box(parts)
+    graph.fail_next(1, status, retry_after=retry_after)
+
+    with pytest.raises(TransientError, match=f"answered {status}"):
+        read(box.mailbox(parts))
+    assert box.waits == []
+
+
+def test_the_inbox_count_for_channel_check(parts: Parts, graph: GraphServer) -> None:
+    box = new_box(parts)
+    for n in range(3):
+        graph.deliver(box.user, partner_mail(subject=f"m{n}"))
+
+    assert box.mailbox(parts).inbox_count() == 3
+
+
+# ------------------------------------------------------------------- a poll through it
+
+
+def test_an_unchanged_shared_mailbox_of_1000_foreign_messages_costs_one_list_request(
+    parts: Parts, graph: GraphServer
+) -> None:
+    box = new_box(parts)
+    for n in range(1000):
+        graph.deliver(box.user, partner_mail(subject=f"Newsletter {n}"))
+    world = World()
+    ports = replace(world.ports(), mailbox=box.mailbox(parts))
+    channel = make_channel()
+
+    def poll() -> dict[str, object]:
+        return poll_mailbox(
+            channel,
+            ports,
+            now=lambda: datetime(2026, 12, 8, tzinfo=UTC),
+            time_left=lambda: 1000.0,
+            lease_seconds=360,
+        ).as_dict()
+
+    first = poll()
+    after_first = len(graph.requests)
+    again = poll()
+    after_again = len(graph.requests)
+    graph.deliver(box.user, partner_mail())
+    answered = poll()
+
+    assert (first["seen"], first["recognized"], after_first) == (1000, 0, 1)  # screened by subject
+    assert (again["seen"], after_again) == (0, 2)
+    assert (answered["processed"], answered["deleted"]) == (1, 1)
+    # 1001 messages are two pages; then the headers (the start of $value), the download, the deletion
+    assert [(r.method, r.path.rsplit("/", 1)[-1], r.status) for r in graph.requests[after_again:]][:4] == [
+        ("GET", "messages", 200),
+        ("GET", "messages", 200),
+        ("GET", "$value", 200),
+        ("GET", "$value", 200),
+    ]
+    assert [(r.method, r.status) for r in graph.requests[after_again + 4 :]] == [("DELETE", 204)]
+    assert len(graph.messages(box.user)) == 1000
+    [reply] = world.replies.sent
+    assert reply.recipient == "orders@partner.example"
