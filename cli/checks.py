@@ -20,6 +20,7 @@ from app.root import (
     PasswordSecret,
     aws_client,
     graph_mailbox,
+    graph_sender,
     password_secrets,
     pop3_mailbox,
     smtp_account,
@@ -121,12 +122,18 @@ def _mailbox(channel: Channel, *, secrets_ok: bool) -> Check:
 
 def _replies(channel: Channel, *, smtp_ok: bool) -> Check:
     if channel.reply_via == "graph":
-        return Check(
-            "Graph send", None, "not tried: replying through Microsoft Graph is not built yet (issue 22)"
-        )
+        return _graph_send(channel)
     if channel.reply_via == "ses":
         return _ses(channel)
     return _smtp(channel) if smtp_ok else Check("SMTP", None, "not tried: its login could not be prepared")
+
+
+def _graph_send(channel: Channel) -> Check:
+    try:
+        detail = graph_sender(channel).probe()
+    except LetterShopError as error:
+        return Check("Graph send", False, str(error), _fix(error, channel))
+    return Check("Graph send", True, f"{detail}; no mail sent")
 
 
 def _graph(channel: Channel) -> Check:

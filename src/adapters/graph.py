@@ -63,6 +63,16 @@ class MessageGone(TransientError):
     """Graph answered 404 for a message: another client deleted or moved it out of reach."""
 
 
+class GraphRefused(ChannelFailure):
+    """Graph refused a request with another 4xx: ``status`` and Graph's error ``code`` (a sender
+    tells the message's own refusals from the channel's by them)."""
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message, setting="graph_endpoint")
+        self.status = status
+        self.code = code
+
+
 @dataclass(frozen=True)
 class GraphAccount:
     endpoint: str  # the service root, e.g. https://graph.microsoft.com/v1.0
@@ -177,11 +187,20 @@ class GraphClient:
         self._root = endpoint.path.rstrip("/")
         self._connection: http.client.HTTPSConnection | None = None
         self._waited = 0.0
+        self.sending = False  # a sender's client: a 403 asks for Mail.Send
         self.user_path = f"{self._root}/users/{urllib.parse.quote(account.mailbox, safe='@')}"
 
-    def json(self, method: str, target: str, *, empty: bool = False) -> dict[str, Any]:
+    def json(
+        self,
+        method: str,
+        target: str,
+        *,
+        empty: bool = False,
+        body: bytes | None = None,
+        content_type: str = "",
+    ) -> dict[str, Any]:
         """One request whose answer is JSON (or, ``empty``, nothing)."""
-        with self.stream(method, target) as answer:
+        with self.stream(method, target, body=body, content_type=content_type) as answer:
             if empty:
                 answer.read()
                 return {}
@@ -195,10 +214,12 @@ class GraphClient:
         return parsed if isinstance(parsed, dict) else {}
 
     @contextmanager
-    def stream(self, method: str, target: str) -> Iterator[http.client.HTTPResponse]:
+    def stream(
+        self, method: str, target: str, *, body: bytes | None = None, content_type: str = ""
+    ) -> Iterator[http.client.HTTPResponse]:
         """A successful answer, to be read inside the block; a block left before the answer's end
         drops the connection (the next request opens another)."""
-        answer = self._answer(method, self._path(target))
+        answer = self._answer(method, self._path(target), body, content_type)
         try:
             yield answer
         except BaseException:
@@ -225,11 +246,13 @@ class GraphClient:
             )
         return urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
 
-    def _answer(self, method: str, path: str) -> http.client.HTTPResponse:
+    def _answer(
+        self, method: str, path: str, body: bytes | None, content_type: str
+    ) -> http.client.HTTPResponse:
         token = self.account.tokens.token()
         renewed = False
         while True:
-            answer = self._send(method, path, token)
+            answer = self._send(method, path, token, body, content_type)
             if answer.status < 300:
                 return answer
             code, error = _error_of(answer)
@@ -243,16 +266,22 @@ class GraphClient:
                 continue
             raise self._failure(answer.status, code, error, method)
 
-    def _send(self, method: str, path: str, token: AccessToken) -> http.client.HTTPResponse:
+    def _send(
+        self, method: str, path: str, token: AccessToken, body: bytes | None, content_type: str
+    ) -> http.client.HTTPResponse:
         headers = {
             "Authorization": f"Bearer {token.value}",
             "Prefer": IMMUTABLE_IDS,
             "Accept": "application/json",
         }
+        if content_type:
+            headers["Content-Type"] = content_type
+        if body is not None or method in ("POST", "PUT"):
+            headers["Content-Length"] = str(len(body or b""))
         for attempt in (1, 2):
             connection = self._connect()
             try:
-                connection.request(method, path, headers=headers)
+                connection.request(method, path, body=body, headers=headers)
                 return connection.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
                 self.close()  # a kept connection the server had closed: once more on a new one
@@ -299,10 +328,11 @@ class GraphClient:
                 setting=TOKEN_SETTINGS,
             )
         if status == 403:
+            role = "Mail.Send (a reply over 4 MB: also Mail.ReadWrite)" if self.sending else "Mail.ReadWrite"
             return ChannelFailure(
                 f"Microsoft Graph denied the app access to mailbox {mailbox} ({error}): grant the "
-                "application permission Mail.ReadWrite (and Mail.Send for reply_via graph) with admin "
-                "consent, and include the mailbox in the app's Exchange RBAC management scope",
+                f"application permission {role} with admin consent, and include the mailbox in the "
+                "app's Exchange RBAC management scope",
                 setting=ACCESS_SETTINGS,
             )
         if status == 404 and code in ("ErrorInvalidUser", "ResourceNotFound", "MailboxNotEnabledForRESTAPI"):
@@ -313,8 +343,8 @@ class GraphClient:
             return MessageGone(f"the message is no longer in mailbox {mailbox} ({error})")
         if status in RETRIED_STATUSES or status >= 500:
             return TransientError(f"Microsoft Graph answered {status} ({error}); the next poll tries again")
-        return ChannelFailure(
-            f"Microsoft Graph answered {method} with {status} ({error})", setting="graph_endpoint"
+        return GraphRefused(
+            f"Microsoft Graph answered {method} with {status} ({error})", status=status, code=code
         )
 
 

@@ -27,6 +27,7 @@ from adapters.dry_run import (
     UnlimitedReplies,
 )
 from adapters.graph import GraphAccount, GraphMailbox
+from adapters.graph_send import GraphReplySender
 from adapters.mailbox_memory import DynamoDbMailboxMemory
 from adapters.oauth import MailboxTokens
 from adapters.pop3 import Pop3Account, Pop3Mailbox
@@ -201,18 +202,30 @@ def channel_mailbox(channel: Channel, warm: WarmState = WARM) -> Mailbox:
 
 
 def graph_mailbox(channel: Channel, warm: WarmState = WARM) -> GraphMailbox:
-    """The channel's Microsoft 365 mailbox through Graph, with the app-only token of its Microsoft
-    client (asked for with the Graph scope; cached in the warm state like the XOAUTH2 tokens)."""
-    client, mailbox = channel.graph_client, channel.graph_mailbox
-    assert client is not None  # noqa: S101  # the channel model demands both for a Graph mailbox
-    assert mailbox is not None  # noqa: S101
-    return GraphMailbox(
-        GraphAccount(
-            endpoint=channel.graph_endpoint,
-            mailbox=mailbox,
-            tokens=_tokens(client, mailbox, warm),
-            tls=warm.tls,
+    """The channel's Microsoft 365 mailbox through Graph."""
+    return GraphMailbox(graph_account(channel, warm))
+
+
+def graph_sender(channel: Channel, warm: WarmState = WARM) -> GraphReplySender:
+    """Replies through Graph as ``graph_mailbox`` (``reply_via: graph``). ``save_to_sent_items:
+    false`` is refused here, before the mailbox is read (``adapters.graph_send``: not built yet)."""
+    if not channel.save_to_sent_items:
+        raise ChannelFailure(
+            "save_to_sent_items false: Graph's MIME send always keeps a copy in Sent Items, and removing "
+            "it afterwards is not built yet (issue 22); nothing was read or sent. Set it to true",
+            setting="save_to_sent_items",
         )
+    return GraphReplySender(graph_account(channel, warm), save_to_sent_items=channel.save_to_sent_items)
+
+
+def graph_account(channel: Channel, warm: WarmState = WARM) -> GraphAccount:
+    """``graph_mailbox`` with the app-only token of the channel's Microsoft client (asked for with
+    the Graph scope; cached in the warm state like the XOAUTH2 tokens)."""
+    client, mailbox = channel.graph_client, channel.graph_mailbox
+    assert client is not None  # noqa: S101  # the channel model demands both when Graph is used
+    assert mailbox is not None  # noqa: S101
+    return GraphAccount(
+        endpoint=channel.graph_endpoint, mailbox=mailbox, tokens=_tokens(client, mailbox, warm), tls=warm.tls
     )
 
 
@@ -247,11 +260,7 @@ def _reply_sender(channel: Channel, warm: WarmState) -> ReplySender:
     if channel.reply_via == "ses":
         return SesReplySender(warm.client("sesv2"))
     if channel.reply_via == "graph":
-        raise ChannelFailure(
-            "reply_via graph: sending replies through Microsoft Graph is not built yet (issue 22); "
-            "nothing was read or sent. Use reply_via smtp or ses for now",
-            setting="reply_via",
-        )
+        return graph_sender(channel, warm)
     return SmtpReplySender(smtp_account(channel, warm))
 
 

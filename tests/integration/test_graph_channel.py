@@ -2,8 +2,7 @@
 
 Real parts: the poll handler, moto (tables, archive, Secrets Manager with the app's client secret,
 SES), the local authorization server (client credentials in Entra's shape, introspection), the
-Graph-shaped server (``devstack.graph``) and aiosmtpd. Replying through Graph is not built yet:
-these channels reply by SMTP or SES.
+Graph-shaped server (``devstack.graph``) and aiosmtpd.
 """
 
 import hashlib
@@ -113,18 +112,43 @@ def test_consent_revoked_is_a_channel_failure_and_the_mailbox_is_untouched(
     assert invoke_poll(EVENT)["processed"] == 1  # ...until a new one is issued
 
 
-def test_reply_via_graph_stops_the_poll_naming_it_until_it_is_built(
-    stack: LocalStack, box: GraphMailbox
-) -> None:
-    store_graph_channel(stack, box, smtp="none", reply_via="graph", smtp_host=None, smtp_security=None)
-    stack.graph.deliver(box.user, partner_mail())
+def test_a_graph_mailbox_answered_through_graph(stack: LocalStack, box: GraphMailbox) -> None:
+    store_graph_channel(stack, box, reply_via="graph", smtp_host=None, smtp_security=None)
+    raw = partner_mail()
+    stack.graph.deliver(box.user, raw)
 
-    with pytest.raises(
-        PollFailed, match="reply_via graph: sending replies through Microsoft Graph is not built"
-    ):
-        invoke_poll(EVENT)
+    result = invoke_poll(EVENT)
 
-    assert stack.graph.requests == []
+    assert (result["status"], result["processed"], result["deleted"]) == ("ok", 1, 1)
+    [sent] = stack.graph.sent
+    assert (sent.via, sent.recipients, sent.mailbox) == ("sendMail", [PARTNER], box.user)
+    stored = aws.client("s3", stack.endpoint_url).list_objects_v2(
+        Bucket=stack.names.archive_bucket, Prefix="exports/"
+    )
+    [key] = [item["Key"] for item in stored["Contents"]]
+    archived = aws.client("s3", stack.endpoint_url).get_object(Bucket=stack.names.archive_bucket, Key=key)
+    assert sent.mime == archived["Body"].read()  # the stored reply's exact bytes
+    assert ledger_entry(stack, raw)["stage"]["S"] == "replied"
+    assert stack.smtp_open.received == []
+
+
+def test_an_import_whose_export_needs_an_upload_session(stack: LocalStack, box: GraphMailbox) -> None:
+    rows = "".join(
+        f"R-{n};Anna Muster;;Bahnhofstrasse;12;8001;Zürich;CH;A-POST;80\r\n" for n in range(70_000)
+    )
+    header = "reference;name;company;street;house_number;postcode;city;country;product;weight_g\r\n"
+    store_graph_channel(stack, box, reply_via="graph", smtp_host=None, smtp_security=None)
+    stack.graph.deliver(box.user, partner_mail(attachments=[("orders.csv", (header + rows).encode())]))
+
+    result = invoke_poll(EVENT)
+
+    assert (result["status"], result["processed"], result["deleted"]) == ("ok", 1, 1)
+    [sent] = stack.graph.sent
+    [attachment] = sent.attachments
+    assert (sent.via, attachment.name) == ("draft", "orders_export.csv")
+    assert len(attachment.content) > 3 * 1024 * 1024
+    assert attachment.content.count(b";ACCEPTED;") == 70_000
+    assert sent.recipients == [PARTNER]
 
 
 def test_channel_check_reads_the_inbox_count_with_a_graph_token(stack: LocalStack, box: GraphMailbox) -> None:
@@ -138,3 +162,23 @@ def test_channel_check_reads_the_inbox_count_with_a_graph_token(stack: LocalStac
 
     assert f"ok   Graph mailbox: {box.user} at {stack.graph.endpoint}" in result.stdout, result.stdout
     assert "2 message(s) in the inbox" in result.stdout
+
+
+def test_channel_check_tries_sending_as_the_mailbox_without_sending(stack: LocalStack) -> None:
+    box = stack.new_graph_mailbox(roles=frozenset({"Mail.ReadWrite"}))  # no Mail.Send
+    store_graph_channel(stack, box, reply_via="graph", smtp_host=None, smtp_security=None)
+
+    result = CliRunner().invoke(
+        app, ["channel", "check", "acme"], env={"POWERTOOLS_METRICS_DISABLED": "true"}
+    )
+
+    assert "ok   Graph mailbox:" in result.stdout, result.stdout
+    assert "FAIL Graph send: Microsoft Graph denied the app access" in result.stdout
+    assert "Mail.Send" in result.stdout
+    stack.oauth.set_roles(box.client_id, {"Mail.ReadWrite", "Mail.Send"})
+    stack.oauth.expire_tokens()
+
+    again = CliRunner().invoke(app, ["channel", "check", "acme"], env={"POWERTOOLS_METRICS_DISABLED": "true"})
+
+    assert f"ok   Graph send: the app may send as {box.user}" in again.stdout, again.stdout
+    assert stack.graph.sent == []

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from adapters.graph import GraphMailbox
+from adapters.graph_send import GraphReplySender
 from app.root import AwsRoot, password_secrets, pop3_account, smtp_account
 from app.warm import WarmState
 from domain.errors import ChannelFailure
@@ -113,25 +114,30 @@ def test_a_graph_mailbox_is_read_through_graph_with_the_graph_token(monkeypatch:
         OAUTH | {"reply_via": "graph", "graph_mailbox": "lettershop@contoso.example"},
     ],
 )
-def test_reply_via_graph_is_a_channel_failure_until_its_adapter_exists(
+def test_reply_via_graph_sends_through_graph_as_graph_mailbox(
     changes: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 22 is built in steps: a valid item with reply_via graph stops its poll naming the
-    attribute and touches no mailbox."""
-    setting = "reply_via"
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # clients are made, no request is sent
     channel = make_channel(**changes)
-    expected = (
-        []
-        if channel.mailbox_protocol == "graph"
-        else [("POP3", "lettershop/acme/pop3", "pop3_password_secret")]
+
+    replies = AwsRoot(SETTINGS, warm=WarmState()).ports(channel).replies
+
+    assert isinstance(replies, GraphReplySender)
+    assert [s.setting for s in password_secrets(channel)] == (
+        [] if channel.mailbox_protocol == "graph" else ["pop3_password_secret"]
     )
-    assert [(s.login, s.secret_id, s.setting) for s in password_secrets(channel)] == expected
+
+
+def test_save_to_sent_items_false_stops_the_poll_before_the_mailbox_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    channel = make_channel(**OAUTH | GRAPH_MAILBOX | {"reply_via": "graph", "save_to_sent_items": False})
 
     with pytest.raises(ChannelFailure, match="not built yet") as failed:
         AwsRoot(SETTINGS, warm=WarmState()).ports(channel)
 
-    assert failed.value.setting == setting
+    assert failed.value.setting == "save_to_sent_items"
 
 
 def imports_of(path: Path) -> Iterator[str]:
@@ -196,7 +202,8 @@ def test_the_command_line_assembles_no_ports_of_its_own() -> None:
     wired = {
         "DryRunMailbox", "DryRunArchive", "OverlayLedger", "PlaceholderSerials", "GrantedLease",
         "UnlimitedReplies", "ReadOnlyMemory", "RecordingReplySender", "ReplayMailbox", "ReplayMemory",
-        "Pop3Mailbox", "Pop3Account", "pop3_account", "Ports",
+        "Pop3Mailbox", "Pop3Account", "pop3_account", "Ports", "GraphMailbox", "GraphAccount",
+        "GraphReplySender", "graph_account",
     }  # fmt: skip
     built = {path.name: sorted(names_imported(path) & wired) for path in sorted((ROOT / "cli").rglob("*.py"))}
 
