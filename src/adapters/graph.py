@@ -47,7 +47,7 @@ from typing import Any, BinaryIO
 from adapters.network import TlsContexts, unknown_host
 from adapters.oauth import AccessToken, TokenSource
 from domain.bounds import MAX_SCREENED_HEADER_BYTES
-from domain.errors import ChannelFailure, TransientError
+from domain.errors import ChannelFailure, ConnectionLost, TransientError
 from service.ports import MessageRef
 
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
@@ -146,7 +146,7 @@ class GraphSession:
     def headers(self, number: int) -> bytes:
         """The header block: the start of the MIME, read up to its blank line; the rest is not read."""
         kept = bytearray()
-        with self._client.stream("GET", self._value(number)) as answer:
+        with self._client.stream("GET", self._value(number)) as answer, _broken_off("headers"):
             while len(kept) < MAX_SCREENED_HEADER_BYTES:
                 line = answer.readline(MAX_SCREENED_HEADER_BYTES - len(kept))
                 if not line or line in (b"\r\n", b"\n"):
@@ -155,9 +155,14 @@ class GraphSession:
         return bytes(kept) + b"\r\n"
 
     def retrieve(self, number: int, sink: BinaryIO) -> None:
-        with self._client.stream("GET", self._value(number)) as answer:
+        """The MIME streamed into ``sink``. A download that breaks off is ``ConnectionLost``, as a
+        broken ``RETR`` is: no attempt is charged, and a message whose download keeps breaking is
+        skipped after ``max_attempts`` (``service.retrieval``)."""
+        with self._client.stream("GET", self._value(number)) as answer, _broken_off("download"):
             while chunk := answer.read(CHUNK):
                 sink.write(chunk)
+            if answer.length:  # http.client's read(n) ends quietly at a premature end of the body
+                raise http.client.IncompleteRead(b"", answer.length)
 
     def delete(self, number: int) -> None:
         """Deleted at once (to Deleted Items); a message already gone counts as deleted."""
@@ -172,6 +177,14 @@ class GraphSession:
 
     def _value(self, number: int) -> str:
         return f"{self._message(number)}/$value"
+
+
+@contextmanager
+def _broken_off(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, http.client.HTTPException) as error:
+        raise ConnectionLost(f"Microsoft Graph: the {what} of the message broke off: {error!r}") from error
 
 
 class GraphClient:
@@ -205,6 +218,8 @@ class GraphClient:
                 answer.read()
                 return {}
             body = answer.read(MAX_PAGE_BYTES + 1)
+            if answer.length:  # cut short (read(n) does not say so itself)
+                raise TransientError(f"Microsoft Graph's answer to {method} broke off")
         if len(body) > MAX_PAGE_BYTES:
             raise TransientError(f"Microsoft Graph answered more than {MAX_PAGE_BYTES} bytes for {method}")
         try:

@@ -14,9 +14,10 @@ import pytest
 
 from adapters.graph import ACCESS_SETTINGS, GraphMailbox, MessageGone
 from devstack.graph import GraphServer
+from devstack.proxy import TcpProxy
 from devstack.samples import partner_mail
 from devstack.stack import MICROSOFT_SCOPE
-from domain.errors import ChannelFailure, TransientError
+from domain.errors import ChannelFailure, ConnectionLost, TransientError
 from service.poll import poll_mailbox
 from service.ports import MessageRef
 from tests.integration import graph_parts
@@ -244,3 +245,23 @@ def test_an_unchanged_shared_mailbox_of_1000_foreign_messages_costs_one_list_req
     assert len(graph.messages(box.user)) == 1000
     [reply] = world.replies.sent
     assert reply.recipient == "orders@partner.example"
+
+
+def test_a_download_that_breaks_off_is_a_lost_connection_as_a_broken_retr(
+    parts: Parts, graph: GraphServer
+) -> None:
+    box = new_box(parts)
+    raw = partner_mail(attachments=[("orders.csv", b"reference;name\r\n" + b"y" * (2 * MB))])
+    graph.deliver(box.user, raw)
+    with TcpProxy(graph.port) as proxy:
+        mailbox = box.mailbox(parts, endpoint=f"https://{proxy.host}:{proxy.port}/v1.0")
+        with mailbox.session() as session:
+            [ref] = session.messages()
+            proxy.cut_after(500_000)
+            with pytest.raises(ConnectionLost, match="download of the message broke off"):
+                session.retrieve(ref.number, io.BytesIO())
+            proxy.reset()
+            sink = io.BytesIO()
+            session.retrieve(ref.number, sink)
+
+    assert sink.getvalue() == raw
