@@ -727,7 +727,8 @@ def _number(value: str | None, default: int, name: str, low: int, high: int | No
 
 
 def _order(value: str | None) -> bool:
-    """Newest first unless ``$orderby=receivedDateTime asc`` (the only ordering modelled)."""
+    """``$orderby`` (https://learn.microsoft.com/en-us/graph/query-parameters#orderby-parameter) of
+    ``receivedDateTime``, the only ordering modelled; without it, newest first."""
     if value is None:
         return True
     field_name, _, direction = value.strip().partition(" ")

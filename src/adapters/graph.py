@@ -120,12 +120,21 @@ class GraphSession:
         self._ids: list[str] = []
 
     def messages(self) -> list[MessageRef]:
+        """The inbox, oldest first as a POP3 listing is (new mail at its end: the mailbox memory's
+        ``tail`` and ``resume`` rely on that); listed newest first, so that past the page budget it
+        is the oldest messages that are not seen, never the new ones."""
         client = self._client
         query = urllib.parse.urlencode(
-            {"$select": "id,subject", "$top": str(client.account.page_size)}, safe="$,"
+            {
+                "$select": "id,subject",
+                "$top": str(client.account.page_size),
+                "$orderby": "receivedDateTime desc",
+            },
+            safe="$,",
+            quote_via=urllib.parse.quote,
         )
         url: str | None = f"{client.user_path}/mailFolders/inbox/messages?{query}"
-        refs: list[MessageRef] = []
+        listed: list[tuple[str, str]] = []
         pages = 0
         while url is not None and pages < client.account.max_pages:
             page = client.json("GET", url)
@@ -133,15 +142,14 @@ class GraphSession:
             for entry in page.get("value", []):
                 if isinstance(entry, dict) and isinstance(entry.get("id"), str):
                     subject = entry.get("subject")
-                    refs.append(
-                        MessageRef(
-                            len(refs) + 1, 0, entry["id"], subject=subject if isinstance(subject, str) else ""
-                        )
-                    )
+                    listed.append((entry["id"], subject if isinstance(subject, str) else ""))
             link = page.get("@odata.nextLink")
             url = link if isinstance(link, str) and link else None
-        self._ids = [ref.uid for ref in refs]
-        return refs
+        listed.reverse()
+        self._ids = [uid for uid, _ in listed]
+        return [
+            MessageRef(number, 0, uid, subject=subject) for number, (uid, subject) in enumerate(listed, 1)
+        ]
 
     def headers(self, number: int) -> bytes:
         """The header block: the start of the MIME, read up to its blank line; the rest is not read."""

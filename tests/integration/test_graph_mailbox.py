@@ -50,20 +50,26 @@ def test_the_listing_gives_immutable_ids_and_subjects_in_pages(parts: Parts, gra
     with box.mailbox(parts, page_size=10).session() as session:
         refs = session.messages()
 
-    assert [ref.uid for ref in refs] == ids[::-1]
+    assert [ref.uid for ref in refs] == ids  # oldest first, as a POP3 listing
     assert [ref.number for ref in refs] == list(range(1, 26))
-    assert (refs[0].subject, refs[0].size) == ("LetterShop 24", 0)
+    assert (refs[-1].subject, refs[-1].size) == ("LetterShop 24", 0)
+    assert [r.query.get("$orderby") for r in graph.requests] == ["receivedDateTime desc"] * 3
     assert [r.query.get("$select") for r in graph.requests] == ["id,subject"] * 3
     assert [r.query.get("$skip") for r in graph.requests] == [None, "10", "20"]
 
 
-def test_the_listing_stops_at_its_page_budget(parts: Parts, graph: GraphServer) -> None:
+def test_the_listing_stops_at_its_page_budget_leaving_out_the_oldest(
+    parts: Parts, graph: GraphServer
+) -> None:
     box = new_box(parts)
-    for n in range(25):
-        graph.deliver(box.user, partner_mail(subject=f"m{n}"))
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    ids = [
+        graph.deliver(box.user, partner_mail(subject=f"m{n}"), received=start + timedelta(minutes=n))
+        for n in range(25)
+    ]
 
     with box.mailbox(parts, page_size=10, max_pages=2).session() as session:
-        assert len(session.messages()) == 20
+        assert [ref.uid for ref in session.messages()] == ids[5:]
     assert len(graph.requests) == 2
 
 
