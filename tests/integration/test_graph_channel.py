@@ -65,16 +65,18 @@ def test_a_graph_mailbox_answered_by_ses(stack: LocalStack, box: GraphMailbox) -
     assert stack.graph.messages(box.user) == []
 
 
-def test_an_unchanged_mailbox_costs_one_list_request_per_poll(stack: LocalStack, box: GraphMailbox) -> None:
+def test_an_unchanged_shared_mailbox_of_1000_foreign_messages_costs_one_list_request(
+    stack: LocalStack, box: GraphMailbox
+) -> None:
     store_graph_channel(stack, box, smtp="none")
-    for n in range(30):
+    for n in range(1000):
         stack.graph.deliver(box.user, partner_mail(subject=f"Newsletter {n}"))
 
     first = invoke_poll(EVENT)
     before = len(stack.graph.requests)
     again = invoke_poll(EVENT)
 
-    assert (first["status"], first["seen"], first["recognized"]) == ("ok", 30, 0)
+    assert (first["status"], first["seen"], first["recognized"]) == ("ok", 1000, 0)
     assert before == 1  # the listing gave the subjects: no message was read
     assert (again["status"], again["seen"]) == ("ok", 0)
     assert [r.path.rsplit("/", 1)[-1] for r in stack.graph.requests[before:]] == ["messages"]
