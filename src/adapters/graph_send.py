@@ -55,6 +55,10 @@ class GraphReplySender:
         self._save = save_to_sent_items
         self._client: GraphClient | None = None
 
+    def prepare(self) -> None:
+        """Nothing to get ready: the token is the warm state's and a request opens its connection
+        (``ReplySender.prepare`` on main since issue 21; never raises)."""
+
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
