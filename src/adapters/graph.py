@@ -222,10 +222,13 @@ class GraphClient:
     ) -> dict[str, Any]:
         """One request whose answer is JSON (or, ``empty``, nothing)."""
         with self.stream(method, target, body=body, content_type=content_type) as answer:
-            if empty:
-                answer.read()
-                return {}
-            body = answer.read(MAX_PAGE_BYTES + 1)
+            try:
+                if empty:
+                    answer.read()
+                    return {}
+                body = answer.read(MAX_PAGE_BYTES + 1)
+            except (OSError, http.client.HTTPException) as error:
+                raise TransientError(f"Microsoft Graph's answer to {method} broke off: {error!r}") from error
             if answer.length:  # cut short (read(n) does not say so itself)
                 raise TransientError(f"Microsoft Graph's answer to {method} broke off")
         if len(body) > MAX_PAGE_BYTES:

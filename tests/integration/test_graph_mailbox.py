@@ -271,3 +271,14 @@ def test_a_download_that_breaks_off_is_a_lost_connection_as_a_broken_retr(
             session.retrieve(ref.number, sink)
 
     assert sink.getvalue() == raw
+
+
+def test_a_listing_that_breaks_off_is_transient(parts: Parts, graph: GraphServer) -> None:
+    box = new_box(parts)
+    for n in range(300):
+        graph.deliver(box.user, partner_mail(subject=f"Newsletter {n}"))
+    with TcpProxy(graph.port) as proxy:
+        proxy.cut_after(8_000)  # past the status line and headers, inside the JSON
+        mailbox = box.mailbox(parts, endpoint=f"https://{proxy.host}:{proxy.port}/v1.0")
+        with pytest.raises(TransientError, match="broke off"):
+            read(mailbox)
