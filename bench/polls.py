@@ -12,6 +12,8 @@ figure                                                same-run floor            
 warm empty poll: AWS calls (between heartbeats)       -                                           <= 1
 the same with the channel's hourly heartbeat due      -                                           <= 2
 warm empty poll: wall (median)                        bare ``poplib`` POP3S login+STAT+QUIT       <= 1.5x
+warm empty poll of a Graph channel: requests, AWS     -                                           1, <= 1
+warm empty poll of a Graph channel: wall (median)     bare HTTPS GET of the inbox listing         printed
 unchanged shared mailbox of 1,000 foreign mails       bare login+UIDL+QUIT                        <= 2x
 handler import in a fresh interpreter (best of 5)     ``import boto3`` alone                      <= 1.5x
 drain of 100 small imports: AWS calls per message     -                                           (info)
@@ -29,6 +31,7 @@ child is run from a process with a local stack of its own (``bench.memory``).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import os
@@ -40,6 +43,8 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,7 +61,7 @@ from bench.probes import ApiCalls, CallWindow, quiet_stdout
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from devstack.invoke import FakeLambdaContext, invoke_poll, store_channel
+from devstack.invoke import FakeLambdaContext, invoke_poll, store_channel, store_graph_channel
 from devstack.samples import partner_mail
 from devstack.stack import LocalStack
 
@@ -324,6 +329,60 @@ def empty_poll(stack: LocalStack, handler: Handler) -> tuple[bool, Poll]:
     return ok, warm
 
 
+def graph_empty_poll(stack: LocalStack, handler: Handler) -> bool:
+    """The warm empty poll of a Graph channel (issue 22): its Graph requests and AWS calls, and its
+    wall time beside a bare HTTPS GET of the same listing with a token in hand (a new connection,
+    as every poll opens its own)."""
+    box = stack.new_graph_mailbox()
+    store_graph_channel(stack, box, channel_id="bench-graph", exclusive_account=True)
+    clock = between_heartbeats("bench-graph")
+    first = handler.poll("bench-graph", clock=clock)  # the cold one: the secret read, the Graph token fetched
+    token = graph_token(stack, box.client_id, box.client_secret)
+    listing = f"/v1.0/users/{box.user}/mailFolders/inbox/messages?$select=id,subject&$top=1000"
+
+    def bare_get() -> None:
+        connection = http.client.HTTPSConnection(
+            stack.host, stack.graph.port, context=ssl.create_default_context(cafile=str(stack.ca_file))
+        )
+        connection.request(
+            "GET", listing, headers={"Authorization": f"Bearer {token}", "Prefer": 'IdType="ImmutableId"'}
+        )
+        connection.getresponse().read()
+        connection.close()
+
+    polls: list[Poll] = []
+    before = len(stack.graph.requests)
+    ours, floor = interleaved_medians(
+        EMPTY_RUNS, lambda: handler.poll("bench-graph", polls, clock).seconds, lambda: timed(bare_get)
+    )
+    requests = (len(stack.graph.requests) - before - EMPTY_RUNS) / EMPTY_RUNS  # less the bare GETs
+    most = max(polls, key=lambda p: p.calls.count)
+    print(
+        f"{'warm empty poll (Graph)':<34} {ms(ours):>9} median of {EMPTY_RUNS}, first poll in this process "
+        f"{ms(first.seconds)} ({first.calls.count} AWS calls); bare HTTPS GET of the listing {ms(floor)} "
+        f"({ours / floor:.2f}x); Graph requests per poll {requests:g}, AWS calls {most.calls.breakdown()}"
+    )
+    problem = next((p.counts(seen=0) for p in polls if p.counts(seen=0)), None)
+    return verdict(
+        requests == 1 and most.calls.count <= EMPTY_CALLS_BUDGET and problem is None,
+        f"warm empty poll of a Graph channel: {requests:g} Graph request, {most.calls.count} AWS calls "
+        f"(budget 1 and <= {EMPTY_CALLS_BUDGET})" + (f"; {problem}" if problem else ""),
+    )
+
+
+def graph_token(stack: LocalStack, client_id: str, secret: str) -> str:
+    """A client-credentials token for the Graph-shaped server, asked for as the channel's app."""
+    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    request = urllib.request.Request(  # noqa: S310  # the local https server
+        stack.oauth.token_url,
+        data=urllib.parse.urlencode(form | {"scope": stack.graph.scope}).encode(),
+        method="POST",
+    )
+    context = ssl.create_default_context(cafile=str(stack.ca_file))
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:  # noqa: S310
+        return str(json.load(answer)["access_token"])
+
+
 def secrets_expired_poll(handler: Handler, channel_id: str, clock: Callable[[], datetime]) -> Poll:
     """A warm poll right after Powertools' parameter cache was emptied, as it is once ``max_age``
     (``adapters.secrets.CACHE_SECONDS``, a day) has passed or after a poll failed on a setting."""
@@ -543,6 +602,7 @@ def main() -> bool:
         with ApiCalls() as calls, local_stack() as stack:
             handler = Handler(calls)
             ok &= guarded("warm empty poll", lambda: empty_poll(stack, handler)[0])
+            ok &= guarded("warm empty poll of a Graph channel", lambda: graph_empty_poll(stack, handler))
             ok &= guarded("unchanged shared mailbox", lambda: shared_mailbox(stack, handler))
             ok &= guarded("drain", lambda: drain(stack, handler))
             from bench import latency  # noqa: PLC0415  # it imports this module's helpers

@@ -27,7 +27,7 @@ from cli.context import (
     to_dynamodb,
     warn,
 )
-from domain.channel import Channel, InvalidChannel, load_channel
+from domain.channel import GRAPH_SETTINGS, POP3_SETTINGS, Channel, InvalidChannel, load_channel
 from domain.errors import LetterShopError
 from domain.watch import Finding, PollRecord, ScheduleSummary, age, poll_findings
 
@@ -57,6 +57,21 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "require_authenticated_sender": True,
     "trusted_authserv_ids": ["mx.acme-mail.example"],
 }
+# A Microsoft 365 mailbox read and answered through Microsoft Graph (docs/channels.md).
+GRAPH_EXAMPLE_VALUES: dict[str, Any] = {
+    **{k: v for k, v in EXAMPLE_VALUES.items() if not k.startswith(("pop3_", "smtp_"))},
+    "mailbox_protocol": "graph",
+    "graph_mailbox": "lettershop@acme-mail.example",
+    "sender_address": "lettershop@acme-mail.example",
+    "reply_via": "graph",
+    "oauth_provider": "microsoft",
+    "oauth_tenant": "acme-mail.onmicrosoft.com",
+    "oauth_client_id": "00000000-0000-0000-0000-000000000000",
+    "oauth_secret": "lettershop/acme/oauth",
+}
+# Attributes of one mailbox protocol or reply transport, left out of the other's example.
+_ONLY_POP3 = {*POP3_SETTINGS}
+_ONLY_GRAPH = {*GRAPH_SETTINGS, "save_to_sent_items"}
 
 
 def channel_schema() -> dict[str, Any]:
@@ -74,12 +89,17 @@ def schema_text() -> str:
     return json.dumps(channel_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-def example_item() -> dict[str, Any]:
-    """Every attribute of the model, in its order: a default, or a placeholder to replace."""
+def example_item(*, graph: bool = False) -> dict[str, Any]:
+    """Every attribute the channel uses, in the model's order: a default, or a placeholder to
+    replace. ``graph``: a mailbox read and answered through Microsoft Graph."""
+    values = GRAPH_EXAMPLE_VALUES if graph else EXAMPLE_VALUES
+    unused = {*_ONLY_POP3, "smtp_port", "smtp_security", "smtp_auth", "smtp_login"} if graph else _ONLY_GRAPH
     item: dict[str, Any] = {}
     for name, info in Channel.model_fields.items():
-        if name in EXAMPLE_VALUES:
-            value = EXAMPLE_VALUES[name]
+        if name in unused:
+            continue
+        if name in values:
+            value = values[name]
         elif info.default_factory is not None:
             value = info.default_factory()  # type: ignore[call-arg]
         else:
@@ -104,6 +124,12 @@ def warnings_for(channel: Channel) -> list[str]:
         found.append("pop3_security is none: the POP3 password and the mail travel unencrypted")
     if channel.reply_via == "smtp" and channel.smtp_security == "none":
         found.append("smtp_security is none: replies (and the SMTP password) travel unencrypted")
+    sends_as = (channel.graph_mailbox or "").lower()
+    if channel.reply_via == "graph" and channel.sender_address.lower() != sends_as:
+        found.append(
+            f"sender_address {channel.sender_address} is not graph_mailbox {channel.graph_mailbox}: "
+            "Exchange sends a reply From another address only when the mailbox has Send As permission for it"
+        )
     return found
 
 
@@ -129,9 +155,13 @@ def schema_command() -> None:
 
 @app.command("example")
 @handled
-def example_command() -> None:
+def example_command(
+    graph: Annotated[
+        bool, typer.Option("--graph", help="a Microsoft 365 mailbox read and answered through Graph")
+    ] = False,
+) -> None:
     """Print a complete, valid channel item to edit and save as a file."""
-    typer.echo(json.dumps(example_item(), indent=2, ensure_ascii=False))
+    typer.echo(json.dumps(example_item(graph=graph), indent=2, ensure_ascii=False))
 
 
 @app.command("validate")

@@ -15,7 +15,16 @@ from adapters.oauth import MailboxTokens
 from adapters.pop3_session import Pop3Probe
 from adapters.probe import probe_ses_identity, probe_smtp
 from adapters.script_store import S3ScriptStore, ScriptCache, describe, script_key
-from app.root import WARM, PasswordSecret, aws_client, password_secrets, pop3_mailbox, smtp_account
+from app.root import (
+    WARM,
+    PasswordSecret,
+    aws_client,
+    graph_mailbox,
+    graph_sender,
+    password_secrets,
+    pop3_mailbox,
+    smtp_account,
+)
 from cli.context import Stack, out, say
 from domain.channel import Channel, OAuthClient
 from domain.errors import ChannelFailure, LetterShopError, ScriptFailed, TransientError
@@ -45,13 +54,8 @@ def run_checks(channel: Channel, stack: Stack) -> Iterator[Check]:
         secrets_ok &= bool(check.ok)
         smtp_ok &= bool(check.ok)
         yield check
-    yield _pop3(channel) if secrets_ok else Check("POP3", None, "not tried: its login could not be prepared")
-    if channel.reply_via == "ses":
-        yield _ses(channel)
-    elif smtp_ok:
-        yield _smtp(channel)
-    else:
-        yield Check("SMTP", None, "not tried: its login could not be prepared")
+    yield _mailbox(channel, secrets_ok=secrets_ok)
+    yield _replies(channel, smtp_ok=smtp_ok)
     for stage, name in (("prescript", channel.prescript), ("postscript", channel.postscript)):
         if name:
             yield _script(stage, name, channel, stack)
@@ -59,7 +63,7 @@ def run_checks(channel: Channel, stack: Stack) -> Iterator[Check]:
 
 def _token(oauth: OAuthClient, channel: Channel) -> Check:
     """An access token from the channel's OAuth client (the login of POP3 and/or SMTP)."""
-    mailbox = channel.pop3_username if channel.pop3_login == "oauth2" else channel.smtp_username or ""
+    mailbox = (channel.pop3_username if channel.pop3_oauth else channel.smtp_username) or ""
     try:
         MailboxTokens(oauth, mailbox, cache=WARM.tokens, secrets=WARM.secrets).token()
     except LetterShopError as error:
@@ -108,6 +112,42 @@ def _pop3(channel: Channel) -> Check:
             "or move the channel to a mailbox on a server that offers them (pop3_host)",
         )
     return Check("POP3", True, detail)
+
+
+def _mailbox(channel: Channel, *, secrets_ok: bool) -> Check:
+    if channel.mailbox_protocol == "graph":
+        return _graph(channel)
+    return _pop3(channel) if secrets_ok else Check("POP3", None, "not tried: its login could not be prepared")
+
+
+def _replies(channel: Channel, *, smtp_ok: bool) -> Check:
+    if channel.reply_via == "graph":
+        return _graph_send(channel)
+    if channel.reply_via == "ses":
+        return _ses(channel)
+    return _smtp(channel) if smtp_ok else Check("SMTP", None, "not tried: its login could not be prepared")
+
+
+def _graph_send(channel: Channel) -> Check:
+    try:
+        detail = graph_sender(channel).probe()
+    except LetterShopError as error:
+        return Check("Graph send", False, str(error), _fix(error, channel))
+    return Check("Graph send", True, f"{detail}; no mail sent")
+
+
+def _graph(channel: Channel) -> Check:
+    """A Graph token of the channel's Microsoft client, and the inbox's message count with it."""
+    where = f"{channel.graph_mailbox} at {channel.graph_endpoint}"
+    try:
+        count = graph_mailbox(channel).inbox_count()
+    except LetterShopError as error:
+        return Check("Graph mailbox", False, str(error), _fix(error, channel))
+    return Check(
+        "Graph mailbox",
+        True,
+        f"{where}: a token for {channel.graph_scope} obtained; {count} message(s) in the inbox",
+    )
 
 
 def _optional_commands(probe: Pop3Probe) -> str:

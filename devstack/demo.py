@@ -1,4 +1,4 @@
-"""`make demo`: one real poll of each of three channels on the local stack, told as a story.
+"""`make demo`: one real poll of each of four channels on the local stack, told as a story.
 
 Starts Dovecot, aiosmtpd and moto server on 127.0.0.1, stores two channels and their passwords,
 delivers e-mails to their mailboxes, invokes the poll handler once per channel with
@@ -18,6 +18,11 @@ A third channel, ``m365``, is a Microsoft 365-shaped mailbox without passwords: 
 in with OAuth 2.0 (``AUTH XOAUTH2``), with an access token the local authorization server issues to
 the channel's app (client credentials; the client secret in Secrets Manager), and that Dovecot and
 the SMTP server check by introspection at the same server. It gets a plain CSV import.
+
+A fourth channel, ``graph``, is a Microsoft 365 mailbox read and answered through Microsoft Graph
+(issue 22): the Graph-shaped server of the stack (``devstack.graph``) checks the app's token (same
+authorization server, its Graph scope) and its roles ``Mail.ReadWrite`` and ``Mail.Send`` for that
+one mailbox. It gets a CSV import and a newsletter, which is screened out by its listed subject.
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from devstack import aws
-from devstack.invoke import invoke_poll, load_event, store_channel, store_oauth_channel
+from devstack.invoke import invoke_poll, load_event, store_channel, store_graph_channel, store_oauth_channel
 from devstack.samples import VALID_IMPORT, partner_mail
-from devstack.stack import LocalStack, OAuthMailbox
+from devstack.stack import GraphMailbox, LocalStack, OAuthMailbox
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "scripts"
 PRESCRIPT, POSTSCRIPT = "tsv_to_canonical.py", "stamp_export.py"
@@ -66,6 +71,13 @@ M365_MESSAGES = {
     "valid import to the OAuth mailbox": partner_mail(
         sender="Orders <orders@partner.example>", attachments=[("orders.csv", VALID_IMPORT)]
     ),
+}
+GRAPH = "graph"  # the Microsoft Graph channel's id
+GRAPH_MESSAGES = {
+    "valid import to the Graph mailbox": partner_mail(
+        sender="Orders <orders@partner.example>", attachments=[("orders.csv", VALID_IMPORT)]
+    ),
+    "newsletter without the keyword": partner_mail(subject="Our November newsletter", attachments=()),
 }
 STAMPS = {
     ("partner", "order_subject"): f"standard/{POSTSCRIPT}",
@@ -119,6 +131,24 @@ def main() -> None:
             f"app {box.client_id} of tenant {M365_TENANT} (client secret in Secrets Manager), issued by "
             f"{stack.oauth.base_url}"
         )
+        graph_box = stack.new_graph_mailbox()
+        store_graph_channel(
+            stack,
+            graph_box,
+            channel_id=GRAPH,
+            tenant=M365_TENANT,
+            sender_address=graph_box.user,
+            reply_via="graph",
+            smtp_host=None,
+            smtp_security=None,
+        )
+        print(
+            f"channel {GRAPH!r}: Microsoft Graph mailbox {graph_box.user} at {stack.graph.endpoint}, read "
+            f"and answered with app {graph_box.client_id}'s token for {stack.graph.scope} "
+            "(roles Mail.ReadWrite, Mail.Send, this mailbox only)"
+        )
+        for raw in GRAPH_MESSAGES.values():
+            stack.graph.deliver(graph_box.user, raw)
         mailboxes = {shared[0]: MESSAGES, own[0]: PARTNER_MESSAGES}
         for user, messages in mailboxes.items():
             for raw in messages.values():
@@ -126,15 +156,16 @@ def main() -> None:
         for raw in M365_MESSAGES.values():
             stack.oauth_dovecot.deliver(box.user, raw)
         print(
-            f"delivered {len(MESSAGES) + len(PARTNER_MESSAGES) + len(M365_MESSAGES)} messages; invoking "
-            f"handlers.poll.handler (events/poll-channel.json) for {event['channel_id']!r}, {PARTNER!r} "
-            f"and {M365!r}\n"
+            f"delivered {len(MESSAGES) + len(PARTNER_MESSAGES) + len(M365_MESSAGES) + len(GRAPH_MESSAGES)} "
+            "messages; invoking handlers.poll.handler (events/poll-channel.json) for "
+            f"{event['channel_id']!r}, {PARTNER!r}, {M365!r} and {GRAPH!r}\n"
         )
 
         results = [
             invoke_poll(event),
             invoke_poll(load_event("poll-channel.json", channel_id=PARTNER)),
             invoke_poll(load_event("poll-channel.json", channel_id=M365)),
+            invoke_poll(load_event("poll-channel.json", channel_id=GRAPH)),
         ]
 
         print()
@@ -142,6 +173,7 @@ def main() -> None:
             print("result:", json.dumps(result))
         report(stack, mailboxes)
         report_oauth(stack, box)
+        report_graph(stack, graph_box)
     from app.root import WARM  # noqa: PLC0415  # src/ is on the path via devstack.invoke
 
     WARM.reset()  # the scripts the poll cached in /tmp, and every other cache of the poll
@@ -159,6 +191,25 @@ def report_oauth(stack: LocalStack, box: OAuthMailbox) -> None:
         print(
             f"  reply {reply['Subject']!r} to {', '.join(mail.rcpt_tos)} via SMTP as "
             f"{mail.authenticated_user} (XOAUTH2), attached {names}"
+        )
+
+
+def report_graph(stack: LocalStack, box: GraphMailbox) -> None:
+    """What the Graph channel's poll did: the requests it made, its mailbox, the reply Graph sent."""
+    left = [message.raw for message in stack.graph.messages(box.user)]
+    print(f"\nchannel {GRAPH!r} (Microsoft Graph):")
+    for request in stack.graph.requests:
+        print(
+            f"  {request.method} {request.path.split('/users/', 1)[-1].split('/', 1)[-1]} -> {request.status}"
+        )
+    for what, raw in GRAPH_MESSAGES.items():
+        print(f"  {what}: {'still in the inbox' if raw in left else 'deleted (moved to Deleted Items)'}")
+    for mail in stack.graph.sent:
+        reply = parse(mail.mime)
+        names = [part.get_filename() for part in reply.iter_attachments()]
+        print(
+            f"  reply {reply['Subject']!r} to {', '.join(mail.recipients)} via Graph {mail.via} "
+            f"as {mail.mailbox}, attached {names}"
         )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack import aws
-from devstack.stack import LocalStack, OAuthMailbox
+from devstack.stack import GraphMailbox, LocalStack, OAuthMailbox
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -110,6 +110,36 @@ def store_oauth_channel(
         "oauth_secret": secret,
     }
     return store_channel(stack, (box.user, "no-password"), channel_id=channel_id, **(settings | overrides))
+
+
+def store_graph_channel(
+    stack: LocalStack,
+    box: GraphMailbox,
+    *,
+    channel_id: str = "acme",
+    smtp: str = "none",
+    tenant: str = "contoso.onmicrosoft.com",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A Microsoft 365 mailbox read through the stack's Graph-shaped server (``mailbox_protocol:
+    graph``, no POP3 attribute), answered by ``smtp`` as :func:`store_channel` picks it; the app's
+    client secret in Secrets Manager as ``lettershop/<channel_id>/oauth``. Returns the item."""
+    secret = f"lettershop/{channel_id}/oauth"
+    aws.put_secret(stack.endpoint_url, secret, box.client_secret)
+    settings: dict[str, Any] = {
+        "mailbox_protocol": "graph",
+        "graph_mailbox": box.user,
+        "graph_endpoint": stack.graph.endpoint,
+        **dict.fromkeys(("pop3_host", "pop3_port", "pop3_security", "pop3_username", "pop3_password_secret")),
+        "oauth_provider": "microsoft",
+        "oauth_tenant": tenant,
+        "oauth_token_url": stack.oauth.microsoft_token_url(tenant),
+        "oauth_client_id": box.client_id,
+        "oauth_secret": secret,
+    }
+    return store_channel(
+        stack, (box.user, "no-password"), channel_id=channel_id, smtp=smtp, **(settings | overrides)
+    )
 
 
 def _reply_settings(stack: LocalStack, channel_id: str, smtp: str) -> dict[str, Any]:

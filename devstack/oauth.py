@@ -12,8 +12,11 @@ It stands in for Microsoft Entra ID / Google's token endpoint in the local stack
   delegated (domain-wide delegation), its ``scope`` claim a granted scope, else ``unauthorized_client``
   / ``invalid_scope`` as Google answers.
 * ``POST /introspect``: token introspection (RFC 7662) for the mail servers (Dovecot's ``passdb
-  oauth2``, the aiosmtpd XOAUTH2 authenticator), which authenticate as the resource server
-  :attr:`AuthorizationServer.resource_id`. An active token's ``username`` is its client's mailbox.
+  oauth2``, the aiosmtpd XOAUTH2 authenticator) and the Graph-shaped server (``devstack.graph``),
+  which authenticate as the resource server :attr:`AuthorizationServer.resource_id`. An active
+  token's ``username`` is its client's mailbox; its ``roles`` the application permissions the
+  client had been granted (admin consent) when the token was issued, as an Entra app-only token's
+  ``roles`` claim carries them.
 
 Test controls: :meth:`expire_tokens` (every token issued so far becomes inactive, as if its lifetime
 had passed), :attr:`token_lifetime`, :attr:`delay_seconds` (a slow token endpoint, for timeouts),
@@ -31,7 +34,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,7 @@ class RegisteredClient(ClientMixin):  # type: ignore[misc]  # authlib has no typ
     scopes: frozenset[str]
     mailbox: str
     resource_server: bool = False
+    roles: frozenset[str] = frozenset()  # application permissions consented, e.g. Mail.ReadWrite
     grant_type: str = "client_credentials"
     public_key: RSAKey | None = None  # a service account's, for its signed assertions
 
@@ -88,6 +92,7 @@ class IssuedToken(TokenMixin):  # type: ignore[misc]
     issued_at: float
     expires_in: int
     revoked: bool = False
+    roles: frozenset[str] = frozenset()  # the client's when the token was issued
 
     def check_client(self, client: ClientMixin) -> bool:
         return bool(client.get_client_id() == self.client.client_id)
@@ -243,12 +248,25 @@ class AuthorizationServer(LocalServer):
 
     # ---------------------------------------------------------------- clients
 
-    def add_client(self, mailbox: str, scopes: set[str] | frozenset[str]) -> tuple[str, str]:
-        """Register an app allowed ``scopes`` and to use ``mailbox``: ``(client_id, client_secret)``."""
+    def add_client(
+        self,
+        mailbox: str,
+        scopes: set[str] | frozenset[str],
+        roles: set[str] | frozenset[str] = frozenset(),
+    ) -> tuple[str, str]:
+        """Register an app allowed ``scopes`` and to use ``mailbox``, with the application
+        permissions ``roles`` consented: ``(client_id, client_secret)``."""
         client_id = f"app-{secrets.token_hex(6)}"
         secret = secrets.token_urlsafe(24)
-        self._add(RegisteredClient(client_id, secret, frozenset(scopes), mailbox))
+        self._add(RegisteredClient(client_id, secret, frozenset(scopes), mailbox, roles=frozenset(roles)))
         return client_id, secret
+
+    def set_roles(self, client_id: str, roles: set[str] | frozenset[str]) -> None:
+        """Grant or revoke (admin consent) application permissions: tokens issued from now on carry
+        ``roles``; those issued before keep theirs until they expire (:meth:`expire_tokens`)."""
+        with self._lock:
+            client = self._store.clients[client_id]
+            self._store.clients[client_id] = replace(client, roles=frozenset(roles))
 
     def add_service_account(self, mailbox: str, scopes: set[str] | frozenset[str]) -> dict[str, str]:
         """Register a service account delegated ``mailbox`` with ``scopes``; its JSON key, shaped
@@ -332,6 +350,7 @@ class AuthorizationServer(LocalServer):
                     token.get("scope", ""),
                     time.time(),
                     self.token_lifetime,
+                    roles=request.client.roles,
                 )
 
         server = FlaskAuthorizationServer(app, query_client=query_client, save_token=save_token)
@@ -426,6 +445,7 @@ def _payload(token: IssuedToken) -> dict[str, Any]:
         "token_type": "Bearer",
         "scope": token.scope,
         "username": token.client.mailbox,
+        "roles": sorted(token.roles),
         "iat": int(token.issued_at),
         "exp": int(token.issued_at + token.expires_in),
     }

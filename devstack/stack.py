@@ -31,6 +31,7 @@ from devstack.smtp import SmtpServer
 from devstack.tls import HOST, TlsFiles, make_tls_files
 
 if TYPE_CHECKING:
+    from devstack.graph import GraphServer
     from devstack.oauth import AuthorizationServer
 
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
@@ -40,6 +41,15 @@ GOOGLE_SCOPE = "https://mail.google.com/"
 @dataclass(frozen=True)
 class OAuthMailbox:
     """A mailbox on the OAuth Dovecot and the app registration allowed to use it."""
+
+    user: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class GraphMailbox:
+    """A mailbox on the Graph-shaped server and the app registration allowed to use it."""
 
     user: str
     client_id: str
@@ -63,11 +73,13 @@ class LocalStack(LocalServer):
 
     * ``oauth`` — the authorization server (``devstack.oauth``): client credentials, introspection;
     * ``oauth_dovecot`` — a second Dovecot that takes only XOAUTH2/OAUTHBEARER tokens (``passdb oauth2``);
-    * ``oauth_smtp`` — STARTTLS required, ``AUTH XOAUTH2`` required; both check tokens at ``oauth``.
+    * ``oauth_smtp`` — STARTTLS required, ``AUTH XOAUTH2`` required; both check tokens at ``oauth``;
+    * ``graph`` — the Graph-shaped mail API (``devstack.graph``), checking tokens at ``oauth`` too.
 
     :meth:`new_oauth_mailbox` gives a mailbox on ``oauth_dovecot`` and an app allowed to use it
     (Microsoft's client credentials); :meth:`new_google_mailbox` one and a service account delegated
-    to it (Google's JWT bearer grant).
+    to it (Google's JWT bearer grant); :meth:`new_graph_mailbox` a mailbox on ``graph`` and an app
+    with the application permissions ``Mail.ReadWrite`` and ``Mail.Send`` for it alone.
     """
 
     host = HOST
@@ -86,6 +98,7 @@ class LocalStack(LocalServer):
         self._oauth: AuthorizationServer | None = None
         self._oauth_dovecot: Dovecot | None = None
         self._oauth_smtp: SmtpServer | None = None
+        self._graph: GraphServer | None = None
         self._mailboxes = itertools.count(1)
 
     # -------------------------------------------------------------- servers
@@ -132,6 +145,11 @@ class LocalStack(LocalServer):
         return self._need(self._oauth_smtp, "oauth_smtp")
 
     @property
+    def graph(self) -> GraphServer:
+        self._start_oauth()
+        return self._need(self._graph, "graph")
+
+    @property
     def endpoint_url(self) -> str:
         return self.moto.endpoint_url
 
@@ -174,7 +192,8 @@ class LocalStack(LocalServer):
             return
         if self.root is None or self.tls is None:
             raise RuntimeError("LocalStack is not started (oauth)")
-        from devstack.oauth import AuthorizationServer  # noqa: PLC0415  # Flask only when OAuth is used
+        from devstack.graph import GraphServer  # noqa: PLC0415  # Flask only when OAuth is used
+        from devstack.oauth import AuthorizationServer  # noqa: PLC0415
 
         oauth = AuthorizationServer(self.tls)
         oauth.start()
@@ -188,6 +207,8 @@ class LocalStack(LocalServer):
             self._oauth_dovecot.start()
             self._oauth_smtp = SmtpServer(self.tls, introspect=oauth.introspector())
             self._oauth_smtp.start()
+            self._graph = GraphServer(self.tls, oauth.introspector())
+            self._graph.start()
         except BaseException:
             with contextlib.suppress(Exception):
                 self._stop_oauth()
@@ -196,6 +217,7 @@ class LocalStack(LocalServer):
     def _stop_oauth(self) -> list[tuple[str, BaseException]]:
         errors: list[tuple[str, BaseException]] = []
         for name, server in (
+            ("graph", self._graph),
             ("oauth_smtp", self._oauth_smtp),
             ("oauth_dovecot", self._oauth_dovecot),
             ("oauth", self._oauth),
@@ -208,6 +230,7 @@ class LocalStack(LocalServer):
                 errors.append((name, err))
         self._oauth_smtp = self._oauth_dovecot = None
         self._oauth = None
+        self._graph = None
         return errors
 
     def stop(self) -> None:
@@ -250,6 +273,8 @@ class LocalStack(LocalServer):
             self._oauth_smtp.clear()
         if self._oauth is not None:
             self._oauth.clear()
+        if self._graph is not None:
+            self._graph.clear()
 
     def new_mailbox(self, prefix: str = "partner") -> tuple[str, str]:
         """A fresh POP3 user with an empty Maildir: ``(user, password)``."""
@@ -273,6 +298,19 @@ class LocalStack(LocalServer):
         self.oauth_dovecot.add_user(user, secrets.token_urlsafe(12))
         key = self.oauth.add_service_account(user, scopes)
         return OAuthMailbox(user, key["client_email"], json.dumps(key))
+
+    def new_graph_mailbox(
+        self, roles: frozenset[str] = frozenset({"Mail.ReadWrite", "Mail.Send"})
+    ) -> GraphMailbox:
+        """A fresh mailbox on :attr:`graph`, and an app granted ``roles`` (admin consent) whose
+        Exchange RBAC for Applications scope is that mailbox alone; the app may ask for a token with
+        the Graph server's scope (and, like any app of the tenant, the Exchange one)."""
+        user = f"graph{next(self._mailboxes)}-{secrets.token_hex(3)}@contoso.example"
+        self.graph.add_mailbox(user)
+        client_id, client_secret = self.oauth.add_client(
+            user, frozenset({self.graph.scope, MICROSOFT_SCOPE}), roles
+        )
+        return GraphMailbox(user, client_id, client_secret)
 
     def env(self) -> dict[str, str]:
         """Exactly the environment the poll handler needs to run against this stack (§8)."""

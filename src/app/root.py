@@ -26,6 +26,8 @@ from adapters.dry_run import (
     RecordingReplySender,
     UnlimitedReplies,
 )
+from adapters.graph import GraphAccount, GraphMailbox
+from adapters.graph_send import GraphReplySender
 from adapters.mailbox_memory import DynamoDbMailboxMemory
 from adapters.oauth import MailboxTokens
 from adapters.pop3 import Pop3Account, Pop3Mailbox
@@ -39,6 +41,7 @@ from adapters.status import ChannelStatusStore
 from adapters.status_item import ChannelStatus
 from app.warm import WarmState
 from domain.channel import Channel, OAuthClient
+from domain.errors import ChannelFailure
 from domain.outcomes import PollResult
 from service.ports import Credentials, Mailbox, Ports, ReplySender, StatusLog
 
@@ -88,7 +91,7 @@ class AwsRoot:
     def ports(self, channel: Channel) -> Ports:
         """Adapters for one channel; reads its passwords (cached across warm invocations)."""
         settings, warm = self._settings, self._warm
-        mailbox = self._watch(pop3_mailbox(channel, warm))
+        mailbox = self._watch(channel_mailbox(channel, warm))
         dynamodb = warm.client("dynamodb")
         return Ports(
             mailbox=mailbox,
@@ -178,6 +181,8 @@ def password_secrets(channel: Channel) -> list[PasswordSecret]:
 
 
 def _pop3_password_secret(channel: Channel) -> str | None:
+    if channel.mailbox_protocol != "pop3":
+        return None
     if channel.pop3_login == "oauth2" and channel.oauth_client is not None:
         return None
     return channel.pop3_password_secret
@@ -189,6 +194,41 @@ def _smtp_password_secret(channel: Channel) -> str | None:
     return channel.smtp_password_secret or None
 
 
+def channel_mailbox(channel: Channel, warm: WarmState = WARM) -> Mailbox:
+    """The channel's mailbox as ``mailbox_protocol`` says: POP3, or Microsoft Graph."""
+    if channel.mailbox_protocol == "graph":
+        return graph_mailbox(channel, warm)
+    return pop3_mailbox(channel, warm)
+
+
+def graph_mailbox(channel: Channel, warm: WarmState = WARM) -> GraphMailbox:
+    """The channel's Microsoft 365 mailbox through Graph."""
+    return GraphMailbox(graph_account(channel, warm))
+
+
+def graph_sender(channel: Channel, warm: WarmState = WARM) -> GraphReplySender:
+    """Replies through Graph as ``graph_mailbox`` (``reply_via: graph``). ``save_to_sent_items:
+    false`` is refused here, before the mailbox is read (``adapters.graph_send``: not built yet)."""
+    if not channel.save_to_sent_items:
+        raise ChannelFailure(
+            "save_to_sent_items false: Graph's MIME send always keeps a copy in Sent Items, and removing "
+            "it afterwards is not built yet (issue 22); nothing was read or sent. Set it to true",
+            setting="save_to_sent_items",
+        )
+    return GraphReplySender(graph_account(channel, warm), save_to_sent_items=channel.save_to_sent_items)
+
+
+def graph_account(channel: Channel, warm: WarmState = WARM) -> GraphAccount:
+    """``graph_mailbox`` with the app-only token of the channel's Microsoft client (asked for with
+    the Graph scope; cached in the warm state like the XOAUTH2 tokens)."""
+    client, mailbox = channel.graph_client, channel.graph_mailbox
+    assert client is not None  # noqa: S101  # the channel model demands both when Graph is used
+    assert mailbox is not None  # noqa: S101
+    return GraphAccount(
+        endpoint=channel.graph_endpoint, mailbox=mailbox, tokens=_tokens(client, mailbox, warm), tls=warm.tls
+    )
+
+
 def pop3_mailbox(channel: Channel, warm: WarmState = WARM) -> Pop3Mailbox:
     """The channel's POP3 mailbox, with the login a poll makes."""
     return Pop3Mailbox(pop3_account(channel, warm))
@@ -196,23 +236,31 @@ def pop3_mailbox(channel: Channel, warm: WarmState = WARM) -> Pop3Mailbox:
 
 def pop3_account(channel: Channel, warm: WarmState = WARM) -> Pop3Account:
     """The POP3 login: OAuth 2.0 tokens (fetched at login, cached), or the password from Secrets Manager."""
+    host, username = channel.pop3_host, channel.pop3_username
+    if channel.mailbox_protocol != "pop3" or host is None or username is None:
+        raise ChannelFailure(
+            f"mailbox_protocol {channel.mailbox_protocol}: the mailbox is not read over POP3",
+            setting="mailbox_protocol",
+        )
     account = Pop3Account(
-        host=channel.pop3_host,
+        host=host,
         port=channel.incoming_port,
         security=channel.pop3_security,
-        username=channel.pop3_username,
+        username=username,
         tls=warm.tls,
     )
     secret = _pop3_password_secret(channel)
     if secret is None:
         assert channel.oauth_client is not None  # noqa: S101  # no password: the login is OAuth's
-        return replace(account, tokens=_tokens(channel.oauth_client, channel.pop3_username, warm))
+        return replace(account, tokens=_tokens(channel.oauth_client, username, warm))
     return replace(account, password=warm.secrets.password(secret, setting="pop3_password_secret"))
 
 
 def _reply_sender(channel: Channel, warm: WarmState) -> ReplySender:
     if channel.reply_via == "ses":
         return SesReplySender(warm.client("sesv2"))
+    if channel.reply_via == "graph":
+        return graph_sender(channel, warm)
     return SmtpReplySender(smtp_account(channel, warm))
 
 

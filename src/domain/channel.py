@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -46,6 +47,22 @@ DEFAULT_OAUTH_SCOPES = {
 # An Entra tenant: its id (a GUID) or one of its domains, e.g. contoso.onmicrosoft.com.
 TENANT_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$"
 Login = Literal["password", "oauth2"]
+
+# Microsoft Graph (issue 22): the service root of the global cloud; a national cloud has its own
+# (https://learn.microsoft.com/en-us/graph/deployments), and an app-only token for it is asked for
+# with the scope "<its origin>/.default" (the client-credentials grant's resource, e.g.
+# https://graph.microsoft.com/.default).
+GRAPH_ENDPOINT = "https://graph.microsoft.com/v1.0"
+# The attributes that only a mailbox read over POP3 uses, and those that only Graph uses.
+POP3_SETTINGS = (
+    "pop3_host",
+    "pop3_port",
+    "pop3_security",
+    "pop3_username",
+    "pop3_login",
+    "pop3_password_secret",
+)
+GRAPH_SETTINGS = ("graph_mailbox", "graph_endpoint")
 
 
 @dataclass(frozen=True)
@@ -82,15 +99,27 @@ class Channel(BaseModel):
     exclusive_account: bool = False
     subject_keyword: NonEmpty | None = None
 
-    pop3_host: NonEmpty
+    # Where the mail is read: a POP3 server (pop3_*), or a Microsoft 365 mailbox through Microsoft
+    # Graph (graph_*) with the channel's Microsoft OAuth client. Declared before the attributes
+    # it makes required, which are checked against it (_required_for_pop3).
+    mailbox_protocol: Literal["pop3", "graph"] = "pop3"
+
+    pop3_host: NonEmpty | None = Field(default=None, validate_default=True)
     pop3_port: Port | None = None
     pop3_security: Literal["tls", "starttls", "none"] = "tls"
-    pop3_username: NonEmpty
+    pop3_username: NonEmpty | None = Field(default=None, validate_default=True)
     pop3_login: Login = "password"
     pop3_password_secret: NonEmpty | None = None
 
+    # The mailbox Graph reads (mailbox_protocol graph) and sends as (reply_via graph): its user
+    # principal name or object id, the {id | userPrincipalName} of /users/{...}/messages.
+    graph_mailbox: NonEmpty | None = None
+    graph_endpoint: NonEmpty = GRAPH_ENDPOINT
+
     sender_address: NonEmpty
-    reply_via: Literal["smtp", "ses"] = "smtp"
+    reply_via: Literal["smtp", "ses", "graph"] = "smtp"
+    # reply_via graph: keep a copy of each reply in the mailbox's Sent Items.
+    save_to_sent_items: bool = True
     smtp_host: NonEmpty | None = None
     smtp_port: Port = 25
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
@@ -177,12 +206,26 @@ class Channel(BaseModel):
     @field_validator("oauth_token_url")
     @classmethod
     def _check_token_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        scheme, _, rest = value.partition("://")
-        host = rest.split("/", 1)[0]
-        if scheme.lower() != "https" or not host or any(c.isspace() for c in value) or "@" in host:
+        if value is not None and not _is_https_url(value):
             raise ValueError(f"'{value}' is not an https:// URL of a token endpoint")
+        return value
+
+    @field_validator("graph_endpoint")
+    @classmethod
+    def _check_graph_endpoint(cls, value: str) -> str:
+        if not _is_https_url(value) or "?" in value or "#" in value:
+            raise ValueError(
+                f"'{value}' is not the https:// service root of Microsoft Graph, such as {GRAPH_ENDPOINT}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("pop3_host", "pop3_username")
+    @classmethod
+    def _required_for_pop3(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Required when the mail is read over POP3 (the default); named by its own attribute, as
+        pydantic names a missing field. Not checked when mailbox_protocol itself is invalid."""
+        if value is None and info.data.get("mailbox_protocol") == "pop3":
+            raise ValueError("Field required when mailbox_protocol is pop3 (the default)")
         return value
 
     @field_validator("prescript", "postscript")
@@ -194,7 +237,11 @@ class Channel(BaseModel):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Channel":
-        problems = combination_problems(lambda name: getattr(self, name))
+        fields_set = self.model_fields_set
+        problems = combination_problems(
+            lambda name: getattr(self, name),
+            lambda name: name in fields_set and _set_apart_from_default(name, getattr(self, name)),
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -214,9 +261,41 @@ class Channel(BaseModel):
         return self.reply_via == "smtp" and self.smtp_auth and self.smtp_login == "oauth2"
 
     @property
+    def pop3_oauth(self) -> bool:
+        """The mail is read over POP3 with an OAuth 2.0 token (``AUTH XOAUTH2``)."""
+        return self.mailbox_protocol == "pop3" and self.pop3_login == "oauth2"
+
+    @property
+    def uses_graph(self) -> bool:
+        """The channel reads or replies through Microsoft Graph."""
+        return self.mailbox_protocol == "graph" or self.reply_via == "graph"
+
+    @property
+    def graph_scope(self) -> str:
+        """The scope of an app-only Graph token: the service root's origin and ``/.default``."""
+        scheme, _, rest = self.graph_endpoint.partition("://")
+        return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}/.default"
+
+    @property
+    def graph_client(self) -> OAuthClient | None:
+        """The channel's Microsoft OAuth client asking for a Graph token, when the channel uses Graph
+        (the combination rules made sure the client is a complete ``microsoft`` one)."""
+        if not self.uses_graph:
+            return None
+        assert self.oauth_secret is not None  # noqa: S101
+        return OAuthClient(
+            provider="microsoft",
+            token_url=self.oauth_token_url or MICROSOFT_TOKEN_URL.format(tenant=self.oauth_tenant),
+            client_id=self.oauth_client_id,
+            secret=self.oauth_secret,
+            scope=self.graph_scope,
+        )
+
+    @property
     def oauth_client(self) -> OAuthClient | None:
-        """The OAuth client with the provider's defaults, when a login of the channel uses OAuth."""
-        if not (self.pop3_login == "oauth2" or self.smtp_oauth):
+        """The OAuth client with the provider's defaults, when a login of the channel uses OAuth
+        (``XOAUTH2`` over POP3 or SMTP; Graph's token is :attr:`graph_client`'s)."""
+        if not (self.pop3_oauth or self.smtp_oauth):
             return None
         # the combination rules made sure these are set
         assert self.oauth_provider is not None  # noqa: S101
@@ -237,24 +316,64 @@ class Channel(BaseModel):
         )
 
 
-def combination_problems(value: Callable[[str], Any]) -> list[str]:
-    """Rules between attributes; ``value(name)`` gives an attribute's value or its default."""
+def combination_problems(value: Callable[[str], Any], given: Callable[[str], bool]) -> list[str]:
+    """Rules between attributes; ``value(name)`` gives an attribute's value or its default,
+    ``given(name)`` whether the item sets it to another value than its default."""
     problems = []
     if not value("exclusive_account") and not value("subject_keyword"):
         problems.append("subject_keyword is required when exclusive_account is false")
     if value("reply_via") == "smtp" and not value("smtp_host"):
         problems.append("smtp_host is required when reply_via is smtp")
+    problems += _graph_problems(value, given)
     problems += _login_problems(value)
     if value("require_authenticated_sender") and not value("trusted_authserv_ids"):
         problems.append("trusted_authserv_ids is required when require_authenticated_sender is true")
     return problems
 
 
+def _graph_problems(value: Callable[[str], Any], given: Callable[[str], bool]) -> list[str]:
+    """Microsoft Graph (issue 22): the mailbox it reads or sends as, and only with a Microsoft
+    client; no setting is kept that the channel would silently not use."""
+    problems = []
+    reads = value("mailbox_protocol") == "graph"
+    sends = value("reply_via") == "graph"
+    if reads and not value("graph_mailbox"):
+        problems.append(
+            "graph_mailbox (the user principal name or id of the mailbox) is required "
+            "when mailbox_protocol is graph"
+        )
+    elif sends and not value("graph_mailbox"):
+        problems.append("graph_mailbox (the mailbox replies are sent as) is required when reply_via is graph")
+    if reads:
+        unused = [name for name in POP3_SETTINGS if given(name)]
+        if unused:
+            problems.append(
+                f"{', '.join(unused)}: not used when mailbox_protocol is graph (the mailbox is read "
+                "through Microsoft Graph with the channel's OAuth client, not a POP3 login); remove them"
+            )
+    if not (reads or sends):
+        unused = [name for name in GRAPH_SETTINGS if given(name)]
+        if unused:
+            problems.append(
+                f"{', '.join(unused)}: used only when mailbox_protocol or reply_via is graph; remove them"
+            )
+    if not sends and given("save_to_sent_items"):
+        problems.append("save_to_sent_items: used only when reply_via is graph; remove it")
+    if (reads or sends) and value("oauth_provider") != "microsoft":
+        what = "mailbox_protocol graph" if reads else "reply_via graph"
+        problems.append(
+            f"{what} needs oauth_provider microsoft (with oauth_tenant, oauth_client_id and "
+            "oauth_secret): Microsoft Graph takes tokens of Microsoft Entra ID only"
+        )
+    return problems
+
+
 def _login_problems(value: Callable[[str], Any]) -> list[str]:
     """How the channel logs in: a password, or an OAuth 2.0 token over TLS only."""
     problems = []
-    pop3_oauth = value("pop3_login") == "oauth2"
-    if not pop3_oauth and not value("pop3_password_secret"):
+    graph = value("mailbox_protocol") == "graph" or value("reply_via") == "graph"
+    pop3_oauth = value("mailbox_protocol") == "pop3" and value("pop3_login") == "oauth2"
+    if value("mailbox_protocol") == "pop3" and not pop3_oauth and not value("pop3_password_secret"):
         problems.append("pop3_password_secret is required when pop3_login is password")
     if pop3_oauth and value("pop3_security") == "none":
         problems.append(
@@ -277,7 +396,11 @@ def _login_problems(value: Callable[[str], Any]) -> list[str]:
         problems.append(
             "smtp_login oauth2 needs smtp_security starttls or tls: an access token is never sent unencrypted"
         )
-    if pop3_oauth or (smtp_oauth and value("smtp_auth") and value("reply_via") == "smtp"):
+    if (
+        pop3_oauth
+        or (smtp_oauth and value("smtp_auth") and value("reply_via") == "smtp")
+        or (graph and value("oauth_provider") == "microsoft")
+    ):
         problems += _oauth_client_problems(value)
     return problems
 
@@ -319,7 +442,10 @@ def load_channel(item: Mapping[str, Any]) -> Channel:
         ]
         if not any(field == "item" for field, _ in problems):
             # pydantic skips the cross-field rules when a field is wrong; report them too
-            problems += [("item", problem) for problem in combination_problems(partial(_raw_value, item))]
+            problems += [
+                ("item", problem)
+                for problem in combination_problems(partial(_raw_value, item), partial(_raw_given, item))
+            ]
         raise InvalidChannel(str(item.get("channel_id", "?")), problems) from None
 
 
@@ -328,6 +454,23 @@ def _raw_value(item: Mapping[str, Any], name: str) -> Any:
         return item[name]
     default = Channel.model_fields[name].default
     return None if default is PydanticUndefined else default
+
+
+def _raw_given(item: Mapping[str, Any], name: str) -> bool:
+    return _set_apart_from_default(name, item.get(name))
+
+
+def _set_apart_from_default(name: str, value: Any) -> bool:
+    """The item sets ``name`` to something else than nothing or its default (a dumped model, which
+    writes every default, sets nothing it did not mean)."""
+    return value is not None and value != Channel.model_fields[name].default
+
+
+def _is_https_url(value: str) -> bool:
+    scheme, _, rest = value.partition("://")
+    host = rest.split("/", 1)[0]
+    blank = any(c.isspace() for c in value)
+    return scheme.lower() == "https" and bool(host) and not blank and "@" not in host
 
 
 def _reason(detail: Any) -> str:

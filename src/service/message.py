@@ -91,6 +91,11 @@ class MessageSettler:
         Raises ``ChannelFailure`` (the poll must stop) or ``ConnectionLost`` (the session is gone).
         """
         channel = self.channel
+        if ref.subject is not None and not is_recognized(
+            ref.subject, exclusive_account=channel.exclusive_account, keyword=channel.subject_keyword
+        ):  # the listing gave the subject (Graph): a colleague's mail costs no request of its own
+            logger.debug("not a LetterShop message (its listed subject); left on the server untouched")
+            return Handled.FOREIGN
         headers = None
         if not channel.exclusive_account:  # screened before download: never RETR a colleague's mail
             try:
@@ -160,7 +165,10 @@ class MessageSettler:
     def _answer(self, message: InFlight) -> None:
         """received -> answered (or replied, for a rejected message): decide and store the answer."""
         channel = self.channel
-        sender, reason = screen(channel, message.headers, message.ref.size)
+        # the size the listing gave, or (a listing without sizes: Graph) the size downloaded
+        size = max(message.ref.size, message.raw.seek(0, 2))
+        message.raw.seek(0)
+        sender, reason = screen(channel, message.headers, size)
         if sender is None:
             self._quarantine(message, reason or "rejected")
             return

@@ -16,11 +16,15 @@ from domain.serial_budget import DailyBudget
 
 @dataclass(frozen=True)
 class MessageRef:
-    """One message as the POP3 listing shows it: its number in this session, size and UIDL."""
+    """One message as the mailbox's listing shows it: its number in this session, size and UIDL
+    (POP3), or id (Graph: its immutable id). ``size`` is 0 when the listing does not give it (then
+    the size cap is applied to the downloaded bytes); ``subject`` is the decoded subject when the
+    listing gives it (Graph), so a foreign message is screened out without a request of its own."""
 
     number: int
     size: int
     uid: str
+    subject: str | None = None
 
 
 class MailboxSession(Protocol):

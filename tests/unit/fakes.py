@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 
 from domain.channel import Channel, load_channel
 from domain.errors import ConnectionLost, PermanentError, ScriptFailed, TransientError
+from domain.inbound import parse_headers
 from domain.ledger import Claim, LedgerEntry, Stage, StoredReply
 from domain.mailbox_memory import MailboxMemory
 from domain.outcomes import Outcome
@@ -22,12 +23,15 @@ from service.ports import MessageRef, Ports, ScriptCall
 
 @dataclass
 class FakeMailbox:
-    """A POP3 mailbox: messages by UIDL; deletions commit when the session ends cleanly."""
+    """A POP3 mailbox: messages by UIDL; deletions commit when the session ends cleanly.
+    ``listed_subjects``: its listing gives each message's decoded subject and no size, as a Graph
+    listing does (``screened`` records the messages whose headers were asked for)."""
 
     messages: dict[str, bytes] = field(default_factory=dict)
     retrieved: list[str] = field(default_factory=list)
     screened: list[str] = field(default_factory=list)  # the messages asked for their headers (TOP)
     expected: list[str] = field(default_factory=list)  # the headers announced as asked next
+    listed_subjects: bool = False  # the listing gives each message's subject (as Graph's does)
     fail_retrieve: set[str] = field(default_factory=set)
     break_retrieve: set[str] = field(default_factory=set)
 
@@ -57,12 +61,20 @@ class FakeSession:
     marked: set[str] = field(default_factory=set)
 
     def messages(self) -> list[MessageRef]:
+        if self.box.listed_subjects:
+            return [
+                MessageRef(n, 0, uid, subject=parse_headers(self._header_block(uid)).subject)
+                for n, uid in enumerate(self.uids, start=1)
+            ]
         return [MessageRef(n, len(self.box.messages[uid]), uid) for n, uid in enumerate(self.uids, start=1)]
 
     def headers(self, number: int) -> bytes:
-        self.box.screened.append(self.uids[number - 1])
-        raw = self.box.messages[self.uids[number - 1]]
-        return raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+        uid = self.uids[number - 1]
+        self.box.screened.append(uid)
+        return self._header_block(uid)
+
+    def _header_block(self, uid: str) -> bytes:
+        return self.box.messages[uid].split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
 
     def expect_headers(self, number: int) -> None:
         self.box.expected.append(self.uids[number - 1])

@@ -291,3 +291,199 @@ def test_smtp_oauth2_is_a_kind_of_smtp_auth_and_sends_as_a_mailbox() -> None:
     channel = load_channel({**item, "smtp_auth": True, "smtp_username": "box@acme.example"})
     assert (channel.pop3_login, channel.smtp_oauth, channel.smtp_password_secret) == ("password", True, None)
     assert channel.oauth_client is not None
+
+
+# ---------------------------------------------------------------- Microsoft Graph (issue 22)
+
+MICROSOFT: dict[str, Any] = {
+    "oauth_provider": "microsoft",
+    "oauth_tenant": "contoso.onmicrosoft.com",
+    "oauth_client_id": "00000000-1111-2222-3333-444444444444",
+    "oauth_secret": "lettershop/acme/oauth",
+}
+GRAPH: dict[str, Any] = {
+    "channel_id": "acme-graph",
+    "subject_keyword": "LetterShop",
+    "mailbox_protocol": "graph",
+    "graph_mailbox": "lettershop@contoso.example",
+    "sender_address": "lettershop@contoso.example",
+    "reply_via": "graph",
+    **MICROSOFT,
+}
+
+
+def test_a_channel_reads_pop3_unless_it_says_graph() -> None:
+    channel = load_channel(MINIMAL)
+
+    assert (channel.mailbox_protocol, channel.uses_graph, channel.graph_client) == ("pop3", False, None)
+
+
+def test_a_graph_channel_needs_no_pop3_attribute_and_gets_a_graph_token() -> None:
+    channel = load_channel(GRAPH)
+
+    assert (channel.mailbox_protocol, channel.reply_via, channel.save_to_sent_items) == (
+        "graph",
+        "graph",
+        True,
+    )
+    assert (channel.pop3_host, channel.pop3_username, channel.oauth_client) == (None, None, None)
+    client = channel.graph_client
+    assert client is not None
+    assert client.token_url == "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+    assert client.scope == "https://graph.microsoft.com/.default"
+    assert (client.client_id, client.secret) == (
+        "00000000-1111-2222-3333-444444444444",
+        "lettershop/acme/oauth",
+    )
+
+
+def test_a_national_cloud_or_the_local_server_has_its_own_service_root_and_scope() -> None:
+    channel = load_channel(GRAPH | {"graph_endpoint": "https://Graph.Microsoft.US/v1.0/"})
+
+    assert channel.graph_endpoint == "https://Graph.Microsoft.US/v1.0"
+    assert channel.graph_scope == "https://graph.microsoft.us/.default"
+    assert load_channel(GRAPH | {"graph_endpoint": "https://127.0.0.1:8443/v1.0"}).graph_scope == (
+        "https://127.0.0.1:8443/.default"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://graph.microsoft.com/v1.0",
+        "graph.microsoft.com",
+        "https://u@evil.example/v1.0",
+        "https://g.example/v1.0?x=1",
+    ],
+)
+def test_the_graph_endpoint_is_an_https_service_root(url: str) -> None:
+    assert (
+        "is not the https:// service root" in errors_of(**GRAPH | {"graph_endpoint": url})["graph_endpoint"]
+    )
+
+
+def test_pop3_host_and_username_are_still_required_for_a_pop3_mailbox_named_by_attribute() -> None:
+    errors = errors_of(**{k: v for k, v in MINIMAL.items() if k not in ("pop3_host", "pop3_username")})
+
+    assert errors["pop3_host"] == "Field required when mailbox_protocol is pop3 (the default)"
+    assert errors["pop3_username"] == "Field required when mailbox_protocol is pop3 (the default)"
+    # an invalid protocol is reported once, not also as missing POP3 attributes
+    assert set(errors_of(**GRAPH | {"mailbox_protocol": "imap"})) == {"mailbox_protocol"}
+
+
+def test_a_graph_mailbox_needs_graph_mailbox() -> None:
+    assert (
+        "graph_mailbox (the user principal name or id of the mailbox) is required "
+        "when mailbox_protocol is graph"
+        in str(errors_of(**{k: v for k, v in GRAPH.items() if k != "graph_mailbox"}))
+    )
+
+
+@pytest.mark.parametrize(
+    "pop3",
+    [
+        {"pop3_password_secret": "lettershop/acme/pop3"},
+        {"pop3_security": "starttls"},
+        {"pop3_host": "outlook.office365.com", "pop3_login": "oauth2"},
+    ],
+)
+def test_a_graph_mailbox_refuses_a_pop3_login(pop3: dict[str, str]) -> None:
+    problem = str(errors_of(**GRAPH | pop3))
+
+    assert f"{', '.join(pop3)}: not used when mailbox_protocol is graph" in problem
+    assert "remove them" in problem
+
+
+@pytest.mark.parametrize("provider", [None, "google", "generic"])
+def test_graph_takes_a_microsoft_client_only(provider: str | None) -> None:
+    item = GRAPH | {"oauth_provider": provider, "oauth_token_url": "https://idp.example/token"}
+
+    assert "mailbox_protocol graph needs oauth_provider microsoft" in str(errors_of(**item))
+    assert "reply_via graph needs oauth_provider microsoft" in str(
+        errors_of(
+            **MINIMAL
+            | {"reply_via": "graph", "graph_mailbox": "box@contoso.example", "oauth_provider": provider}
+        )
+    )
+
+
+def test_a_graph_channel_names_each_missing_part_of_its_microsoft_client() -> None:
+    item = GRAPH | {"oauth_tenant": None, "oauth_secret": None}
+
+    assert "oauth_secret and oauth_tenant are required when oauth_provider is microsoft" in str(
+        errors_of(**item)
+    )
+
+
+def test_reply_via_graph_for_a_pop3_mailbox_sends_as_graph_mailbox() -> None:
+    item = MINIMAL | {"reply_via": "graph", **MICROSOFT}
+    assert "graph_mailbox (the mailbox replies are sent as) is required when reply_via is graph" in str(
+        errors_of(**item)
+    )
+
+    channel = load_channel(item | {"graph_mailbox": "box@contoso.example", "save_to_sent_items": False})
+
+    assert (channel.mailbox_protocol, channel.reply_via, channel.save_to_sent_items) == (
+        "pop3",
+        "graph",
+        False,
+    )
+    assert channel.graph_client is not None
+    assert channel.oauth_client is None  # the POP3 login is a password: no XOAUTH2 client
+
+
+def test_a_pop3_oauth_login_and_graph_replies_share_the_client_with_two_scopes() -> None:
+    item = MICROSOFT_POP3 | {"reply_via": "graph", "graph_mailbox": "box@contoso.example"}
+
+    channel = load_channel(item)
+
+    assert channel.oauth_client is not None
+    assert channel.graph_client is not None
+    assert channel.oauth_client.scope == "https://outlook.office365.com/.default"
+    assert channel.graph_client.scope == "https://graph.microsoft.com/.default"
+    assert channel.graph_client.token_url == channel.oauth_client.token_url
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"graph_mailbox": "box@contoso.example"}, {"graph_endpoint": "https://graph.microsoft.us/v1.0"}],
+)
+def test_graph_settings_on_a_channel_without_graph_are_refused(setting: dict[str, str]) -> None:
+    assert f"{next(iter(setting))}: used only when mailbox_protocol or reply_via is graph" in str(
+        errors_of(**MINIMAL | setting)
+    )
+
+
+def test_save_to_sent_items_belongs_to_reply_via_graph() -> None:
+    assert "save_to_sent_items: used only when reply_via is graph" in str(
+        errors_of(**GRAPH | {"reply_via": "ses", "save_to_sent_items": False})
+    )
+    assert load_channel(GRAPH | {"reply_via": "ses"}).reply_via == "ses"
+
+
+def test_a_graph_mailbox_may_reply_by_smtp_with_its_own_rules() -> None:
+    item = GRAPH | {"reply_via": "smtp"}
+    assert "smtp_host is required when reply_via is smtp" in str(errors_of(**item))
+
+    channel = load_channel(item | {"smtp_host": "smtp.operator.example"})
+
+    assert (channel.reply_via, channel.smtp_host) == ("smtp", "smtp.operator.example")
+
+
+def test_the_rules_are_reported_also_when_another_attribute_is_wrong() -> None:
+    errors = errors_of(
+        **{k: v for k, v in GRAPH.items() if k != "graph_mailbox"} | {"poll_interval_minutes": 0}
+    )
+
+    assert "poll_interval_minutes" in errors
+    assert "graph_mailbox (the user principal name or id of the mailbox) is required" in errors["item"]
+
+
+@pytest.mark.parametrize(
+    "item", [MINIMAL, GRAPH, MICROSOFT_POP3 | {"reply_via": "graph", "graph_mailbox": "b@c.example"}]
+)
+def test_a_dumped_channel_with_every_default_written_is_still_valid(item: dict[str, Any]) -> None:
+    """The rules refuse a setting the channel would not use, not a default written out."""
+    channel = load_channel(item)
+
+    assert load_channel(channel.model_dump()) == channel

@@ -65,6 +65,29 @@ def test_the_example_is_a_valid_inactive_channel_with_every_usual_attribute() ->
     assert warnings_for(channel) == []
 
 
+def test_the_graph_example_is_a_valid_graph_channel_without_pop3_or_smtp_attributes() -> None:
+    item = example_item(graph=True)
+
+    channel = load_channel(item)
+
+    assert (channel.mailbox_protocol, channel.reply_via) == ("graph", "graph")
+    assert channel.save_to_sent_items is True
+    assert not [name for name in item if name.startswith(("pop3_", "smtp_"))]
+    assert warnings_for(channel) == []
+    result = CliRunner().invoke(app, ["channel", "example", "--graph"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == item
+
+
+def test_a_graph_reply_from_another_address_is_warned_about() -> None:
+    channel = load_channel(example_item(graph=True) | {"sender_address": "orders@acme-mail.example"})
+
+    assert warnings_for(channel) == [
+        "sender_address orders@acme-mail.example is not graph_mailbox lettershop@acme-mail.example: "
+        "Exchange sends a reply From another address only when the mailbox has Send As permission for it"
+    ]
+
+
 def test_an_item_file_may_be_plain_json_or_dynamodb_json(tmp_path: Path) -> None:
     plain = {
         "channel_id": "acme",

@@ -397,3 +397,44 @@ def test_a_message_is_deleted_only_after_its_replied_record(world: World) -> Non
     assert len(replied) == 3
     for digest in replied:
         assert events.index(f"replied {digest}") < events.index(f"dele {digest}")
+
+
+# ----------------------------------------------- a listing with subjects and no sizes (Graph, issue 22)
+
+
+def test_a_listed_subject_screens_foreign_mail_out_without_a_request_of_its_own(world: World) -> None:
+    world.mailbox.listed_subjects = True
+    world.mailbox.deliver("foreign", partner_mail(subject="Invoice November"))
+    world.mailbox.deliver("ours", partner_mail())
+
+    first = world.poll()
+    again = world.poll()
+
+    assert (first["seen"], first["recognized"], first["processed"]) == (2, 1, 1)
+    assert world.mailbox.screened == ["ours"]  # the foreign one: neither headers nor body read
+    assert world.mailbox.retrieved == ["ours"]
+    assert list(world.mailbox.messages) == ["foreign"]
+    assert (again["seen"], again["recognized"]) == (0, 0)  # remembered as foreign: not looked at
+    assert world.mailbox.screened == ["ours"]
+
+
+def test_without_a_listed_size_the_cap_applies_to_the_bytes_downloaded(world: World) -> None:
+    world.mailbox.listed_subjects = True
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+
+    result = world.poll(make_channel(max_message_bytes=len(raw) - 1))
+
+    assert (result["rejected"], result["processed"], result["deleted"]) == (1, 0, 1)
+    [key] = world.archive.keys("quarantine/")
+    assert world.archive.objects[key] == raw
+    assert "larger than max_message_bytes" in str(world.archive.reasons[key]["reason"])
+    assert world.replies.sent == []
+
+
+def test_a_message_the_listing_sizes_at_the_cap_is_still_taken(world: World) -> None:
+    world.mailbox.listed_subjects = True
+    raw = partner_mail()
+    world.mailbox.deliver("u1", raw)
+
+    assert world.poll(make_channel(max_message_bytes=len(raw)))["processed"] == 1

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from app.root import password_secrets, pop3_account, smtp_account
+from adapters.graph import GraphMailbox
+from adapters.graph_send import GraphReplySender
+from app.root import AwsRoot, password_secrets, pop3_account, smtp_account
+from app.warm import WarmState
+from domain.errors import ChannelFailure
+from settings import PollSettings
 from tests.unit.fakes import make_channel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +83,63 @@ def test_the_check_tries_exactly_the_password_secrets_the_logins_read(
     assert read - {None} == {f"{setting}:{secret_id}" for _, secret_id, setting in expected}
 
 
+SETTINGS = PollSettings(
+    channels_table="channels", state_table="state", scripts_bucket="scripts", archive_bucket="archive"
+)
+GRAPH_MAILBOX = {
+    "mailbox_protocol": "graph",
+    "graph_mailbox": "lettershop@contoso.example",
+    "pop3_host": None,
+    "pop3_username": None,
+    "pop3_password_secret": None,
+}
+
+
+def test_a_graph_mailbox_is_read_through_graph_with_the_graph_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # clients are made, no request is sent
+    channel = make_channel(**OAUTH | GRAPH_MAILBOX)
+
+    mailbox = AwsRoot(SETTINGS, warm=WarmState()).ports(channel).mailbox
+
+    assert isinstance(mailbox, GraphMailbox)
+    assert password_secrets(channel) == []
+    with pytest.raises(ChannelFailure, match="not read over POP3"):
+        pop3_account(channel)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        OAUTH | GRAPH_MAILBOX | {"reply_via": "graph"},
+        OAUTH | {"reply_via": "graph", "graph_mailbox": "lettershop@contoso.example"},
+    ],
+)
+def test_reply_via_graph_sends_through_graph_as_graph_mailbox(
+    changes: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # clients are made, no request is sent
+    channel = make_channel(**changes)
+
+    replies = AwsRoot(SETTINGS, warm=WarmState()).ports(channel).replies
+
+    assert isinstance(replies, GraphReplySender)
+    assert [s.setting for s in password_secrets(channel)] == (
+        [] if channel.mailbox_protocol == "graph" else ["pop3_password_secret"]
+    )
+
+
+def test_save_to_sent_items_false_stops_the_poll_before_the_mailbox_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    channel = make_channel(**OAUTH | GRAPH_MAILBOX | {"reply_via": "graph", "save_to_sent_items": False})
+
+    with pytest.raises(ChannelFailure, match="not built yet") as failed:
+        AwsRoot(SETTINGS, warm=WarmState()).ports(channel)
+
+    assert failed.value.setting == "save_to_sent_items"
+
+
 def imports_of(path: Path) -> Iterator[str]:
     """Every module ``path`` imports, at its top or inside a function (``from a import b`` imports
     ``a.b`` when that is a module)."""
@@ -140,7 +202,8 @@ def test_the_command_line_assembles_no_ports_of_its_own() -> None:
     wired = {
         "DryRunMailbox", "DryRunArchive", "OverlayLedger", "PlaceholderSerials", "GrantedLease",
         "UnlimitedReplies", "ReadOnlyMemory", "RecordingReplySender", "ReplayMailbox", "ReplayMemory",
-        "Pop3Mailbox", "Pop3Account", "pop3_account", "Ports",
+        "Pop3Mailbox", "Pop3Account", "pop3_account", "Ports", "GraphMailbox", "GraphAccount",
+        "GraphReplySender", "graph_account",
     }  # fmt: skip
     built = {path.name: sorted(names_imported(path) & wired) for path in sorted((ROOT / "cli").rglob("*.py"))}
 
