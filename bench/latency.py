@@ -39,7 +39,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from functools import partial
 from typing import Any
@@ -50,6 +49,7 @@ from bench.polls import (
     Handler,
     Poll,
     Pop3Login,
+    bare_reply,
     between_heartbeats,
     failed,
     guarded,
@@ -178,21 +178,6 @@ class Bare:
                     pop.dele(number)
         pop.quit()
         return int(count)
-
-
-def bare_reply(raw: bytes) -> EmailMessage:
-    message = message_from_bytes(raw, policy=policy.default)
-    reply = EmailMessage()
-    reply["From"] = "lettershop@operator.example"
-    reply["To"] = str(message["From"])
-    reply["Subject"] = f"Re: {message['Subject']}"
-    reply["In-Reply-To"] = str(message["Message-ID"])
-    reply.set_content("Your import was processed; the export is attached.")
-    for part in message.iter_attachments():
-        data = part.get_payload(decode=True)
-        assert isinstance(data, bytes)
-        reply.add_attachment(data, maintype="text", subtype="csv", filename=f"export_{part.get_filename()}")
-    return reply
 
 
 def import_mail() -> bytes:

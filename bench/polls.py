@@ -173,6 +173,22 @@ def bare_uidl(login: Pop3Login) -> None:
     client.quit()
 
 
+def bare_reply(raw: bytes) -> EmailMessage:
+    """What the bare client answers: the import files back as CSV attachments, no ledger, no archive."""
+    message = message_from_bytes(raw, policy=policy.default)
+    reply = EmailMessage()
+    reply["From"] = "lettershop@operator.example"
+    reply["To"] = str(message["From"])
+    reply["Subject"] = f"Re: {message['Subject']}"
+    reply["In-Reply-To"] = str(message["Message-ID"])
+    reply.set_content("Your import was processed; the export is attached.")
+    for part in message.iter_attachments():
+        data = part.get_payload(decode=True)
+        assert isinstance(data, bytes)
+        reply.add_attachment(data, maintype="text", subtype="csv", filename=f"export_{part.get_filename()}")
+    return reply
+
+
 def bare_drain(login: Pop3Login, stack: LocalStack) -> int:
     """RETR, parse with ``email``, answer with the attachment over one SMTP session (STARTTLS + AUTH,
     the server the channel replies through), DELE; QUIT. Returns the number of messages."""
@@ -184,18 +200,7 @@ def bare_drain(login: Pop3Login, stack: LocalStack) -> int:
         smtp.login(stack.smtp_user, stack.smtp_password)
         for number in range(1, count + 1):
             _, lines, _ = pop.retr(number)
-            message = message_from_bytes(b"\r\n".join(lines), policy=policy.default)
-            reply = EmailMessage()
-            reply["From"] = "lettershop@operator.example"
-            reply["To"] = str(message["From"])
-            reply["Subject"] = f"Re: {message['Subject']}"
-            reply["In-Reply-To"] = str(message["Message-ID"])
-            reply.set_content("Your import was processed; the export is attached.")
-            for part in message.iter_attachments():
-                data = part.get_payload(decode=True)
-                assert isinstance(data, bytes)
-                name = f"export_{part.get_filename()}"
-                reply.add_attachment(data, maintype="text", subtype="csv", filename=name)
+            reply = bare_reply(b"\r\n".join(lines))
             smtp.send_message(reply)
             pop.dele(number)
     pop.quit()

@@ -45,10 +45,10 @@ from email.parser import BytesParser
 from typing import Any, Literal
 
 from flask import Flask, Response, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from devstack.server import LocalServer
-from devstack.tls import HOST, TlsFiles, server_context
+from devstack.tls import HOST, TlsFiles
+from devstack.wsgi import ThreadedWsgi
 
 READ_ROLE = "Mail.ReadWrite"
 SEND_ROLE = "Mail.Send"
@@ -167,11 +167,6 @@ class GraphError(Exception):
         self.headers = headers or {}
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 class GraphServer(LocalServer):
     """The Graph-shaped server; ``introspect(token)`` asks the authorization server (RFC 7662)."""
 
@@ -188,35 +183,15 @@ class GraphServer(LocalServer):
         self._requests: list[GraphRequest] = []
         self._sent: list[SentMail] = []
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = ThreadedWsgi("graph-server")
 
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("graph server already started")
-        server = make_server(
-            HOST,
-            0,
-            self._app(),
-            threaded=True,
-            request_handler=_QuietHandler,
-            ssl_context=server_context(self.tls),
-        )
-        self.port = server.server_port
-        thread = threading.Thread(target=server.serve_forever, name="graph-server", daemon=True)
-        thread.start()
-        self._server, self._thread = server, thread
+        self.port = self._http.start(self._app(), self.tls)
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._http.stop()
 
     @property
     def origin(self) -> str:

@@ -47,10 +47,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from joserfc.jwk import RSAKey
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from devstack.server import LocalServer
-from devstack.tls import HOST, TlsFiles, server_context
+from devstack.tls import HOST, TlsFiles
+from devstack.wsgi import ThreadedWsgi
 
 MS_TOKEN_PATH = "/<tenant>/oauth2/v2.0/token"
 
@@ -172,13 +172,6 @@ class _Store:
     requests: list[TokenRequest] = field(default_factory=list)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log on stderr (werkzeug's default)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 class AuthorizationServer(LocalServer):
     """authlib's Flask authorization server, served by werkzeug over TLS in a thread."""
 
@@ -192,41 +185,21 @@ class AuthorizationServer(LocalServer):
         self.resource_secret = secrets.token_urlsafe(16)
         self._store = _Store()
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = ThreadedWsgi("oauth-server")
         self.port = 0
 
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("authorization server already started")
         self._add(RegisteredClient(self.resource_id, self.resource_secret, frozenset(), "", True))
-        server = make_server(
-            HOST,
-            0,
-            self._app(),
-            threaded=True,
-            request_handler=_QuietHandler,
-            ssl_context=server_context(self.tls),
-        )
-        self.port = server.server_port
-        thread = threading.Thread(target=server.serve_forever, name="oauth-server", daemon=True)
-        thread.start()
-        self._server, self._thread = server, thread
+        self.port = self._http.start(self._app(), self.tls)
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._http.stop()
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._http.running
 
     # -------------------------------------------------------------- addresses
 
