@@ -12,6 +12,7 @@ import contextlib
 import grp
 import itertools
 import os
+import poplib
 import pwd
 import re
 import shutil
@@ -463,6 +464,24 @@ timeout_msecs = 5000
                     with contextlib.suppress(FileNotFoundError):
                         messages.append(moved[0].read_bytes())
         return messages
+
+    def wait_until_released(self, user: str, password: str, timeout: float = 5.0) -> None:
+        """Until a POP3 login of ``user`` is no longer refused as ``[IN-USE]``: a session whose
+        connection was cut keeps the mailbox's lock until Dovecot has noticed (a test that polls
+        again at once would otherwise race that)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            client = poplib.POP3(HOST, self.pop3_port, timeout=timeout)
+            try:
+                client.user(user)
+                client.pass_(password)
+                client.quit()
+                return
+            except poplib.error_proto as error:
+                client.close()
+                if b"IN-USE" not in error.args[0] or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
 
     def log_text(self) -> str:
         """Everything Dovecot logged so far (plus anything it printed before logging was up)."""

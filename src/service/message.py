@@ -97,7 +97,9 @@ class MessageSettler:
             logger.debug("not a LetterShop message (its listed subject); left on the server untouched")
             return Handled.FOREIGN
         headers = None
-        if not channel.exclusive_account:  # screened before download: never RETR a colleague's mail
+        # Screened before download on a shared account (never RETR a colleague's mail), unless the
+        # listing's subject already did (Graph): then the headers come with the download.
+        if not channel.exclusive_account and ref.subject is None:
             try:
                 headers = parse_headers(self.session.headers(ref.number))
             except TransientError as error:

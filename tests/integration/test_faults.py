@@ -306,6 +306,7 @@ def test_connection_cut_in_the_middle_of_retr_fails_the_poll_and_loses_nothing(
     assert archive_keys(stack.endpoint_url, stack, "") == []
 
     proxy.reset()
+    stack.dovecot.wait_until_released(*mailbox)  # the cut session's lock, not the poll's business
 
     assert counts(invoke_poll(EVENT)) == (1, 1, 1, 0, 0, 0, 1)
     [mail] = stack.smtp.wait_for(1)
