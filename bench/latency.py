@@ -51,6 +51,7 @@ from bench.polls import (
     Pop3Login,
     bare_reply,
     between_heartbeats,
+    drained,
     failed,
     guarded,
     local_stack,
@@ -291,12 +292,7 @@ def drain(stack: LocalStack, handler: Handler, ours_box: str, bare: Bare, label:
     clear_ledger(stack)
     for _ in range(DRAIN_MESSAGES):
         stack.dovecot.deliver(ours_box, import_mail())
-    before = len(stack.smtp.received)
-    run = handler.poll("lat-drain")
-    replied = len(stack.smtp.received) - before
-    problem = run.counts(processed=DRAIN_MESSAGES, deleted=DRAIN_MESSAGES)
-    if replied != DRAIN_MESSAGES:
-        problem = f"{replied} replies sent, not {DRAIN_MESSAGES}; " + (problem or "")
+    run, problem = drained(stack, handler, "lat-drain", DRAIN_MESSAGES)
     for _ in range(DRAIN_MESSAGES):
         stack.dovecot.deliver(bare.pop3.user, import_mail())
     bare_s = timed(bare.drain)

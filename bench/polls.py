@@ -446,6 +446,17 @@ def cold_start() -> bool:
     )
 
 
+def drained(stack: LocalStack, handler: Handler, channel_id: str, messages: int) -> tuple[Poll, str | None]:
+    """One poll that must process, answer and delete ``messages``: the poll, and what went otherwise."""
+    before = len(stack.smtp.received)
+    run = handler.poll(channel_id)
+    replied = len(stack.smtp.received) - before
+    problem = run.counts(processed=messages, deleted=messages)
+    if replied != messages:
+        problem = f"{replied} replies sent, not {messages}; " + (problem or "")
+    return run, problem
+
+
 def drain(stack: LocalStack, handler: Handler) -> bool:
     """Figures 5 and 6: 100 small imports processed and answered in one warm poll."""
     mailbox = stack.new_mailbox("drain")
@@ -453,12 +464,7 @@ def drain(stack: LocalStack, handler: Handler) -> bool:
     handler.poll("bench-drain")  # warm: this channel's secrets and clients
     for number in range(DRAIN_MESSAGES):
         stack.dovecot.deliver(mailbox[0], partner_mail(attachments=[(f"orders-{number}.csv", DRAIN_IMPORT)]))
-    replies_before = len(stack.smtp.received)
-    run = handler.poll("bench-drain")
-    replied = len(stack.smtp.received) - replies_before
-    problem = run.counts(processed=DRAIN_MESSAGES, deleted=DRAIN_MESSAGES)
-    if replied != DRAIN_MESSAGES:
-        problem = f"{replied} replies sent, not {DRAIN_MESSAGES}; " + (problem or "")
+    run, problem = drained(stack, handler, "bench-drain", DRAIN_MESSAGES)
 
     bare_box = stack.new_mailbox("bare")
     for number in range(DRAIN_MESSAGES):

@@ -39,30 +39,26 @@ def smtp_turns_per_reply(
     return (turns[1] - turns[0]) // 2
 
 
-def test_a_reply_through_a_relay_offering_pipelining_takes_two_round_trips(
+@pytest.mark.parametrize(
+    "case",
+    [
+        (True, 2),  # MAIL+RCPT+DATA in one write, then the data; no NOOP before it
+        (False, 4),  # MAIL, RCPT, DATA, the data: as smtplib's sendmail, and nothing more
+    ],
+)
+def test_a_reply_takes_two_round_trips_through_a_relay_offering_pipelining_and_four_without(
     stack: LocalStack,
     mailbox: tuple[str, str],
     proxy_to: Callable[[int], TcpProxy],
     relay_with: Callable[..., SmtpServer],
+    case: tuple[bool, int],
 ) -> None:
-    relay = relay_with(pipelining=True)
+    pipelining, round_trips = case
+    relay = relay_with(pipelining=pipelining)
 
     per_reply = smtp_turns_per_reply(stack, mailbox, proxy_to(relay.port), relay)
 
-    assert per_reply == 2  # MAIL+RCPT+DATA in one write, then the data; no NOOP before it
-
-
-def test_a_reply_through_a_relay_without_pipelining_takes_four_round_trips_and_no_noop(
-    stack: LocalStack,
-    mailbox: tuple[str, str],
-    proxy_to: Callable[[int], TcpProxy],
-    relay_with: Callable[..., SmtpServer],
-) -> None:
-    relay = relay_with(pipelining=False)
-
-    per_reply = smtp_turns_per_reply(stack, mailbox, proxy_to(relay.port), relay)
-
-    assert per_reply == 4  # MAIL, RCPT, DATA, the data: as smtplib's sendmail, and nothing more
+    assert per_reply == round_trips
 
 
 def pop3_turns_per_message(stack: LocalStack, mailbox: tuple[str, str], proxy: TcpProxy, **item: Any) -> int:
